@@ -1,0 +1,34 @@
+// CPU backend (OpenBLAS + OpenMP), fp32 only. Each function implements one entry of
+// the ops table in core/ops.h and keeps its conventions (backward accumulates).
+#pragma once
+#include "core/ops.h"
+
+namespace gpt::cpu {
+
+void check_f32(const Tensor& t, const char* op, const char* arg);
+
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                       const Tensor& weight, const Tensor& bias);
+void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                        const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd);
+void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
+void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight);
+void gelu_forward(Tensor& out, const Tensor& inp);
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH);
+void add(Tensor& out, const Tensor& a, const Tensor& b);
+void accumulate(Tensor& dst, const Tensor& src);
+void scale(Tensor& x, float s);
+double sum_squares(const Tensor& x);
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss);
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
+
+}  // namespace gpt::cpu

@@ -1,0 +1,64 @@
+// Assembles the CPU ops table; memory is plain 64-byte-aligned host memory.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace gpt {
+namespace cpu {
+
+void check_f32(const Tensor& t, const char* op, const char* arg) {
+  if (t.dtype != DType::F32 || t.device != Device::CPU)
+    fail(std::string(op) + ": argument '" + arg + "' must be an f32 CPU tensor, got " +
+         dtype_name(t.dtype) + " on " + device_name(t.device));
+}
+
+static void* host_alloc(size_t bytes) {
+  // Round up: aligned_alloc requires a multiple of the alignment.
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!p) fail("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  return p;
+}
+static void host_free(void* p) { std::free(p); }
+static void host_zero(void* p, size_t n) { std::memset(p, 0, n); }
+static void host_copy(void* d, const void* s, size_t n) { std::memcpy(d, s, n); }
+static void host_sync() {}
+
+}  // namespace cpu
+
+const Ops& cpu_ops() {
+  static const Ops table = [] {
+    Ops t{};
+    t.name = "cpu";
+    t.alloc = cpu::host_alloc;
+    t.free = cpu::host_free;
+    t.memset_zero = cpu::host_zero;
+    t.copy_to_host = cpu::host_copy;
+    t.copy_from_host = cpu::host_copy;
+    t.copy_device = cpu::host_copy;
+    t.synchronize = cpu::host_sync;
+    t.encoder_forward = cpu::encoder_forward;
+    t.encoder_backward = cpu::encoder_backward;
+    t.layernorm_forward = cpu::layernorm_forward;
+    t.layernorm_backward = cpu::layernorm_backward;
+    t.matmul_forward = cpu::matmul_forward;
+    t.matmul_backward = cpu::matmul_backward;
+    t.gelu_forward = cpu::gelu_forward;
+    t.gelu_backward = cpu::gelu_backward;
+    t.attention_forward = cpu::attention_forward;
+    t.attention_backward = cpu::attention_backward;
+    t.add = cpu::add;
+    t.accumulate = cpu::accumulate;
+    t.scale = cpu::scale;
+    t.cross_entropy_forward = cpu::cross_entropy_forward;
+    t.cross_entropy_backward = cpu::cross_entropy_backward;
+    t.adamw_update = cpu::adamw_update;
+    t.sum_squares = cpu::sum_squares;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace gpt

@@ -1,0 +1,61 @@
+// Softmax cross-entropy over the vocabulary. Backward rebuilds the softmax from the
+// logits in place, so no probability matrix is ever stored beside the logits.
+#include <cmath>
+
+#include "core/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace gpt::cpu {
+
+static float row_logsumexp(const float* z, int64_t V) {
+  float mx = z[0];
+  for (int64_t v = 1; v < V; ++v) mx = z[v] > mx ? z[v] : mx;
+  double sum = 0.0;
+  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(z[v] - mx));
+  return mx + float(std::log(sum));
+}
+
+static void check_targets(const Tensor& targets, int64_t V) {
+  const int32_t* t = targets.i32();
+  for (int64_t n = 0; n < targets.numel(); ++n)
+    if (t[n] >= V)
+      fail("target token id " + std::to_string(t[n]) + " at position " + std::to_string(n) +
+           " is outside the vocabulary [0, " + std::to_string(V) + ")");
+}
+
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
+  check_f32(logits, "cross_entropy_forward", "logits");
+  const int64_t V = logits.dim(-1), N = logits.numel() / V;
+  check_targets(targets, V);
+  const float* z = logits.f32();
+  const int32_t* t = targets.i32();
+  float* l = losses.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* zr = z + size_t(n) * V;
+    l[n] = t[n] < 0 ? 0.f : row_logsumexp(zr, V) - zr[t[n]];
+  }
+}
+
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss) {
+  const int64_t V = logits.dim(-1), N = logits.numel() / V;
+  check_targets(targets, V);
+  const float* z = logits.f32();
+  const int32_t* t = targets.i32();
+  float* dz = dlogits.f32();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* zr = z + size_t(n) * V;
+    float* dr = dz + size_t(n) * V;
+    if (t[n] < 0) {
+      for (int64_t v = 0; v < V; ++v) dr[v] = 0.f;
+      continue;
+    }
+    float lse = row_logsumexp(zr, V);
+    for (int64_t v = 0; v < V; ++v) dr[v] = dloss * std::exp(zr[v] - lse);
+    dr[t[n]] -= dloss;
+  }
+}
+
+}  // namespace gpt::cpu

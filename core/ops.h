@@ -1,0 +1,96 @@
+// The ops table: every numeric operation the model and optimizer need, declared once
+// with forward and backward, implemented per backend (core/cpu, core/cuda). Layers call
+// ops_for(device) and never a backend directly, so layer code is the same on CPU and GPU.
+//
+// Dimension letters: B batch, T time, C channels, NH heads, HS = C/NH head size,
+// N rows (B*T flattened), OC output channels, V vocabulary.
+//
+// Conventions every backend keeps:
+//  * Backward ops ACCUMULATE (+=) into every gradient they produce, parameters and
+//    inputs alike, so residual streams and micro-batch accumulation need no copies.
+//    The one exception is cross_entropy_backward, which overwrites (its output may
+//    alias the logits).
+//  * An optional argument is passed as nullptr (a Tensor* that may be null).
+//  * Linear weights are [OC, C] (PyTorch's layout); out = inp @ weight^T + bias.
+//  * Activations may be F32 or BF16 on backends that support BF16; parameters given
+//    to adamw_update are always F32 master copies.
+//  * Every op is asynchronous on the backend's compute stream; synchronize() waits.
+#pragma once
+#include <cstdint>
+#include "core/tensor.h"
+
+namespace gpt {
+
+struct AdamWArgs {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  // 1-based, for bias correction
+};
+
+struct Ops {
+  const char* name;
+
+  // Memory, on this backend's device.
+  void* (*alloc)(size_t bytes);
+  void (*free)(void* ptr);
+  void (*memset_zero)(void* ptr, size_t bytes);
+  void (*copy_to_host)(void* host_dst, const void* src, size_t bytes);
+  void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);
+  void (*copy_device)(void* dst, const void* src, size_t bytes);
+  void (*synchronize)();
+
+  // out[B,T,C] = wte[tokens[b,t]] + wpe[t].   tokens: I32 [B,T]; wpe: [maxT, C].
+  void (*encoder_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
+  // Deterministic: the same tokens give bit-identical dwte on every run.
+  void (*encoder_backward)(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+
+  // out[N,C] = (inp - mean) * rstd * weight + bias; saves mean[N] and rstd[N] (F32).
+  void (*layernorm_forward)(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                            const Tensor& weight, const Tensor& bias);
+  void (*layernorm_backward)(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                             const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                             const Tensor& rstd);
+
+  // out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ bias[OC]).
+  void (*matmul_forward)(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
+  // dinp may be null (first layer needs no input gradient); dbias null when no bias.
+  void (*matmul_backward)(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                          const Tensor& inp, const Tensor& weight);
+
+  // GELU, tanh approximation (GPT-2's): elementwise over any shape.
+  void (*gelu_forward)(Tensor& out, const Tensor& inp);
+  void (*gelu_backward)(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+
+  // Causal self-attention over packed qkv[B,T,3C] (q | k | v, heads contiguous in C).
+  // out[B,T,C]; lse[B,NH,T] (F32) is the log-sum-exp of each softmax row, saved so
+  // backward can rebuild probabilities without storing the T x T matrix.
+  void (*attention_forward)(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
+  void (*attention_backward)(Tensor& dqkv, const Tensor& dout, const Tensor& out,
+                             const Tensor& lse, const Tensor& qkv, int NH);
+
+  // out = a + b (residual forward); dst += src (residual backward, grad accumulation).
+  void (*add)(Tensor& out, const Tensor& a, const Tensor& b);
+  void (*accumulate)(Tensor& dst, const Tensor& src);
+  void (*scale)(Tensor& x, float s);
+
+  // losses[N] (F32) = logsumexp(logits[n]) - logits[n, targets[n]]; targets I32 [N].
+  // A target < 0 is ignored (loss 0, no gradient).
+  void (*cross_entropy_forward)(Tensor& losses, const Tensor& logits, const Tensor& targets);
+  // dlogits = dloss * (softmax(logits) - onehot(targets)); overwrites; may alias logits.
+  void (*cross_entropy_backward)(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                                 float dloss);
+
+  // Decoupled-weight-decay Adam over one flat range (param F32, grad F32, m, v F32).
+  void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                       const AdamWArgs& args);
+  // sum(x^2) accumulated in double, returned on the host (synchronizes).
+  double (*sum_squares)(const Tensor& x);
+};
+
+const Ops& ops_for(Device device);
+bool device_available(Device device);
+
+// Backends register themselves; the CPU table always exists.
+const Ops& cpu_ops();
+const Ops* cuda_ops_or_null();  // null when built without CUDA or no GPU is present
+
+}  // namespace gpt
