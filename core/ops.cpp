@@ -16,7 +16,7 @@ bool device_available(Device device) {
   return device == Device::CPU || cuda_ops_or_null() != nullptr;
 }
 
-#ifndef GPT_WITH_CUDA
+#ifndef GPT_CUDA_BACKEND  // defined by core/cuda when the CUDA backend is built
 const Ops* cuda_ops_or_null() { return nullptr; }
 #endif
 
