@@ -1,0 +1,40 @@
+#include "core/layers/linear.h"
+
+#include "core/ops.h"
+
+namespace gpt {
+
+Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool has_bias,
+               float init_std)
+    : in_features(in), out_features(out) {
+  weight = store.add(name + ".weight", {out, in}, /*decay=*/true, init_std);
+  bias = has_bias ? store.add(name + ".bias", {out}, /*decay=*/false, 0.f) : nullptr;
+}
+
+void Linear::forward(Tensor& out, const Tensor& inp) {
+  ops_for(inp.device).matmul_forward(out, inp, weight->value, bias ? &bias->value : nullptr);
+}
+
+void Linear::backward(Tensor* dinp, const Tensor& dout, const Tensor& inp) {
+  ops_for(inp.device).matmul_backward(dinp, weight->grad, bias ? &bias->grad : nullptr, dout, inp,
+                                      weight->value);
+}
+
+LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t C) {
+  weight = store.add(name + ".weight", {C}, /*decay=*/false, 0.f, 1.f);
+  bias = store.add(name + ".bias", {C}, /*decay=*/false, 0.f, 0.f);
+}
+
+void LayerNorm::forward(Tensor& out, const Tensor& inp) {
+  const int64_t N = inp.numel() / inp.dim(-1);
+  ensure(mean, {N}, DType::F32, inp.device);
+  ensure(rstd, {N}, DType::F32, inp.device);
+  ops_for(inp.device).layernorm_forward(out, mean, rstd, inp, weight->value, bias->value);
+}
+
+void LayerNorm::backward(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  ops_for(inp.device).layernorm_backward(dinp, weight->grad, bias->grad, dout, inp, weight->value,
+                                         mean, rstd);
+}
+
+}  // namespace gpt

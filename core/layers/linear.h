@@ -1,0 +1,35 @@
+// Linear layer: out = inp @ W^T + b. Virtual so parallel/ can substitute column- or
+// row-parallel versions from outside without the model knowing.
+#pragma once
+#include <string>
+
+#include "core/param_store.h"
+
+namespace gpt {
+
+class Linear {
+ public:
+  Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
+         float init_std);
+  virtual ~Linear() = default;
+  virtual void forward(Tensor& out, const Tensor& inp);
+  // Accumulates into dinp (if given) and into the parameter gradients.
+  virtual void backward(Tensor* dinp, const Tensor& dout, const Tensor& inp);
+
+  int64_t in_features, out_features;
+  Param* weight;
+  Param* bias;  // null when built without bias
+};
+
+class LayerNorm {
+ public:
+  LayerNorm(ParamStore& store, const std::string& name, int64_t C);
+  void forward(Tensor& out, const Tensor& inp);  // saves mean/rstd for backward
+  void backward(Tensor& dinp, const Tensor& dout, const Tensor& inp);
+
+  Param* weight;
+  Param* bias;
+  Tensor mean, rstd;  // [N]
+};
+
+}  // namespace gpt

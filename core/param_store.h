@@ -1,0 +1,51 @@
+// ParamStore: every trainable tensor of a model, registered by name, materialised as
+// views into ONE flat value buffer and ONE flat gradient buffer (F32, registration
+// order). Flat buffers let data parallelism reduce gradients in contiguous buckets and
+// ZeRO-1 shard the optimizer by element range, without the model knowing either.
+#pragma once
+#include <deque>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace gpt {
+
+struct Param {
+  std::string name;
+  Shape shape;
+  bool decay = true;        // weight decay applies (matmul weights only, as GPT-2)
+  float init_std = 0.02f;   // N(0, init_std); 0 means constant init_value
+  float init_value = 0.f;
+  int64_t offset = 0;       // element offset in the flat buffers
+  Tensor value, grad;       // views, valid after materialize()
+  int64_t numel() const;
+};
+
+class ParamStore {
+ public:
+  // Registration happens while layers are built; the returned pointer is stable.
+  Param* add(std::string name, Shape shape, bool decay, float init_std, float init_value = 0.f);
+  void materialize(Device device);
+  // Every parameter drawn from its own stream seeded by (seed, name), so values do not
+  // depend on registration order or on how parallelism later splits the model.
+  void init(uint64_t seed);
+  void zero_grads();
+
+  int size() const { return int(params_.size()); }
+  Param& at(int i) { return params_[size_t(i)]; }
+  const Param& at(int i) const { return params_[size_t(i)]; }
+  Param* find(const std::string& name);
+  int64_t total() const { return total_; }
+  Tensor& flat_values() { return values_; }
+  Tensor& flat_grads() { return grads_; }
+  Device device() const { return device_; }
+
+ private:
+  std::deque<Param> params_;
+  int64_t total_ = 0;
+  Tensor values_, grads_;
+  Device device_ = Device::CPU;
+  bool materialized_ = false;
+};
+
+}  // namespace gpt
