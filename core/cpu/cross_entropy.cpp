@@ -1,5 +1,6 @@
 // Softmax cross-entropy over the vocabulary. Backward rebuilds the softmax from the
 // logits in place, so no probability matrix is ever stored beside the logits.
+// Compiled with -ffast-math (see core/CMakeLists.txt) so the exp loops vectorise.
 #include <cmath>
 
 #include "core/cpu/cpu_kernels.h"
@@ -9,10 +10,20 @@ namespace gpt::cpu {
 
 static float row_logsumexp(const float* z, int64_t V) {
   float mx = z[0];
-  for (int64_t v = 1; v < V; ++v) mx = z[v] > mx ? z[v] : mx;
-  double sum = 0.0;
-  for (int64_t v = 0; v < V; ++v) sum += std::exp(double(z[v] - mx));
-  return mx + float(std::log(sum));
+#pragma omp simd reduction(max : mx)
+  for (int64_t v = 0; v < V; ++v) mx = z[v] > mx ? z[v] : mx;
+  // exp into a small buffer, then sum: GCC vectorises the exp loop (libmvec) only
+  // when it is not also a reduction.
+  float buf[512];
+  float sum = 0.f;
+  for (int64_t v0 = 0; v0 < V; v0 += 512) {
+    const int64_t n = V - v0 < 512 ? V - v0 : 512;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) buf[i] = std::exp(z[v0 + i] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += buf[i];
+  }
+  return mx + std::log(sum);
 }
 
 static void check_targets(const Tensor& targets, int64_t V) {
@@ -52,7 +63,8 @@ void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor&
       for (int64_t v = 0; v < V; ++v) dr[v] = 0.f;
       continue;
     }
-    float lse = row_logsumexp(zr, V);
+    const float lse = row_logsumexp(zr, V);
+#pragma omp simd
     for (int64_t v = 0; v < V; ++v) dr[v] = dloss * std::exp(zr[v] - lse);
     dr[t[n]] -= dloss;
   }
