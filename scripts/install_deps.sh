@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything the build, the tests and the benchmarks need, from Debian packages
-# and the npm registry. Safe to re-run; skips apt when every package is already present.
+# Installs what the build and training need ("train", for the quickstart) or also what
+# the tests and benchmarks need ("all", the default: PyTorch as the numerical oracle,
+# h5py, matplotlib). Debian packages only. Safe to re-run; skips apt when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode="${1:-all}"
 
 packages=(
   build-essential cmake pkg-config git ca-certificates
@@ -11,9 +13,11 @@ packages=(
   libboost-program-options-dev
   libopenblas-openmp-dev
   libgtest-dev googletest
-  python3-torch python3-h5py python3-matplotlib python3-numpy
   nodejs npm
 )
+if [ "$mode" = all ]; then
+  packages+=(python3-torch python3-h5py python3-matplotlib python3-numpy)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

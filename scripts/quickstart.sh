@@ -5,7 +5,7 @@
 # Extra arguments go to pretrain, e.g. --train.steps 100.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh train
 bash scripts/fetch_assets.sh
 bash scripts/build.sh
 if [ -f scripts/build_default_corpus.sh ]; then bash scripts/build_default_corpus.sh; fi
