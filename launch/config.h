@@ -42,6 +42,7 @@ struct TrainConfig {
   float sample_temperature = 1.0f;
   int sample_top_k = 40;
   std::string sample_prompt = "\n";
+  std::string sample_checkpoint;  // the sample program: checkpoint to load (default: latest in run.dir)
 
   bool zero1 = false;      // ZeRO-1 optimizer sharding under data parallelism
   bool dp_overlap = true;  // overlap gradient all-reduce with backward

@@ -1,0 +1,42 @@
+// sample: generates text from a checkpoint, streaming tokens as they are drawn.
+//   sample CONFIG.ini [--sample.checkpoint PATH] [--sample.tokens N] [--sample.prompt TEXT] ...
+// Without sample.checkpoint it uses the latest checkpoint in run.dir.
+#include <cstdio>
+#include <exception>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "launch/config.h"
+#include "launch/data_sources.h"
+#include "launch/generate.h"
+
+int main(int argc, char** argv) {
+  try {
+    gpt::TrainConfig cfg;
+    if (!gpt::parse_config(argc, argv, cfg)) return 0;
+    std::string path = cfg.sample_checkpoint.empty() ? gpt::latest_checkpoint(cfg.run_dir) : cfg.sample_checkpoint;
+    if (path.empty()) gpt::fail("no checkpoint in run.dir " + cfg.run_dir + " (set sample.checkpoint)");
+    gpt::ParamStore store;
+    gpt::GPT model(cfg.model, store);
+    store.materialize(cfg.device == "cuda" ? gpt::Device::CUDA : gpt::Device::CPU);
+    gpt::CheckpointReader reader(path);
+    for (int i = 0; i < store.size(); ++i) reader.read("param." + store.at(i).name, store.at(i).value);
+
+    auto codec = gpt::make_text_codec(cfg);
+    std::vector<int32_t> prompt = codec->encode(cfg.sample_prompt);
+    if (prompt.empty()) prompt.push_back(0);
+    gpt::SampleConfig sc{cfg.sample_tokens > 0 ? cfg.sample_tokens : 128, cfg.sample_temperature, cfg.sample_top_k, 0};
+    gpt::Rng rng(cfg.seed);
+    std::fprintf(stderr, "sampling from %s\n", path.c_str());
+    std::fputs(cfg.sample_prompt.c_str(), stdout);
+    gpt::generate(model, prompt, sc, rng, [&](int32_t id) {
+      std::fputs(codec->decode(id).c_str(), stdout);
+      std::fflush(stdout);
+    });
+    std::fputs("\n", stdout);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sample: error: %s\n", e.what());
+  }
+  return 1;
+}
