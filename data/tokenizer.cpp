@@ -64,6 +64,7 @@ int hex_digit(char c) {
 }  // namespace
 
 Tokenizer::Tokenizer() = default;
+const Vocab& vocab_of(const Tokenizer& tok) { return need(tok.vocab_); }
 Tokenizer::Tokenizer(std::shared_ptr<const Vocab> vocab) : vocab_(std::move(vocab)) {}
 
 void Tokenizer::encode(std::string_view text, std::vector<int32_t>& out) const {

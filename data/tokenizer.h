@@ -58,8 +58,12 @@ class Tokenizer {
   explicit Tokenizer(std::shared_ptr<const Vocab> vocab);
 
  private:
+  friend const Vocab& vocab_of(const Tokenizer& tok);  // internals, for tests
   std::shared_ptr<const Vocab> vocab_;
 };
+
+// The vocabulary behind a Tokenizer (tokenizer_bpe.h); throws if none is loaded.
+const Vocab& vocab_of(const Tokenizer& tok);
 
 // Trains a byte-level BPE vocabulary of at most vocab_size tokens (256 bytes, the
 // merges, then <|endoftext|> as the last id) on the documents, pre-tokenised as GPT-2
