@@ -1,0 +1,411 @@
+// Causal self-attention, flash style: tiles of 32 queries x 32 keys in shared memory,
+// online softmax in fp32, never a T x T matrix in global memory. The forward saves the
+// per-row log-sum-exp lse[B, NH, T] of the scaled scores (the ops.h contract), from
+// which the backward rebuilds each probability as exp(s - lse).
+//
+// Work layout (one 4-warp block per (32-row tile, head, batch)): each warp owns 8 rows
+// of the tile, and lane j of the warp handles key (or query) j of the other tile, so a
+// score is a per-lane dot product over the head dimension from shared memory (row
+// stride padded to an odd number of floats: lanes reading different rows hit different
+// banks), and the P.V style updates broadcast p_j with a shuffle while each lane owns
+// head dims lane, lane+32, ... (NS slots, so HS <= 32 * NS <= 128).
+//
+// The backward is deterministic, no atomics: one kernel per key tile accumulates dK and
+// dV over the query tiles that can see it; a second, per query tile, accumulates dQ
+// over the key tiles it sees (recomputing the scores, flash-attention-2 style). Every
+// gradient element is summed by one thread in a fixed order.
+//
+// All math is fp32 on CUDA cores; bf16 tensors are converted on load. A tensor-core
+// (mma) path for bf16 is the next step for speed.
+#include <cmath>
+#include <type_traits>
+
+#include "core/cuda/cuda_common.cuh"
+
+namespace gpt::cuda {
+
+namespace {
+constexpr int kTile = 32;  // rows per block and keys (or queries) per step: one per lane
+constexpr int kWarps = 4;
+constexpr int kRowsPerWarp = kTile / kWarps;
+constexpr int kThreads = kWarps * 32;
+constexpr int kMaxHeadSize = 128;
+}  // namespace
+
+// ---- kernels ----
+
+// Rows [r0, r0 + kTile) of one head's slice (HS wide) into shared memory as fp32, row
+// stride ld; rows at or past T are zero. Consecutive threads read consecutive dims.
+template <class T>
+__device__ void load_tile(float* dst, int ld, const T* src, size_t row_stride, int r0, int T_,
+                          int HS) {
+  for (int idx = threadIdx.x; idx < kTile * HS; idx += kThreads) {
+    const int r = idx / HS, d = idx % HS;
+    const int t = r0 + r;
+    dst[r * ld + d] = t < T_ ? to_float(src[size_t(t) * row_stride + d]) : 0.f;
+  }
+}
+
+__device__ __forceinline__ float dot_shared(const float* a, const float* b, int n) {
+  float acc = 0.f;
+  for (int d = 0; d < n; ++d) acc += a[d] * b[d];
+  return acc;
+}
+
+template <class T, int NS>
+__global__ void __launch_bounds__(kThreads)
+    attention_forward_kernel(T* out, float* lse, const T* qkv, int T_, int C, int NH, int HS,
+                             float scale) {
+  extern __shared__ float smem[];
+  const int ld = HS | 1;
+  float* Qs = smem;
+  float* Ks = Qs + kTile * ld;
+  float* Vs = Ks + kTile * ld;
+  // Heaviest tiles (most keys) first: they set the kernel's tail.
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z;
+  const size_t C3 = 3 * size_t(C);
+  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  load_tile(Qs, ld, q_base, C3, q0, T_, HS);
+
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][NS];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    m[r] = -INFINITY;
+    l[r] = 0.f;
+#pragma unroll
+    for (int s = 0; s < NS; ++s) acc[r][s] = 0.f;
+  }
+  const int last = min(T_, q0 + kTile);  // keys [0, last) are visible to some row here
+  for (int k0 = 0; k0 < last; k0 += kTile) {
+    __syncthreads();  // previous K/V tile consumed (and Q loaded)
+    load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
+    load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+    __syncthreads();
+    const int j = k0 + lane;
+    const int nk = min(kTile, T_ - k0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = warp * kRowsPerWarp + r;
+      const int i = q0 + row;
+      if (i >= T_ || k0 > i) continue;  // warp-uniform
+      const float s = j <= i ? dot_shared(Qs + row * ld, Ks + lane * ld, HS) * scale : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(s));  // finite: key k0 <= i is visible
+      const float p = expf(s - m_new);               // 0 where masked
+      const float corr = expf(m[r] - m_new);         // 0 on the first tile
+      l[r] = l[r] * corr + warp_sum(p);
+      m[r] = m_new;
+#pragma unroll
+      for (int sl = 0; sl < NS; ++sl) acc[r][sl] *= corr;
+      const int jmax = min(nk, i - k0 + 1);  // keys of this tile visible to row i
+      for (int jj = 0; jj < jmax; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+        for (int sl = 0; sl < NS; ++sl) {
+          const int d = lane + 32 * sl;
+          if (d < HS) acc[r][sl] += pj * Vs[jj * ld + d];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int i = q0 + warp * kRowsPerWarp + r;
+    if (i >= T_) continue;
+    const float inv = 1.f / l[r];
+    T* o = out + (size_t(b) * T_ + i) * C + size_t(h) * HS;
+#pragma unroll
+    for (int sl = 0; sl < NS; ++sl) {
+      const int d = lane + 32 * sl;
+      if (d < HS) o[d] = from_float<T>(acc[r][sl] * inv);
+    }
+    if (lane == 0) lse[(size_t(b) * NH + h) * T_ + i] = m[r] + logf(l[r]);
+  }
+}
+
+// delta[b, h, t] = sum_d dout * out over the head: the softmax-backward row term.
+// One warp per (b, t, h).
+template <class T>
+__global__ void attention_backward_delta_kernel(float* delta, const T* dout, const T* out, int B,
+                                                int T_, int C, int NH, int HS) {
+  const size_t w = (blockIdx.x * size_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (w >= size_t(B) * T_ * NH) return;
+  const int h = int(w % NH);
+  const size_t bt = w / NH;
+  const size_t off = bt * C + size_t(h) * HS;
+  float acc = 0.f;
+  for (int d = lane; d < HS; d += 32) acc += to_float(dout[off + d]) * to_float(out[off + d]);
+  acc = warp_sum(acc);
+  const size_t b = bt / T_, t = bt % T_;
+  if (lane == 0) delta[(b * NH + h) * T_ + t] = acc;
+}
+
+// dK, dV for one tile of keys; lane = query within each query tile.
+template <class T, int NS>
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dkv_kernel(T* dqkv, const T* dout, const float* lse, const float* delta,
+                                  const T* qkv, int T_, int C, int NH, int HS, float scale) {
+  extern __shared__ float smem[];
+  const int ld = HS | 1;
+  float* Ks = smem;
+  float* Vs = Ks + kTile * ld;
+  float* Qs = Vs + kTile * ld;
+  float* dOs = Qs + kTile * ld;
+  float* lse_s = dOs + kTile * ld;
+  float* delta_s = lse_s + kTile;
+  const int k0 = blockIdx.x * kTile, h = blockIdx.y, b = blockIdx.z;
+  const size_t C3 = 3 * size_t(C);
+  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
+  const T* do_base = dout + size_t(b) * T_ * C + size_t(h) * HS;
+  const float* lse_row = lse + (size_t(b) * NH + h) * T_;
+  const float* delta_row = delta + (size_t(b) * NH + h) * T_;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
+  load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+
+  float dk[kRowsPerWarp][NS], dv[kRowsPerWarp][NS];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+    for (int s = 0; s < NS; ++s) dk[r][s] = dv[r][s] = 0.f;
+
+  // Queries before k0 cannot see these keys; k0 is tile-aligned, so start at its tile.
+  for (int q0 = k0; q0 < T_; q0 += kTile) {
+    __syncthreads();
+    load_tile(Qs, ld, q_base, C3, q0, T_, HS);
+    load_tile(dOs, ld, do_base, size_t(C), q0, T_, HS);
+    if (threadIdx.x < kTile) {
+      const int t = q0 + threadIdx.x;
+      lse_s[threadIdx.x] = t < T_ ? lse_row[t] : 0.f;
+      delta_s[threadIdx.x] = t < T_ ? delta_row[t] : 0.f;
+    }
+    __syncthreads();
+    const int i = q0 + lane;
+    const int nq = min(kTile, T_ - q0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = warp * kRowsPerWarp + r;
+      const int key = k0 + row;
+      if (key >= T_) continue;  // warp-uniform
+      float p = 0.f, ds = 0.f;
+      if (i < T_ && key <= i) {
+        const float s = dot_shared(Qs + lane * ld, Ks + row * ld, HS) * scale;
+        const float dp = dot_shared(dOs + lane * ld, Vs + row * ld, HS);
+        p = expf(s - lse_s[lane]);
+        ds = p * (dp - delta_s[lane]) * scale;
+      }
+      // Queries of this tile before the key see nothing of it (p = ds = 0): skip them.
+      for (int ii = max(0, key - q0); ii < nq; ++ii) {
+        const float pi = __shfl_sync(0xffffffffu, p, ii);
+        const float dsi = __shfl_sync(0xffffffffu, ds, ii);
+#pragma unroll
+        for (int sl = 0; sl < NS; ++sl) {
+          const int d = lane + 32 * sl;
+          if (d < HS) {
+            dv[r][sl] += pi * dOs[ii * ld + d];
+            dk[r][sl] += dsi * Qs[ii * ld + d];
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int key = k0 + warp * kRowsPerWarp + r;
+    if (key >= T_) continue;
+    T* dk_out = dqkv + (size_t(b) * T_ + key) * C3 + C + size_t(h) * HS;
+    T* dv_out = dk_out + C;
+#pragma unroll
+    for (int sl = 0; sl < NS; ++sl) {
+      const int d = lane + 32 * sl;
+      if (d < HS) {
+        dk_out[d] = from_float<T>(to_float(dk_out[d]) + dk[r][sl]);
+        dv_out[d] = from_float<T>(to_float(dv_out[d]) + dv[r][sl]);
+      }
+    }
+  }
+}
+
+// dQ for one tile of queries; lane = key within each key tile.
+template <class T, int NS>
+__global__ void __launch_bounds__(kThreads)
+    attention_backward_dq_kernel(T* dqkv, const T* dout, const float* lse, const float* delta,
+                                 const T* qkv, int T_, int C, int NH, int HS, float scale) {
+  extern __shared__ float smem[];
+  const int ld = HS | 1;
+  float* Qs = smem;
+  float* dOs = Qs + kTile * ld;
+  float* Ks = dOs + kTile * ld;
+  float* Vs = Ks + kTile * ld;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z;
+  const size_t C3 = 3 * size_t(C);
+  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
+  const T* do_base = dout + size_t(b) * T_ * C + size_t(h) * HS;
+  const float* lse_row = lse + (size_t(b) * NH + h) * T_;
+  const float* delta_row = delta + (size_t(b) * NH + h) * T_;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  load_tile(Qs, ld, q_base, C3, q0, T_, HS);
+  load_tile(dOs, ld, do_base, size_t(C), q0, T_, HS);
+
+  float dq[kRowsPerWarp][NS], lse_r[kRowsPerWarp], delta_r[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int i = q0 + warp * kRowsPerWarp + r;
+    lse_r[r] = i < T_ ? lse_row[i] : 0.f;
+    delta_r[r] = i < T_ ? delta_row[i] : 0.f;
+#pragma unroll
+    for (int s = 0; s < NS; ++s) dq[r][s] = 0.f;
+  }
+  const int last = min(T_, q0 + kTile);
+  for (int k0 = 0; k0 < last; k0 += kTile) {
+    __syncthreads();
+    load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
+    load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+    __syncthreads();
+    const int j = k0 + lane;
+    const int nk = min(kTile, T_ - k0);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = warp * kRowsPerWarp + r;
+      const int i = q0 + row;
+      if (i >= T_ || k0 > i) continue;  // warp-uniform
+      float ds = 0.f;
+      if (j <= i) {
+        const float s = dot_shared(Qs + row * ld, Ks + lane * ld, HS) * scale;
+        const float dp = dot_shared(dOs + row * ld, Vs + lane * ld, HS);
+        ds = expf(s - lse_r[r]) * (dp - delta_r[r]) * scale;
+      }
+      const int jmax = min(nk, i - k0 + 1);
+      for (int jj = 0; jj < jmax; ++jj) {
+        const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+#pragma unroll
+        for (int sl = 0; sl < NS; ++sl) {
+          const int d = lane + 32 * sl;
+          if (d < HS) dq[r][sl] += dsj * Ks[jj * ld + d];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int i = q0 + warp * kRowsPerWarp + r;
+    if (i >= T_) continue;
+    T* dq_out = dqkv + (size_t(b) * T_ + i) * C3 + size_t(h) * HS;
+#pragma unroll
+    for (int sl = 0; sl < NS; ++sl) {
+      const int d = lane + 32 * sl;
+      if (d < HS) dq_out[d] = from_float<T>(to_float(dq_out[d]) + dq[r][sl]);
+    }
+  }
+}
+
+// ---- launchers ----
+
+namespace {
+
+struct Dims {
+  int64_t B, T, C, NH, HS;
+};
+
+Dims check_qkv(const Tensor& qkv, int NH, const char* op) {
+  check_float(qkv, op, "qkv");
+  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0)
+    fail(std::string("cuda ") + op + ": qkv must be [B, T, 3C], got " + shape_str(qkv.shape));
+  Dims d{qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3, NH, 0};
+  if (NH <= 0 || d.C % NH != 0)
+    fail(std::string("cuda ") + op + ": " + std::to_string(d.C) + " channels do not split into " +
+         std::to_string(NH) + " heads");
+  d.HS = d.C / NH;
+  if (d.HS > kMaxHeadSize)
+    fail(std::string("cuda ") + op + ": head size " + std::to_string(d.HS) +
+         " exceeds the supported maximum " + std::to_string(kMaxHeadSize));
+  return d;
+}
+
+// Calls f(std::integral_constant<int, NS>) with the fewest head-dim slots per lane.
+template <class F> void dispatch_slots(int64_t HS, F&& f) {
+  if (HS <= 32)
+    f(std::integral_constant<int, 1>{});
+  else if (HS <= 64)
+    f(std::integral_constant<int, 2>{});
+  else
+    f(std::integral_constant<int, 4>{});
+}
+
+// Dynamic shared memory above 48 KiB must be opted into per kernel.
+template <class Kernel> void allow_smem(Kernel kernel, size_t bytes, const char* op) {
+  if (bytes > 48 * 1024)
+    GPT_CUDA_CHECK(op, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            int(bytes)));
+}
+
+}  // namespace
+
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+  const char* op = "attention_forward";
+  const Dims d = check_qkv(qkv, NH, op);
+  check_dtype(out, qkv.dtype, op, "out");
+  check_dtype(lse, DType::F32, op, "lse");
+  check_numel(out, d.B * d.T * d.C, op, "out");
+  check_numel(lse, d.B * d.NH * d.T, op, "lse");
+  if (d.B * d.T == 0) return;
+  const float scale = 1.f / std::sqrt(float(d.HS));
+  const dim3 grid(unsigned((d.T + kTile - 1) / kTile), unsigned(d.NH), unsigned(d.B));
+  const size_t smem = 3 * size_t(kTile) * size_t(d.HS | 1) * sizeof(float);
+  dispatch_float(qkv.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    dispatch_slots(d.HS, [&](auto slots) {
+      constexpr int NS = decltype(slots)::value;
+      allow_smem(attention_forward_kernel<T, NS>, smem, op);
+      attention_forward_kernel<T, NS><<<grid, kThreads, smem, stream()>>>(
+          out.data<T>(), lse.f32(), qkv.data<T>(), int(d.T), int(d.C), int(d.NH), int(d.HS),
+          scale);
+      GPT_LAUNCH_CHECK(op, "attention_forward_kernel");
+    });
+  });
+}
+
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH) {
+  const char* op = "attention_backward";
+  const Dims d = check_qkv(qkv, NH, op);
+  check_dtype(dqkv, qkv.dtype, op, "dqkv");
+  check_dtype(dout, qkv.dtype, op, "dout");
+  check_dtype(out, qkv.dtype, op, "out");
+  check_dtype(lse, DType::F32, op, "lse");
+  check_numel(dqkv, qkv.numel(), op, "dqkv");
+  check_numel(dout, d.B * d.T * d.C, op, "dout");
+  check_numel(out, d.B * d.T * d.C, op, "out");
+  check_numel(lse, d.B * d.NH * d.T, op, "lse");
+  if (d.B * d.T == 0) return;
+  const float scale = 1.f / std::sqrt(float(d.HS));
+  const size_t rows = size_t(d.B * d.T * d.NH);
+  float* delta = static_cast<float*>(scratch(rows * sizeof(float), op));
+  const dim3 grid(unsigned((d.T + kTile - 1) / kTile), unsigned(d.NH), unsigned(d.B));
+  const size_t tile_bytes = size_t(kTile) * size_t(d.HS | 1) * sizeof(float);
+  const size_t smem_dkv = 4 * tile_bytes + 2 * kTile * sizeof(float);
+  const size_t smem_dq = 4 * tile_bytes;
+  dispatch_float(qkv.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    attention_backward_delta_kernel<T><<<grid_for(rows * 32, 256, rows * 32), 256, 0, stream()>>>(
+        delta, dout.data<T>(), out.data<T>(), int(d.B), int(d.T), int(d.C), int(d.NH),
+        int(d.HS));
+    GPT_LAUNCH_CHECK(op, "attention_backward_delta_kernel");
+    dispatch_slots(d.HS, [&](auto slots) {
+      constexpr int NS = decltype(slots)::value;
+      allow_smem(attention_backward_dkv_kernel<T, NS>, smem_dkv, op);
+      attention_backward_dkv_kernel<T, NS><<<grid, kThreads, smem_dkv, stream()>>>(
+          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), int(d.C),
+          int(d.NH), int(d.HS), scale);
+      GPT_LAUNCH_CHECK(op, "attention_backward_dkv_kernel");
+      allow_smem(attention_backward_dq_kernel<T, NS>, smem_dq, op);
+      attention_backward_dq_kernel<T, NS><<<grid, kThreads, smem_dq, stream()>>>(
+          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), int(d.C),
+          int(d.NH), int(d.HS), scale);
+      GPT_LAUNCH_CHECK(op, "attention_backward_dq_kernel");
+    });
+  });
+}
+
+}  // namespace gpt::cuda

@@ -1,0 +1,132 @@
+// Softmax cross-entropy over the vocabulary: one block per row, online softmax (running
+// max and rescaled sum in one pass over the logits), merged across threads in a fixed
+// tree order. Backward recomputes the row's log-sum-exp and overwrites dlogits in place,
+// each thread reading a logit before writing the same element, so dlogits may alias
+// logits (the [N, V] logits buffer is the largest activation; no second one is needed).
+#include "core/cuda/cuda_common.cuh"
+
+namespace gpt::cuda {
+
+namespace {
+constexpr int kThreads = 512;  // V ~ 50k: about 100 logits per thread
+}  // namespace
+
+// ---- kernels ----
+
+// Merge (max, sum of exp(x - max)) pairs; a -inf max means an empty pair.
+__device__ __forceinline__ void softmax_merge(float& m, float& s, float m2, float s2) {
+  if (m2 == -INFINITY) return;
+  if (m == -INFINITY) {
+    m = m2;
+    s = s2;
+    return;
+  }
+  const float mx = fmaxf(m, m2);
+  s = s * expf(m - mx) + s2 * expf(m2 - mx);
+  m = mx;
+}
+
+// log-sum-exp of one row, the same value (and bits) in every thread of the block.
+template <class T>
+__device__ float row_logsumexp(const T* z, int V) {
+  __shared__ float sm[32], ss[32];
+  float m = -INFINITY, s = 0.f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = to_float(z[v]);
+    if (x > m) {
+      s = s * expf(m - x) + 1.f;
+      m = x;
+    } else {
+      s += expf(x - m);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    softmax_merge(m, s, m2, s2);
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) {
+    sm[warp] = m;
+    ss[warp] = s;
+  }
+  __syncthreads();
+  m = lane < warps ? sm[lane] : -INFINITY;
+  s = lane < warps ? ss[lane] : 0.f;
+  for (int o = 16; o > 0; o >>= 1) {
+    float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    softmax_merge(m, s, m2, s2);
+  }
+  return m + logf(s);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_forward_kernel(float* losses, const T* logits, const int32_t* targets, int V) {
+  const size_t row = blockIdx.x;
+  const T* z = logits + row * size_t(V);
+  const int t = targets[row];
+  const float lse = row_logsumexp(z, V);
+  if (threadIdx.x == 0) losses[row] = t < 0 ? 0.f : lse - to_float(z[t]);
+}
+
+// No __restrict__: dlogits may be logits.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    cross_entropy_backward_kernel(T* dlogits, const T* logits, const int32_t* targets, int V,
+                                  float dloss) {
+  const size_t row = blockIdx.x;
+  const T* z = logits + row * size_t(V);
+  T* dz = dlogits + row * size_t(V);
+  const int t = targets[row];
+  if (t < 0 || t >= V) {  // ignored position (ids >= V were rejected by the forward)
+    for (int v = threadIdx.x; v < V; v += blockDim.x) dz[v] = from_float<T>(0.f);
+    return;
+  }
+  // Every thread has read its logits for the log-sum-exp before the barrier inside.
+  const float lse = row_logsumexp(z, V);
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    float g = dloss * expf(to_float(z[v]) - lse);
+    if (v == t) g -= dloss;
+    dz[v] = from_float<T>(g);
+  }
+}
+
+// ---- launchers ----
+
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
+  const char* op = "cross_entropy_forward";
+  check_float(logits, op, "logits");
+  check_dtype(losses, DType::F32, op, "losses");
+  check_dtype(targets, DType::I32, op, "targets");
+  const int64_t V = logits.dim(-1), N = logits.numel() / V;
+  check_numel(losses, N, op, "losses");
+  check_numel(targets, N, op, "targets");
+  if (N == 0) return;
+  check_token_range(targets, V, true, op, "target token");
+  dispatch_float(logits.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_forward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
+        losses.f32(), logits.data<T>(), targets.i32(), int(V));
+    GPT_LAUNCH_CHECK(op, "cross_entropy_forward_kernel");
+  });
+}
+
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss) {
+  const char* op = "cross_entropy_backward";
+  check_float(logits, op, "logits");
+  check_dtype(dlogits, logits.dtype, op, "dlogits");
+  check_dtype(targets, DType::I32, op, "targets");
+  const int64_t V = logits.dim(-1), N = logits.numel() / V;
+  check_numel(dlogits, N * V, op, "dlogits");
+  check_numel(targets, N, op, "targets");
+  if (N == 0) return;
+  dispatch_float(logits.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    cross_entropy_backward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
+        dlogits.data<T>(), logits.data<T>(), targets.i32(), int(V), dloss);
+    GPT_LAUNCH_CHECK(op, "cross_entropy_backward_kernel");
+  });
+}
+
+}  // namespace gpt::cuda

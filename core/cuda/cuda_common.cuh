@@ -1,0 +1,168 @@
+// CUDA backend internals shared by the kernel files in core/cuda: the one backend
+// context (compute stream, cuBLASLt handle, workspace, scratch), error checks that name
+// the op and the failing call, dtype dispatch, bf16 helpers and the launcher
+// declarations (one per ops-table entry, same signatures as core/cpu).
+//
+// Dtype rules (checked by every launcher, with a message naming the argument):
+//  * Activations are F32 or BF16; one op's activations share one dtype. Templates are
+//    instantiated per activation type.
+//  * Parameters and parameter gradients (weights, biases, embeddings and their grads)
+//    may be F32 or BF16 independently of the activations: kernels read them through
+//    AnyFloat, a pointer plus a dtype flag (a warp-uniform branch, free on the GPU),
+//    which spares a template instantiation per combination.
+//  * mean, rstd, lse and losses are F32; AdamW works on F32 only.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace gpt::cuda {
+
+using bf16 = __nv_bfloat16;
+
+[[noreturn]] void fail_call(const char* op, const char* call, const char* what, const char* file,
+                            int line);
+
+// Every CUDA/cuBLAS call goes through one of these: the error names the op and the call.
+#define GPT_CUDA_CHECK(op, call)                                                         \
+  do {                                                                                   \
+    cudaError_t gpt_e_ = (call);                                                         \
+    if (gpt_e_ != cudaSuccess)                                                           \
+      ::gpt::cuda::fail_call(op, #call, cudaGetErrorString(gpt_e_), __FILE__, __LINE__); \
+  } while (0)
+#define GPT_CUBLAS_CHECK(op, call)                                                             \
+  do {                                                                                         \
+    cublasStatus_t gpt_s_ = (call);                                                            \
+    if (gpt_s_ != CUBLAS_STATUS_SUCCESS)                                                       \
+      ::gpt::cuda::fail_call(op, #call, cublasLtGetStatusString(gpt_s_), __FILE__, __LINE__); \
+  } while (0)
+// After every kernel launch: catches bad launch configurations at the launch site.
+void check_launch(const char* op, const char* kernel, const char* file, int line);
+#define GPT_LAUNCH_CHECK(op, kernel) ::gpt::cuda::check_launch(op, kernel, __FILE__, __LINE__)
+
+// The backend's state, created on first use and never destroyed (destruction at exit
+// would race the CUDA runtime's own teardown). Not a hidden global of the kernels: they
+// receive everything as arguments; only launchers ask for the stream and buffers.
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;  // cuBLASLt workspace
+  size_t workspace_bytes = 0;
+  void* scratch = nullptr;  // grow-only, see scratch()
+  size_t scratch_bytes = 0;
+  unsigned* flag = nullptr;  // one device word for validation kernels
+  bool tf32 = false;         // GPT_CUDA_TF32=1 lets fp32 matmuls use TF32 tensor cores
+};
+Context& context();
+inline cudaStream_t stream() { return context().stream; }
+
+// Temporary device memory valid until the next call to scratch(): the stream orders its
+// uses, so an op takes it once and carves what it needs (growing it synchronizes).
+void* scratch(size_t bytes, const char* op);
+inline size_t align_up(size_t n, size_t a = 256) { return (n + a - 1) / a * a; }
+
+// Argument checks; the message names the op, the argument and what it got.
+void check_cuda(const Tensor& t, const char* op, const char* arg);
+void check_float(const Tensor& t, const char* op, const char* arg);  // F32 or BF16 on CUDA
+void check_dtype(const Tensor& t, DType dt, const char* op, const char* arg);
+void check_numel(const Tensor& t, int64_t n, const char* op, const char* arg);
+// Fails (synchronously) if some id >= V, or < 0 unless negatives are allowed (ignored).
+void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const char* op,
+                       const char* what);
+
+// Grid size for grid-stride loops over n elements.
+inline unsigned grid_for(size_t n, int threads, size_t max_blocks = 65536) {
+  size_t b = (n + size_t(threads) - 1) / size_t(threads);
+  return unsigned(b < 1 ? 1 : (b > max_blocks ? max_blocks : b));
+}
+
+template <class T> struct TypeTag { using type = T; };
+// Calls f(TypeTag<float>) or f(TypeTag<bf16>) for a floating dtype.
+template <class F> void dispatch_float(DType dt, const char* op, F&& f) {
+  if (dt == DType::F32) {
+    f(TypeTag<float>{});
+  } else if (dt == DType::BF16) {
+    f(TypeTag<bf16>{});
+  } else {
+    fail(std::string(op) + ": expected an f32 or bf16 tensor, got " + dtype_name(dt));
+  }
+}
+
+// ---- device helpers ----
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+template <class T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 from_float<bf16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// A float vector of either dtype (parameters and their gradients).
+struct AnyFloat {
+  void* ptr;
+  bool is_bf16;
+  __device__ __forceinline__ float load(size_t i) const {
+    return is_bf16 ? __bfloat162float(static_cast<const bf16*>(ptr)[i])
+                   : static_cast<const float*>(ptr)[i];
+  }
+  __device__ __forceinline__ void store(size_t i, float x) const {
+    if (is_bf16)
+      static_cast<bf16*>(ptr)[i] = __float2bfloat16_rn(x);
+    else
+      static_cast<float*>(ptr)[i] = x;
+  }
+  __device__ __forceinline__ void add(size_t i, float x) const { store(i, load(i) + x); }
+};
+inline AnyFloat any_float(const Tensor& t) { return {t.raw(), t.dtype == DType::BF16}; }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// ---- launchers: one per ops-table entry, in the files named ----
+
+// encoder.cu
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+// layernorm.cu
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                       const Tensor& weight, const Tensor& bias);
+void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                        const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd);
+// matmul.cu
+void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
+void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight);
+// elementwise.cu
+void gelu_forward(Tensor& out, const Tensor& inp);
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+void add(Tensor& out, const Tensor& a, const Tensor& b);
+void accumulate(Tensor& dst, const Tensor& src);
+void scale(Tensor& x, float s);
+// attention.cu
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH);
+// cross_entropy.cu
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss);
+// adamw.cu
+void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
+double sum_squares(const Tensor& x);
+
+}  // namespace gpt::cuda

@@ -1,0 +1,217 @@
+// The CUDA backend's context, memory entries, argument checks and the ops table itself.
+// cuda_ops_or_null() returns null when no GPU is usable, so CPU-only machines running
+// a CUDA build behave like a build without CUDA.
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/cuda/cuda_common.cuh"
+
+namespace gpt::cuda {
+
+// ---- kernels ----
+
+// Records the smallest flat index holding an id outside [lo, V) (unsigned atomicMin:
+// the result does not depend on scheduling).
+__global__ void find_bad_id_kernel(unsigned* first_bad, const int32_t* ids, size_t n, int lo,
+                                   int V) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    int v = ids[i];
+    if (v < lo || v >= V) atomicMin(first_bad, unsigned(i));
+  }
+}
+
+// ---- context and errors ----
+
+void fail_call(const char* op, const char* call, const char* what, const char* file, int line) {
+  fail(std::string("cuda ") + op + ": " + call + " failed: " + what + " (" + file + ":" +
+       std::to_string(line) + ")");
+}
+
+void check_launch(const char* op, const char* kernel, const char* file, int line) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    fail_call(op, (std::string("launch of ") + kernel).c_str(), cudaGetErrorString(e), file, line);
+}
+
+Context& context() {
+  // Leaked on purpose: see Context. A throw here leaves it unset, so the next call retries.
+  static Context* ctx = [] {
+    auto* c = new Context;
+    const char* op = "context";
+    // Non-blocking: the legacy default stream must not serialise with ours.
+    GPT_CUDA_CHECK(op, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    GPT_CUBLAS_CHECK(op, cublasLtCreate(&c->lt));
+    c->workspace_bytes = size_t(32) << 20;  // what cuBLASLt wants for Hopper's big tiles
+    GPT_CUDA_CHECK(op, cudaMalloc(&c->workspace, c->workspace_bytes));
+    GPT_CUDA_CHECK(op, cudaMalloc(reinterpret_cast<void**>(&c->flag), sizeof(unsigned)));
+    const char* tf32 = std::getenv("GPT_CUDA_TF32");
+    c->tf32 = tf32 && tf32[0] == '1';
+    return c;
+  }();
+  return *ctx;
+}
+
+void* scratch(size_t bytes, const char* op) {
+  Context& c = context();
+  if (bytes > c.scratch_bytes) {
+    if (c.scratch) {
+      // Earlier ops on the stream may still read the old buffer.
+      GPT_CUDA_CHECK(op, cudaStreamSynchronize(c.stream));
+      GPT_CUDA_CHECK(op, cudaFree(c.scratch));
+      c.scratch = nullptr;
+      c.scratch_bytes = 0;
+    }
+    size_t n = align_up(bytes, size_t(1) << 20);
+    GPT_CUDA_CHECK(op, cudaMalloc(&c.scratch, n));
+    c.scratch_bytes = n;
+  }
+  return c.scratch;
+}
+
+// ---- argument checks ----
+
+void check_cuda(const Tensor& t, const char* op, const char* arg) {
+  if (!t.defined() || t.device != Device::CUDA)
+    fail(std::string("cuda ") + op + ": argument '" + arg + "' must be a CUDA tensor" +
+         (t.defined() ? std::string(", got one on ") + device_name(t.device) : ", got none"));
+}
+
+void check_float(const Tensor& t, const char* op, const char* arg) {
+  check_cuda(t, op, arg);
+  if (t.dtype != DType::F32 && t.dtype != DType::BF16)
+    fail(std::string("cuda ") + op + ": argument '" + arg + "' must be f32 or bf16, got " +
+         dtype_name(t.dtype));
+}
+
+void check_dtype(const Tensor& t, DType dt, const char* op, const char* arg) {
+  check_cuda(t, op, arg);
+  if (t.dtype != dt)
+    fail(std::string("cuda ") + op + ": argument '" + arg + "' must be " + dtype_name(dt) +
+         ", got " + dtype_name(t.dtype));
+}
+
+void check_numel(const Tensor& t, int64_t n, const char* op, const char* arg) {
+  if (t.numel() != n)
+    fail(std::string("cuda ") + op + ": argument '" + arg + "' " + shape_str(t.shape) + " has " +
+         std::to_string(t.numel()) + " elements, expected " + std::to_string(n));
+}
+
+void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const char* op,
+                       const char* what) {
+  check_dtype(ids, DType::I32, op, what);
+  const size_t n = size_t(ids.numel());
+  if (n == 0) return;
+  Context& c = context();
+  GPT_CUDA_CHECK(op, cudaMemsetAsync(c.flag, 0xff, sizeof(unsigned), c.stream));
+  find_bad_id_kernel<<<grid_for(n, 256, 1024), 256, 0, c.stream>>>(
+      c.flag, ids.i32(), n, allow_negative ? INT_MIN : 0, int(V));
+  GPT_LAUNCH_CHECK(op, "find_bad_id_kernel");
+  unsigned bad = 0;
+  GPT_CUDA_CHECK(op, cudaMemcpyAsync(&bad, c.flag, sizeof bad, cudaMemcpyDeviceToHost, c.stream));
+  GPT_CUDA_CHECK(op, cudaStreamSynchronize(c.stream));
+  if (bad == 0xffffffffu) return;
+  int32_t value = 0;
+  GPT_CUDA_CHECK(op, cudaMemcpy(&value, ids.i32() + bad, sizeof value, cudaMemcpyDeviceToHost));
+  fail(std::string(what) + " id " + std::to_string(value) + " at position " + std::to_string(bad) +
+       " is outside the vocabulary [0, " + std::to_string(V) + ")");
+}
+
+// ---- memory entries ----
+
+namespace {
+
+void* device_alloc(size_t bytes) {
+  context();  // created here, so device_free never has to create it
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess)
+    fail("cuda alloc: cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
+         cudaGetErrorString(e) + " (reduce the batch size or the model)");
+  return p;
+}
+
+// Called from Storage's destructor, so it must not throw. Synchronizing first keeps
+// kernels still queued on our stream from touching freed memory.
+void device_free(void* p) {
+  if (cudaStreamSynchronize(context().stream) == cudaSuccess) {
+    cudaError_t e = cudaFree(p);
+    if (e == cudaSuccess || e == cudaErrorCudartUnloading) return;
+    std::fprintf(stderr, "cuda free: cudaFree failed: %s\n", cudaGetErrorString(e));
+  }
+}
+
+void device_zero(void* p, size_t n) {
+  GPT_CUDA_CHECK("memset_zero", cudaMemsetAsync(p, 0, n, stream()));
+}
+
+// Both host copies wait for the stream: the host buffer may be read or freed right after.
+void device_to_host(void* dst, const void* src, size_t n) {
+  GPT_CUDA_CHECK("copy_to_host", cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream()));
+  GPT_CUDA_CHECK("copy_to_host", cudaStreamSynchronize(stream()));
+}
+
+void host_to_device(void* dst, const void* src, size_t n) {
+  GPT_CUDA_CHECK("copy_from_host",
+                 cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream()));
+  GPT_CUDA_CHECK("copy_from_host", cudaStreamSynchronize(stream()));
+}
+
+void device_copy(void* dst, const void* src, size_t n) {
+  GPT_CUDA_CHECK("copy_device", cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream()));
+}
+
+void device_sync() { GPT_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream())); }
+
+bool gpu_present() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the error so later calls do not report it
+    return false;
+  }
+  return n > 0;
+}
+
+}  // namespace
+}  // namespace gpt::cuda
+
+namespace gpt {
+
+const Ops* cuda_ops_or_null() {
+  static const bool present = cuda::gpu_present();
+  if (!present) return nullptr;
+  static const Ops table = [] {
+    Ops t{};
+    t.name = "cuda";
+    t.alloc = cuda::device_alloc;
+    t.free = cuda::device_free;
+    t.memset_zero = cuda::device_zero;
+    t.copy_to_host = cuda::device_to_host;
+    t.copy_from_host = cuda::host_to_device;
+    t.copy_device = cuda::device_copy;
+    t.synchronize = cuda::device_sync;
+    t.encoder_forward = cuda::encoder_forward;
+    t.encoder_backward = cuda::encoder_backward;
+    t.layernorm_forward = cuda::layernorm_forward;
+    t.layernorm_backward = cuda::layernorm_backward;
+    t.matmul_forward = cuda::matmul_forward;
+    t.matmul_backward = cuda::matmul_backward;
+    t.gelu_forward = cuda::gelu_forward;
+    t.gelu_backward = cuda::gelu_backward;
+    t.attention_forward = cuda::attention_forward;
+    t.attention_backward = cuda::attention_backward;
+    t.add = cuda::add;
+    t.accumulate = cuda::accumulate;
+    t.scale = cuda::scale;
+    t.cross_entropy_forward = cuda::cross_entropy_forward;
+    t.cross_entropy_backward = cuda::cross_entropy_backward;
+    t.adamw_update = cuda::adamw_update;
+    t.sum_squares = cuda::sum_squares;
+    return t;
+  }();
+  return &table;
+}
+
+}  // namespace gpt

@@ -1,0 +1,149 @@
+// Token + learned position embedding, forward and a deterministic backward.
+//
+// Backward without atomics: dwpe[t] is a sum over the batch, one thread per (t, c),
+// in batch order. For dwte, the (token, position) pairs are sorted by token with a
+// stable radix sort, so each token's positions form one segment in increasing order;
+// one block per segment start sums its rows in that order. The same tokens therefore
+// give bit-identical dwte on every run, whatever the scheduling.
+#include <cub/device/device_radix_sort.cuh>
+
+#include "core/cuda/cuda_common.cuh"
+
+namespace gpt::cuda {
+
+namespace {
+constexpr int kThreads = 256;
+constexpr int kSegmentThreads = 128;  // channels in flight per vocabulary-row block
+}  // namespace
+
+// ---- kernels ----
+
+template <class T>
+__global__ void encoder_forward_kernel(T* out, const int32_t* tokens, AnyFloat wte, AnyFloat wpe,
+                                       int T_, int C, size_t total) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const size_t bt = i / size_t(C);
+    const int c = int(i % size_t(C));
+    const int t = int(bt % size_t(T_));
+    const size_t tok = size_t(tokens[bt]);
+    out[i] = from_float<T>(wte.load(tok * C + c) + wpe.load(size_t(t) * C + c));
+  }
+}
+
+// dwpe[t, c] += sum_b dout[b, t, c], summed in b order.
+template <class T>
+__global__ void encoder_backward_wpe_kernel(AnyFloat dwpe, const T* dout, int B, int T_, int C) {
+  const size_t n = size_t(T_) * C;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    float acc = 0.f;
+    for (int b = 0; b < B; ++b) acc += to_float(dout[size_t(b) * n + i]);
+    dwpe.add(i, acc);
+  }
+}
+
+// Sort input: keys are the token ids, values the flat positions 0..N-1.
+__global__ void encoder_sort_input_kernel(unsigned* keys, unsigned* positions,
+                                          const int32_t* tokens, int N) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < N) {
+    keys[i] = unsigned(tokens[i]);
+    positions[i] = unsigned(i);
+  }
+}
+
+// One block per sorted index; only the first index of each token's segment works: it
+// sums the segment's dout rows in position order into dwte[token].
+template <class T>
+__global__ void encoder_backward_wte_kernel(AnyFloat dwte, const T* dout, const unsigned* keys,
+                                            const unsigned* positions, int N, int C,
+                                            unsigned V) {
+  const int start = blockIdx.x;
+  const unsigned token = keys[start];
+  // Ids were validated by the forward; the bound only keeps a bad one from writing wild.
+  if (token >= V || (start > 0 && keys[start - 1] == token)) return;
+  int end = start + 1;
+  while (end < N && keys[end] == token) ++end;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float acc = 0.f;
+    for (int j = start; j < end; ++j) acc += to_float(dout[size_t(positions[j]) * C + c]);
+    dwte.add(size_t(token) * C + c, acc);
+  }
+}
+
+// ---- launchers ----
+
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
+  const char* op = "encoder_forward";
+  check_float(out, op, "out");
+  check_float(wte, op, "wte");
+  check_float(wpe, op, "wpe");
+  check_dtype(tokens, DType::I32, op, "tokens");
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), V = wte.dim(0), C = wte.dim(1);
+  if (T > wpe.dim(0))
+    fail("cuda encoder_forward: sequence length " + std::to_string(T) +
+         " exceeds the position table (" + std::to_string(wpe.dim(0)) + ")");
+  check_numel(out, B * T * C, op, "out");
+  check_numel(wpe, wpe.dim(0) * C, op, "wpe");
+  // Synchronous, but it is what turns a bad token into a message instead of a fault.
+  check_token_range(tokens, V, false, op, "token");
+  const size_t total = size_t(B * T * C);
+  if (total == 0) return;
+  dispatch_float(out.dtype, op, [&](auto tag) {
+    using Act = typename decltype(tag)::type;
+    encoder_forward_kernel<Act><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(
+        out.data<Act>(), tokens.i32(), any_float(wte), any_float(wpe), int(T), int(C), total);
+    GPT_LAUNCH_CHECK(op, "encoder_forward_kernel");
+  });
+}
+
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
+  const char* op = "encoder_backward";
+  check_float(dout, op, "dout");
+  check_float(dwte, op, "dwte");
+  check_float(dwpe, op, "dwpe");
+  check_dtype(tokens, DType::I32, op, "tokens");
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), V = dwte.dim(0), C = dwte.dim(1);
+  const int64_t N = B * T;
+  check_numel(dout, N * C, op, "dout");
+  if (dwpe.dim(-1) != C || dwpe.numel() < T * C)
+    fail("cuda encoder_backward: dwpe " + shape_str(dwpe.shape) + " does not hold " +
+         std::to_string(T) + " positions of width " + std::to_string(C));
+  if (N == 0 || C == 0) return;
+
+  // Scratch: keys and positions in and out of the sort, then CUB's temporary storage.
+  int end_bit = 1;
+  while (end_bit < 32 && (int64_t(1) << end_bit) < V) ++end_bit;
+  size_t cub_bytes = 0;
+  GPT_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, (unsigned*)nullptr,
+                                                     (unsigned*)nullptr, (unsigned*)nullptr,
+                                                     (unsigned*)nullptr, int(N), 0, end_bit,
+                                                     stream()));
+  const size_t vec = align_up(size_t(N) * sizeof(unsigned));
+  char* base = static_cast<char*>(scratch(4 * vec + cub_bytes, op));
+  unsigned* keys_in = reinterpret_cast<unsigned*>(base);
+  unsigned* keys_out = reinterpret_cast<unsigned*>(base + vec);
+  unsigned* pos_in = reinterpret_cast<unsigned*>(base + 2 * vec);
+  unsigned* pos_out = reinterpret_cast<unsigned*>(base + 3 * vec);
+  void* cub_tmp = base + 4 * vec;
+
+  encoder_sort_input_kernel<<<unsigned((N + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(
+      keys_in, pos_in, tokens.i32(), int(N));
+  GPT_LAUNCH_CHECK(op, "encoder_sort_input_kernel");
+  GPT_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, keys_in, keys_out,
+                                                     pos_in, pos_out, int(N), 0, end_bit,
+                                                     stream()));
+  dispatch_float(dout.dtype, op, [&](auto tag) {
+    using Act = typename decltype(tag)::type;
+    encoder_backward_wte_kernel<Act><<<unsigned(N), kSegmentThreads, 0, stream()>>>(
+        any_float(dwte), dout.data<Act>(), keys_out, pos_out, int(N), int(C), unsigned(V));
+    GPT_LAUNCH_CHECK(op, "encoder_backward_wte_kernel");
+    const size_t n = size_t(T * C);
+    encoder_backward_wpe_kernel<Act><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
+        any_float(dwpe), dout.data<Act>(), int(B), int(T), int(C));
+    GPT_LAUNCH_CHECK(op, "encoder_backward_wpe_kernel");
+  });
+}
+
+}  // namespace gpt::cuda
