@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <sstream>
 
@@ -102,6 +103,26 @@ Group Communicator::world_group() {
   return make_group("world", std::vector<std::vector<int>>{all});
 }
 
+namespace {
+// A rank that calls exit() mid-job would otherwise leave its peers blocked in a
+// collective until mpirun notices; abort the job at once and say which rank left.
+// Registered only by an MpiSession that initialised MPI; after MPI_Finalize it is a no-op.
+void abort_if_exiting_mid_job() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::fprintf(stderr,
+               "gpt: rank %d called exit() before MPI_Finalize, in the middle of the job; "
+               "aborting the job so no other rank waits on rank %d\n",
+               rank, rank);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+}  // namespace
+
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
@@ -110,6 +131,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   } else {
     MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided_);
     owns_ = true;
+    std::atexit(abort_if_exiting_mid_job);
   }
   if (provided_ < MPI_THREAD_SERIALIZED) {
     std::fprintf(stderr,

@@ -190,7 +190,7 @@ void DataParallel::load_optimizer(const CheckpointReader& reader) {
 std::string DataParallel::describe() const {
   char line[320];
   std::snprintf(line, sizeof(line),
-                "data parallel: dp %d, ZeRO-1 %s, overlap %s, %d buckets of <= %.1f MiB; "
+                "data parallel: dp %d, ZeRO-1 %s, overlap %s, %d buckets of <= %.3g MiB; "
                 "optimizer state %.2f MiB per rank (elements [%lld, %lld) of %lld)",
                 dp_.size(), cfg_.zero1 ? "on" : "off", cfg_.overlap ? "on" : "off",
                 tracker_.count(), cfg_.bucket_mb,
