@@ -1,0 +1,202 @@
+#include "parallel/data_parallel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace gpt::parallel {
+namespace {
+
+int64_t bucket_elems_for(double bucket_mb) {
+  GPT_CHECK(bucket_mb > 0, "dp.bucket_mb must be positive");
+  return std::max<int64_t>(1, int64_t(bucket_mb * 1024.0 * 1024.0 / sizeof(float)));
+}
+
+}  // namespace
+
+DataParallel::DataParallel(Communicator& comm, const Group& dp, ParamStore& store,
+                           AdamWConfig opt, DPConfig cfg)
+    : comm_(comm),
+      dp_(dp),
+      store_(store),
+      cfg_(cfg),
+      tracker_(store.total(), bucket_elems_for(cfg.bucket_mb)),
+      shard_(cfg.zero1 ? shard_range(store.total(), dp.size(), dp.rank)
+                       : ElemRange{0, store.total()}) {
+  GPT_CHECK(store.flat_grads().defined(), "DataParallel needs a materialized ParamStore");
+  GPT_CHECK(store.device() == comm.device(),
+            std::string("DataParallel: parameters live on ") + device_name(store.device()) +
+                " but the communicator moves " + device_name(comm.device()) + " tensors");
+  adam_ = std::make_unique<AdamW>(store, opt, shard_.begin, shard_.end);
+  if (cfg_.zero1) shard_grads_ = zeros({std::max<int64_t>(1, shard_.size())}, DType::F32, store.device());
+  launched_.assign(size_t(tracker_.count()), false);
+}
+
+DataParallel::~DataParallel() {
+  if (model_) model_->on_grads_ready = nullptr;
+  for (CommHandle& h : pending_) h.wait();
+}
+
+void DataParallel::attach(GPT& model) {
+  model_ = &model;
+  model.on_grads_ready = [this](int64_t begin, int64_t end) { on_grads_ready(begin, end); };
+}
+
+void DataParallel::begin_micro(bool last_micro) {
+  last_micro_ = last_micro;
+  if (!last_micro) return;
+  tracker_.reset();
+  std::fill(launched_.begin(), launched_.end(), false);
+}
+
+void DataParallel::on_grads_ready(int64_t begin, int64_t end) {
+  // Earlier micro-batches only accumulate: their gradients are not final yet.
+  if (!last_micro_ || dp_.size() == 1) return;
+  const std::vector<int> done = tracker_.mark_ready(begin, end);
+  if (!cfg_.overlap) return;  // the benchmark's baseline: reduce after backward
+  for (int b : done) launch_bucket(b);
+}
+
+// Named by purpose: the reduction of one gradient bucket over the dp group.
+void DataParallel::launch_bucket(int b) {
+  const ElemRange r = tracker_.buckets()[size_t(b)];
+  Tensor grads = store_.flat_grads().slice(r.begin, {r.size()});
+  if (!cfg_.zero1) {
+    pending_.push_back(comm_.allreduce_avg(grads, dp_));
+  } else {
+    // This rank's part of the bucket lands at its place in the shard buffer.
+    const std::vector<int64_t> counts = shard_counts(r, store_.total(), dp_.size());
+    const int64_t mine = counts[size_t(dp_.rank)];
+    const int64_t at = mine > 0 ? std::max(r.begin, shard_.begin) - shard_.begin : 0;
+    Tensor out = shard_grads_.slice(at, {mine});
+    pending_.push_back(comm_.reduce_scatter(grads, out, counts, dp_));
+  }
+  launched_[size_t(b)] = true;
+}
+
+void DataParallel::wait_all() {
+  for (CommHandle& h : pending_) h.wait();
+  pending_.clear();
+}
+
+void DataParallel::finish_grads() {
+  if (dp_.size() == 1) return;
+  // Without overlap every bucket starts here; with it, any bucket the model never
+  // reported (e.g. a parameter outside GPT's ranges) still starts, in bucket order on
+  // every rank, so collective order stays identical across ranks.
+  for (int b = 0; b < tracker_.count(); ++b)
+    if (!launched_[size_t(b)]) launch_bucket(b);
+  wait_all();
+  if (cfg_.zero1 && shard_.size() > 0) {
+    Tensor mine = store_.flat_grads().slice(shard_.begin, {shard_.size()});
+    Tensor summed = shard_grads_.slice(0, {shard_.size()});
+    copy_(mine, summed);
+    ops_for(store_.device()).scale(mine, 1.f / float(dp_.size()));
+  }
+}
+
+float DataParallel::clip_and_step(float lr, float max_norm) {
+  const Ops& ops = ops_for(store_.device());
+  Tensor grads = store_.flat_grads().slice(shard_.begin, {shard_.size()});
+  double sum_squares = shard_.size() > 0 ? ops.sum_squares(grads) : 0.0;
+  if (cfg_.zero1 && dp_.size() > 1) {
+    // Global norm from the shards' sums of squares. Sent as a float pair (hi, lo) so the
+    // sum keeps about double precision without a double tensor type.
+    float pair[2] = {float(sum_squares), float(sum_squares - double(float(sum_squares)))};
+    Tensor t = zeros({2}, DType::F32, store_.device());
+    from_host_f32(t, pair);
+    comm_.allreduce(t, dp_).wait();
+    std::vector<float> host = to_host_f32(t);
+    sum_squares = double(host[0]) + double(host[1]);
+  }
+  const float norm = clip_grad_norm(grads, sum_squares, max_norm);
+  adam_->step(lr);
+  if (cfg_.zero1 && dp_.size() > 1) {
+    // Named by purpose: every rank's updated shard back to every rank.
+    std::vector<int64_t> counts;
+    for (int r = 0; r < dp_.size(); ++r)
+      counts.push_back(shard_range(store_.total(), dp_.size(), r).size());
+    comm_.allgather(store_.flat_values(), counts, dp_).wait();
+  }
+  return norm;
+}
+
+float DataParallel::average_loss(float local_mean_loss) {
+  if (dp_.size() == 1) return local_mean_loss;
+  Tensor t = zeros({1}, DType::F32, store_.device());
+  from_host_f32(t, &local_mean_loss);
+  comm_.allreduce_avg(t, dp_).wait();
+  return to_host_f32(t)[0];
+}
+
+void DataParallel::save_optimizer(CheckpointWriter* writer) {
+  const int64_t total = store_.total();
+  Tensor full_m = adam_->m(), full_v = adam_->v();
+  if (cfg_.zero1 && dp_.size() > 1) {
+    // Gather the moment shards so the file holds whole tensors: any layout can read it.
+    full_m = zeros({total}, DType::F32, store_.device());
+    full_v = zeros({total}, DType::F32, store_.device());
+    if (shard_.size() > 0) {
+      Tensor dst_m = full_m.slice(shard_.begin, {shard_.size()});
+      Tensor dst_v = full_v.slice(shard_.begin, {shard_.size()});
+      copy_(dst_m, adam_->m());
+      copy_(dst_v, adam_->v());
+    }
+    std::vector<int64_t> counts;
+    for (int r = 0; r < dp_.size(); ++r) counts.push_back(shard_range(total, dp_.size(), r).size());
+    CommHandle hm = comm_.allgather(full_m, counts, dp_);
+    CommHandle hv = comm_.allgather(full_v, counts, dp_);
+    hm.wait();
+    hv.wait();
+  }
+  if (!writer) return;
+  for (int i = 0; i < store_.size(); ++i) {
+    const Param& p = store_.at(i);
+    writer->write("optim.m." + p.name, full_m.slice(p.offset, p.shape));
+    writer->write("optim.v." + p.name, full_v.slice(p.offset, p.shape));
+  }
+  writer->attr("optim.t", adam_->t());
+}
+
+void DataParallel::load_optimizer(const CheckpointReader& reader) {
+  std::vector<float> m(size_t(shard_.size()), 0.f), v(size_t(shard_.size()), 0.f);
+  std::vector<float> host;
+  for (int i = 0; i < store_.size(); ++i) {
+    const Param& p = store_.at(i);
+    const int64_t lo = std::max(shard_.begin, p.offset);
+    const int64_t hi = std::min(shard_.end, p.offset + p.numel());
+    if (lo >= hi) continue;  // not in this rank's shard: skip reading it
+    for (const char* which : {"m", "v"}) {
+      const std::string name = std::string("optim.") + which + "." + p.name;
+      GPT_CHECK(reader.has(name), reader.path() + ": no tensor '" + name +
+                                      "' (checkpoint written without optimizer state?)");
+      host.resize(size_t(p.numel()));
+      reader.read(name, p.shape, host.data());
+      std::vector<float>& dst = which[0] == 'm' ? m : v;
+      std::copy(host.begin() + (lo - p.offset), host.begin() + (hi - p.offset),
+                dst.begin() + (lo - shard_.begin));
+    }
+  }
+  if (shard_.size() > 0) {
+    from_host_f32(adam_->m(), m.data());
+    from_host_f32(adam_->v(), v.data());
+  }
+  adam_->set_t(reader.attr_int("optim.t"));
+}
+
+std::string DataParallel::describe() const {
+  char line[320];
+  std::snprintf(line, sizeof(line),
+                "data parallel: dp %d, ZeRO-1 %s, overlap %s, %d buckets of <= %.3g MiB; "
+                "optimizer state %.2f MiB per rank (elements [%lld, %lld) of %lld)",
+                dp_.size(), cfg_.zero1 ? "on" : "off", cfg_.overlap ? "on" : "off",
+                tracker_.count(), cfg_.bucket_mb,
+                double(optimizer_state_bytes()) / (1024.0 * 1024.0), (long long)shard_.begin,
+                (long long)shard_.end, (long long)store_.total());
+  return line;
+}
+
+}  // namespace gpt::parallel

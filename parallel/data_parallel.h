@@ -1,0 +1,90 @@
+// Data parallelism, wrapped around a single-device model from outside: gradients of
+// the ParamStore's flat buffer are reduced in contiguous buckets, each starting as soon
+// as GPT::on_grads_ready says its range is final, so communication overlaps the rest of
+// backward. With zero1, buckets are reduce-scattered instead, each rank keeps AdamW
+// moments for its shard of the buffer only, and parameters are all-gathered after the
+// update.
+//
+// The trainer's step (dloss already divides by B*T*accum; DataParallel divides by dp):
+//   store.zero_grads();
+//   for m in 0..accum-1:
+//     dp.begin_micro(m == accum - 1);        // only the last micro-batch communicates
+//     loss_sum += model.forward(tokens, &targets); model.backward(1.f / (B*T*accum));
+//   dp.finish_grads();                       // grads now averaged over the dp group
+//   float norm = dp.clip_and_step(lr, max_norm);
+//   float loss = dp.average_loss(loss_sum / accum);
+// Every dp rank must call every method (they are collective over the dp group), and the
+// dp ranks must hold identical parameters at the start (same seed, or a checkpoint).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/adamw.h"
+#include "core/checkpoint.h"
+#include "core/model/gpt.h"
+#include "core/param_store.h"
+#include "parallel/communicator.h"
+#include "parallel/dp_buckets.h"
+
+namespace gpt::parallel {
+
+struct DPConfig {
+  bool zero1 = false;     // shard optimizer moments over the dp group (ZeRO stage 1)
+  bool overlap = true;    // start bucket reductions during backward (false: after it)
+  double bucket_mb = 25;  // bucket size in MiB of F32 gradients
+};
+
+class DataParallel {
+ public:
+  DataParallel(Communicator& comm, const Group& dp, ParamStore& store, AdamWConfig opt,
+               DPConfig cfg);
+  ~DataParallel();  // waits for reductions still in flight (their buffers are ours)
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  void attach(GPT& model);  // installs model.on_grads_ready; detach by destroying `this`
+  void begin_micro(bool last_micro);
+  // After the last micro-batch's backward: waits for every bucket. Without zero1 the
+  // whole flat grad buffer is averaged over dp; with zero1 only this rank's shard is.
+  void finish_grads();
+  // Global grad norm (across shards under zero1), clipping when max_norm > 0, AdamW on
+  // the full buffer or this rank's shard, then (zero1) the parameter all-gather.
+  // Returns the norm before clipping.
+  float clip_and_step(float lr, float max_norm);
+  float average_loss(float local_mean_loss);  // mean over the dp group
+
+  // Collective over dp. Full (unsharded) moments per parameter: "optim.m.<name>",
+  // "optim.v.<name>", plus the attribute "optim.t", written by the rank whose `writer`
+  // is non-null (dp rank 0 by convention; the other ranks pass nullptr).
+  void save_optimizer(CheckpointWriter* writer);
+  // Loads this rank's part of the moments; works whatever dp size wrote the file.
+  void load_optimizer(const CheckpointReader& reader);
+
+  size_t optimizer_state_bytes() const { return adam_->state_bytes(); }
+  std::string describe() const;  // one line for the start-up log (optimizer bytes/rank)
+  const std::vector<ElemRange>& buckets() const { return tracker_.buckets(); }
+  ElemRange shard() const { return shard_; }  // the whole buffer without zero1
+  const Group& group() const { return dp_; }
+
+ private:
+  void on_grads_ready(int64_t begin, int64_t end);
+  void launch_bucket(int b);
+  void wait_all();
+
+  Communicator& comm_;
+  Group dp_;
+  ParamStore& store_;
+  DPConfig cfg_;
+  BucketTracker tracker_;
+  ElemRange shard_;
+  std::unique_ptr<AdamW> adam_;
+  Tensor shard_grads_;  // zero1: reduce-scatter results for this rank's shard
+  std::vector<bool> launched_;
+  std::vector<CommHandle> pending_;
+  bool last_micro_ = true;
+  GPT* model_ = nullptr;
+};
+
+}  // namespace gpt::parallel
