@@ -26,6 +26,7 @@ class GPT {
 
   const Tensor& logits() const { return logits_; }  // [B, T, V], valid after forward
   const GPTConfig& config() const { return cfg_; }
+  Device device() const { return store_.device(); }
 
   // Called during backward each time the gradients of a contiguous range of the flat
   // parameter buffer are final, in reverse layer order (data parallelism hooks in here).

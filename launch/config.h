@@ -1,0 +1,62 @@
+// The one configuration of a run: model + training + data + run directory. Read from an
+// INI file ("[train]\nlr = 3e-4") and overridden on the command line ("--train.lr 1e-3");
+// Boost.program_options does both and rejects unknown or ill-typed keys by name.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/model/gpt_config.h"
+
+namespace gpt {
+
+struct TrainConfig {
+  std::string model_preset = "tiny";
+  GPTConfig model;
+
+  uint64_t seed = 1337;
+  int micro_batch = 4;  // B: sequences per micro-batch per rank
+  int seq_len = 64;     // T
+  int grad_accum = 1;   // micro-batches per step per rank
+  int64_t steps = 100;
+  float lr = 6e-4f, min_lr = 6e-5f;
+  int64_t warmup = 10;
+  float weight_decay = 0.1f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  float grad_clip = 1.0f;
+  int threads = 0;  // 0: every core
+  std::string device = "cpu";
+
+  int64_t eval_every = 0;  // steps; 0 = never
+  int eval_steps = 10;
+
+  std::string data_mixture;     // mixture config path; empty = synthetic token stream
+  std::string tokenizer_dir = "assets";  // encoder.json + vocab.bpe, for decoding samples
+
+  std::string run_dir = "runs/default";
+  int64_t checkpoint_every = 0;  // steps; 0 = only at the end when run.save_final is set
+  bool save_final = true;
+  int keep_checkpoints = 3;
+  bool resume = false;
+  int64_t log_every = 1;
+
+  int sample_tokens = 0;  // generated at the end; 0 = no sample
+  float sample_temperature = 1.0f;
+  int sample_top_k = 40;
+  std::string sample_prompt = "\n";
+
+  bool zero1 = false;      // ZeRO-1 optimizer sharding under data parallelism
+  bool dp_overlap = true;  // overlap gradient all-reduce with backward
+  double bucket_mb = 25.0;
+  double comm_timeout_s = 300.0;
+
+  int64_t debug_nan_step = -1;   // inject a NaN loss at this step (tests)
+  int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)
+  int debug_exit_rank = -1;
+
+  std::string text;  // the resolved configuration, "key = value" lines (logged, checkpointed)
+};
+
+// Parses argv: `pretrain [CONFIG.ini] [--key value ...]`. Returns false when --help was
+// printed. Throws gpt::Error naming the file or key on bad input.
+bool parse_config(int argc, char** argv, TrainConfig& out);
+
+}  // namespace gpt

@@ -1,0 +1,53 @@
+#include "launch/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace gpt {
+
+int32_t sample_token(const float* logits, int V, float temperature, int top_k, Rng& rng) {
+  std::vector<int32_t> ids(static_cast<size_t>(V));
+  std::iota(ids.begin(), ids.end(), 0);
+  int k = (top_k <= 0 || top_k > V) ? V : top_k;
+  // Ties broken by id so the draw is deterministic for a given RNG state.
+  auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), better);
+  if (temperature <= 0.f) return ids[0];  // greedy
+  std::vector<double> p(static_cast<size_t>(k));
+  double mx = logits[ids[0]], sum = 0.0;
+  for (int i = 0; i < k; ++i) sum += p[size_t(i)] = std::exp((logits[ids[size_t(i)]] - mx) / temperature);
+  double u = double(rng.uniform()) * sum;
+  for (int i = 0; i < k; ++i) {
+    u -= p[size_t(i)];
+    if (u < 0.0) return ids[size_t(i)];
+  }
+  return ids[size_t(k - 1)];
+}
+
+std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const SampleConfig& cfg,
+                              Rng& rng, const std::function<void(int32_t)>& on_token) {
+  const GPTConfig& mc = model.config();
+  GPT_CHECK(!tokens.empty(), "generate: empty prompt");
+  const int W = cfg.window > 0 ? std::min(cfg.window, mc.block_size) : mc.block_size;
+  const int V = mc.vocab_size;
+  // A fixed [1, W] window: causal attention makes the padding after the last real
+  // token irrelevant, and a fixed shape lets the model reuse its buffers every token.
+  Tensor window = zeros({1, W}, DType::I32, Device::CPU);
+  for (int i = 0; i < cfg.tokens; ++i) {
+    int n = int(std::min<size_t>(tokens.size(), size_t(W)));
+    std::fill(window.i32(), window.i32() + W, 0);
+    std::copy(tokens.end() - n, tokens.end(), window.i32());
+    Tensor input = to_device(window, model.device());
+    model.forward(input, nullptr);
+    std::vector<float> logits = to_host_f32(model.logits().slice(int64_t(n - 1) * V, {V}));
+    int32_t next = sample_token(logits.data(), V, cfg.temperature, cfg.top_k, rng);
+    tokens.push_back(next);
+    if (on_token) on_token(next);
+  }
+  return tokens;
+}
+
+}  // namespace gpt

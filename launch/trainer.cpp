@@ -1,0 +1,210 @@
+#include "launch/trainer.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "launch/data_sources.h"
+#include "launch/generate.h"
+
+namespace gpt {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+Trainer::Trainer(const TrainConfig& cfg)
+    : cfg_(cfg), device_(cfg.device == "cuda" ? Device::CUDA : Device::CPU) {
+  if (cfg_.threads > 0) {
+    omp_set_num_threads(cfg_.threads);
+    openblas_set_num_threads(cfg_.threads);
+  }
+  GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
+  model_ = std::make_unique<GPT>(cfg_.model, store_);
+  store_.materialize(device_);
+  store_.init(cfg_.seed);
+  opt_ = std::make_unique<AdamW>(store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
+
+  data::RankSlot slot{0, 1, cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
+  train_data_ = make_batch_source(cfg_, slot, /*validation=*/false);
+  if (cfg_.eval_every > 0) val_data_ = make_batch_source(cfg_, slot, /*validation=*/true);
+  GPT_CHECK(train_data_->vocab_size() <= cfg_.model.vocab_size,
+            "data vocabulary (" + std::to_string(train_data_->vocab_size()) +
+                ") is larger than 'model.vocab_size' (" + std::to_string(cfg_.model.vocab_size) + ")");
+  inputs_ = empty({cfg_.micro_batch, cfg_.seq_len}, DType::I32, device_);
+  targets_ = empty({cfg_.micro_batch, cfg_.seq_len}, DType::I32, device_);
+  fs::create_directories(cfg_.run_dir);
+}
+
+Trainer::~Trainer() = default;
+
+// Copies the rows of a [B, T+1] batch into the [B, T] inputs and the shifted targets.
+static void split_batch(const data::Batch& b, Tensor& inputs, Tensor& targets) {
+  std::vector<int32_t> in(size_t(b.B) * b.T), tg(size_t(b.B) * b.T);
+  for (int r = 0; r < b.B; ++r)
+    for (int t = 0; t < b.T; ++t) {
+      in[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t];
+      tg[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t + 1];
+    }
+  ops_for(inputs.device).copy_from_host(inputs.raw(), in.data(), in.size() * 4);
+  ops_for(targets.device).copy_from_host(targets.raw(), tg.data(), tg.size() * 4);
+}
+
+float Trainer::train_step(int64_t step) {
+  store_.zero_grads();
+  const float dloss = 1.f / float(int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum);
+  double loss = 0.0;
+  for (int m = 0; m < cfg_.grad_accum; ++m) {
+    train_data_->next(batch_);
+    split_batch(batch_, inputs_, targets_);
+    loss += model_->forward(inputs_, &targets_) / double(cfg_.grad_accum);
+    model_->backward(dloss);
+  }
+  if (step == cfg_.debug_nan_step) loss = std::nan("");
+  return float(loss);
+}
+
+float Trainer::evaluate() {
+  double sum = 0.0;
+  for (int i = 0; i < cfg_.eval_steps; ++i) {
+    val_data_->next(batch_);
+    split_batch(batch_, inputs_, targets_);
+    sum += model_->forward(inputs_, &targets_);
+  }
+  return float(sum / cfg_.eval_steps);
+}
+
+void Trainer::run() {
+  int64_t start = 0;
+  if (cfg_.resume) {
+    std::string path = latest_checkpoint(cfg_.run_dir);
+    if (!path.empty()) start = load_checkpoint(path);
+    else std::printf("run.resume: no checkpoint in %s, starting from scratch\n", cfg_.run_dir.c_str());
+  }
+  log_ = std::make_unique<MetricsLog>((fs::path(cfg_.run_dir) / "metrics.jsonl").string());
+  const int64_t tokens_per_step = int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum;
+  tokens_seen_ = start * tokens_per_step;
+  const int64_t N = store_.total();
+  std::printf("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s\n",
+              cfg_.model_preset.c_str(), (long long)N, N / 1e6, cfg_.model.n_layer, cfg_.model.n_head,
+              cfg_.model.n_embd, cfg_.model.vocab_size, device_name(device_));
+  std::printf("data: %s\n", train_data_->describe().c_str());
+  std::printf("batch: %d x %d tokens x %d micro-batches = %lld tokens/step; %lld steps from step %lld\n",
+              cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, (long long)tokens_per_step,
+              (long long)cfg_.steps, (long long)start);
+  std::printf("optimizer state: %.1f MB\n", opt_->state_bytes() / 1e6);
+  log_->write("start", MetricsLog::Line()
+                           .num("params", double(N))
+                           .num("start_step", double(start))
+                           .num("tokens_per_step", double(tokens_per_step))
+                           .str("config", cfg_.text));
+
+  for (int64_t step = start; step < cfg_.steps; ++step) {
+    auto t0 = Clock::now();
+    float loss = train_step(step);
+    double sumsq = ops_for(device_).sum_squares(store_.flat_grads());
+    float norm = clip_grad_norm(store_.flat_grads(), sumsq, cfg_.grad_clip);
+    if (!std::isfinite(loss) || !std::isfinite(norm))
+      fail("step " + std::to_string(step + 1) + ": loss is " + std::to_string(loss) + ", grad norm " +
+           std::to_string(norm) + "; stopped before the update, no checkpoint written (last good: " +
+           (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
+    float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
+    opt_->step(lr);
+    ops_for(device_).synchronize();
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    tokens_seen_ += tokens_per_step;
+    last_loss_ = loss;
+    const double tps = tokens_per_step / (ms / 1e3);
+    if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
+      std::printf("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
+                  (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);
+    log_->write("train", MetricsLog::Line()
+                             .num("step", double(step + 1))
+                             .num("loss", loss)
+                             .num("lr", lr)
+                             .num("grad_norm", norm)
+                             .num("tokens", double(tokens_seen_))
+                             .num("tokens_per_s", tps)
+                             .num("step_ms", ms));
+    if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
+      float vl = evaluate();
+      std::printf("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
+      log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
+    }
+    bool periodic = cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0;
+    if (periodic || (cfg_.save_final && step + 1 == cfg_.steps)) save_checkpoint(step + 1);
+    std::fflush(stdout);
+  }
+  log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
+  if (cfg_.sample_tokens > 0) print_sample();
+}
+
+void Trainer::save_checkpoint(int64_t steps_done) {
+  std::string path = checkpoint_path(cfg_.run_dir, steps_done);
+  CheckpointWriter w(path);
+  for (int i = 0; i < store_.size(); ++i) {
+    const Param& p = store_.at(i);
+    w.write("param." + p.name, p.value);
+    w.write("optim.m." + p.name, opt_->m().slice(p.offset, p.shape));
+    w.write("optim.v." + p.name, opt_->v().slice(p.offset, p.shape));
+  }
+  w.attr("step", steps_done);
+  w.attr("optim.t", opt_->t());
+  w.attr("data.state", train_data_->state());
+  w.attr("config", cfg_.text);
+  w.commit();
+  last_checkpoint_ = path;
+  std::printf("checkpoint: %s\n", path.c_str());
+  prune_checkpoints();
+}
+
+int64_t Trainer::load_checkpoint(const std::string& path) {
+  CheckpointReader r(path);
+  for (int i = 0; i < store_.size(); ++i) {
+    Param& p = store_.at(i);
+    r.read("param." + p.name, p.value);
+    Tensor m = opt_->m().slice(p.offset, p.shape), v = opt_->v().slice(p.offset, p.shape);
+    r.read("optim.m." + p.name, m);
+    r.read("optim.v." + p.name, v);
+  }
+  opt_->set_t(r.attr_int("optim.t"));
+  train_data_->restore(r.attr_ints("data.state"));
+  last_checkpoint_ = path;
+  int64_t step = r.attr_int("step");
+  std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)step);
+  return step;
+}
+
+void Trainer::prune_checkpoints() {
+  if (cfg_.keep_checkpoints <= 0) return;
+  static const std::regex pattern(R"(ckpt_\d{8}\.h5)");
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(cfg_.run_dir))
+    if (std::regex_match(e.path().filename().string(), pattern)) found.push_back(e.path().string());
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + size_t(cfg_.keep_checkpoints) < found.size(); ++i) fs::remove(found[i]);
+}
+
+void Trainer::print_sample() {
+  std::unique_ptr<TextCodec> codec = make_text_codec(cfg_);
+  std::vector<int32_t> prompt = codec->encode(cfg_.sample_prompt);
+  if (prompt.empty()) prompt.push_back(0);
+  SampleConfig sc{cfg_.sample_tokens, cfg_.sample_temperature, cfg_.sample_top_k, cfg_.seq_len};
+  Rng rng(cfg_.seed + 1);
+  std::printf("---- sample (%d tokens, temperature %.2f, top-k %d) ----\n%s", cfg_.sample_tokens,
+              cfg_.sample_temperature, cfg_.sample_top_k, cfg_.sample_prompt.c_str());
+  generate(*model_, prompt, sc, rng, [&](int32_t id) {
+    std::fputs(codec->decode(id).c_str(), stdout);
+    std::fflush(stdout);
+  });
+  std::printf("\n----\n");
+}
+
+}  // namespace gpt

@@ -1,0 +1,45 @@
+// The training loop of `pretrain`: micro-batches with gradient accumulation, warmup +
+// cosine LR, clipping, validation, logging (stdout + metrics.jsonl), checkpoints and
+// resume, and a text sample at the end.
+#pragma once
+#include <memory>
+
+#include "core/adamw.h"
+#include "core/model/gpt.h"
+#include "data/batch.h"
+#include "launch/config.h"
+#include "launch/metrics_log.h"
+
+namespace gpt {
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainConfig& cfg);
+  ~Trainer();
+  void run();
+
+  float last_loss() const { return last_loss_; }
+
+ private:
+  float train_step(int64_t step);
+  float evaluate();
+  void save_checkpoint(int64_t steps_done);
+  int64_t load_checkpoint(const std::string& path);
+  void prune_checkpoints();
+  void print_sample();
+
+  TrainConfig cfg_;
+  Device device_;
+  ParamStore store_;
+  std::unique_ptr<GPT> model_;
+  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<data::BatchSource> train_data_, val_data_;
+  std::unique_ptr<MetricsLog> log_;
+  data::Batch batch_;
+  Tensor inputs_, targets_;
+  std::string last_checkpoint_;
+  float last_loss_ = 0.f;
+  int64_t tokens_seen_ = 0;
+};
+
+}  // namespace gpt

@@ -1,0 +1,101 @@
+// pretrain as a whole: determinism, stop-and-resume, and one clear line for bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "run_pretrain.h"
+
+namespace fs = std::filesystem;
+using gpt::test::run_pretrain;
+using gpt::test::train_losses;
+
+namespace {
+
+const std::string kSmall =
+    " --model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.vocab_size 101"
+    " --model.block_size 32 --train.seq_len 16 --train.micro_batch 2 --train.grad_accum 2"
+    " --train.threads 2 --train.warmup 2";
+
+std::string fresh_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("gpt_launch_test_" + name);
+  fs::remove_all(d);
+  return d.string();
+}
+
+// Exactly one line of output that names the culprit, and a non-zero exit.
+void expect_one_line_error(const gpt::test::RunResult& r, const std::string& must_contain) {
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(must_contain), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+}  // namespace
+
+TEST(Pretrain, SameSeedGivesBitIdenticalLosses) {
+  std::string a = fresh_dir("det_a"), b = fresh_dir("det_b");
+  ASSERT_EQ(run_pretrain(kSmall + " --train.steps 8 --run.dir " + a).exit_code, 0);
+  ASSERT_EQ(run_pretrain(kSmall + " --train.steps 8 --run.dir " + b).exit_code, 0);
+  auto la = train_losses(a), lb = train_losses(b);
+  ASSERT_EQ(la.size(), 8u);
+  EXPECT_EQ(la, lb);
+}
+
+TEST(Pretrain, ResumeFromCheckpointContinuesBitIdentically) {
+  std::string full = fresh_dir("resume_full"), part = fresh_dir("resume_part");
+  auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 4 --run.keep 5 --run.dir " + full);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // A run that stopped after step 4: its directory holds only that checkpoint.
+  fs::create_directories(part);
+  fs::copy_file(full + "/ckpt_00000004.h5", part + "/ckpt_00000004.h5");
+  r = run_pretrain(kSmall + " --train.steps 10 --run.resume true --run.dir " + part);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  auto lf = train_losses(full), lp = train_losses(part);
+  ASSERT_EQ(lf.size(), 10u);
+  ASSERT_EQ(lp.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(lp[i], lf[i + 4]) << "step " << i + 5;
+}
+
+TEST(Pretrain, NanLossStopsWithoutTouchingLastCheckpoint) {
+  std::string d = fresh_dir("nan");
+  auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_step 4 --run.dir " + d);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("step 5: loss is nan"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ckpt_00000004.h5"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004.h5"));
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006.h5"));
+  for (const auto& e : fs::directory_iterator(d)) EXPECT_NE(e.path().extension(), ".tmp");
+  // The last good checkpoint still loads.
+  r = run_pretrain(kSmall + " --train.steps 6 --run.resume true --run.dir " + d);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+}
+
+TEST(Pretrain, MissingConfigFile) {
+  expect_one_line_error(run_pretrain("/nonexistent/run.ini"), "/nonexistent/run.ini");
+}
+
+TEST(Pretrain, UnknownKeyInConfigFile) {
+  std::string path = fresh_dir("cfg") + ".ini";
+  std::ofstream(path) << "[train]\nsteps = 3\nlearning_rate = 0.1\n";
+  auto r = run_pretrain(path);
+  expect_one_line_error(r, "train.learning_rate");
+  EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
+}
+
+TEST(Pretrain, UnknownKeyOnCommandLine) {
+  expect_one_line_error(run_pretrain("--train.stepz 3"), "train.stepz");
+}
+
+TEST(Pretrain, WrongType) {
+  expect_one_line_error(run_pretrain("--model.n_layer four"), "model.n_layer");
+}
+
+TEST(Pretrain, EmbeddingNotDivisibleByHeads) {
+  expect_one_line_error(run_pretrain("--model.n_embd 30 --model.n_head 4"), "model.n_embd");
+}
+
+TEST(Pretrain, SequenceLongerThanBlock) {
+  expect_one_line_error(run_pretrain("--model.block_size 16 --train.seq_len 32"), "train.seq_len");
+}

@@ -1,0 +1,45 @@
+// Runs the pretrain binary as a user would and captures what it prints.
+#pragma once
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <vector>
+
+namespace gpt::test {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+inline RunResult run_pretrain(const std::string& args) {
+  std::string cmd = std::string(PRETRAIN_BIN) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// The "loss" values of metrics.jsonl's train lines, as printed (%.9g round-trips a float,
+// so equal strings mean bit-identical losses).
+inline std::vector<std::string> train_losses(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("\"kind\":\"train\"") == std::string::npos) continue;
+    size_t a = line.find("\"loss\":") + 7;
+    out.push_back(line.substr(a, line.find(',', a) - a));
+  }
+  return out;
+}
+
+}  // namespace gpt::test
