@@ -55,20 +55,25 @@ class Attention(nn.Module):
         self.use_sdpa = use_sdpa
 
     def forward(self, x):
-        B, T, C = x.shape
-        NH = self.n_head
-        HS = C // NH
-        # [B,T,3C] -> three [B,NH,T,HS]: q|k|v blocks of C, heads contiguous inside each.
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
-        if self.use_sdpa:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HS))
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            att = att.masked_fill(mask, float("-inf")).softmax(dim=-1)
-            y = att @ v
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(causal_attention(self.qkv(x), self.n_head, self.use_sdpa))
+
+
+def causal_attention(qkv, NH, use_sdpa=False):
+    """core's attention_forward: packed qkv [B,T,3C] -> out [B,T,C]."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    HS = C // NH
+    # [B,T,3C] -> three [B,NH,T,HS]: q|k|v blocks of C, heads contiguous inside each.
+    q, k, v = qkv.split(C, dim=2)
+    q, k, v = (t.reshape(B, T, NH, HS).transpose(1, 2) for t in (q, k, v))
+    if use_sdpa:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HS))
+        mask = torch.ones(T, T, dtype=torch.bool, device=qkv.device).triu(1)
+        att = att.masked_fill(mask, float("-inf")).softmax(dim=-1)
+        y = att @ v
+    return y.transpose(1, 2).reshape(B, T, C)
 
 
 class MLP(nn.Module):

@@ -24,13 +24,13 @@ import argparse
 import os
 import sys
 
-import h5py
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benchmarks"))
 import torch_gpt2 as tg  # noqa: E402
+from ref_h5 import write_h5  # noqa: E402
 
 
 def parse_args():
@@ -100,7 +100,8 @@ def main():
     if clipped == a.steps:
         print("note: max_norm %g clipped every step; the unclipped branch is not covered"
               % a.max_norm)
-    write_h5(a.out, out, a)
+    write_h5(a.out, out, {k: getattr(a, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
+                                                     "block_size", "B", "T", "steps", "warmup")})
     print("wrote %s: loss %.6f, grad norms %s (clipped %d/%d)"
           % (a.out, out["ref.loss"].item(), ["%.3f" % n for n in norms], clipped, a.steps))
 
@@ -122,31 +123,6 @@ def train(model, tokens, targets, a):
         norms.append(norm.item())
         lrs.append(lr)
     return losses, norms, lrs
-
-
-def write_c_string_attr(f, name, value):
-    """A NUL-terminated fixed-length string, as core's CheckpointWriter writes it. h5py's
-    default is NULLPAD without the NUL, which CheckpointReader::attr_str reads back one
-    character short ("gptrain-checkpoin") and then rejects."""
-    tid = h5py.h5t.C_S1.copy()
-    tid.set_size(len(value) + 1)
-    tid.set_strpad(h5py.h5t.STR_NULLTERM)
-    space = h5py.h5s.create(h5py.h5s.SCALAR)
-    attr = h5py.h5a.create(f.id, name.encode(), tid, space)
-    attr.write(np.array(value + b"\0", dtype="S%d" % (len(value) + 1)), mtype=tid)
-
-
-def write_h5(path, tensors, a):
-    tmp = path + ".tmp"  # renamed when complete: a crash never leaves a half reference
-    with h5py.File(tmp, "w") as f:
-        f.attrs["format_version"] = np.array([1], dtype=np.int64)
-        write_c_string_attr(f, "magic", b"gptrain-checkpoint")
-        for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "B", "T", "steps",
-                  "warmup"):
-            f.attrs[k] = np.array([getattr(a, k)], dtype=np.int64)
-        for name, t in tensors.items():
-            f.create_dataset(name.replace("/", "|"), data=t.numpy().astype(np.float32))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
