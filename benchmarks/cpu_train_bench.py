@@ -10,7 +10,10 @@ involved in running it; build `pretrain` once, then:
 For each model both sides train the same shape with the same B, T, AdamW settings,
 grad clipping and thread count (torch.set_num_threads + OMP_NUM_THREADS; pretrain's
 train.threads), one after the other so they never share the cores. Each runs `warmup`
-untimed steps then `steps` timed ones; tokens/s = timed tokens / timed seconds.
+untimed steps then `steps` timed ones. The headline tokens/s of a side is the median
+over its timed steps of all its repeats (the two sides alternate, `repeats` times):
+on a shared machine other jobs only slow steps down, and the median ignores the
+worst of them; the mean (timed tokens / timed seconds) is recorded too.
 Ours comes from the 'train' lines of pretrain's metrics.jsonl (step_ms covers
 forward, backward, clipping and the AdamW step, as the PyTorch loop here does).
 Prints one line per model and, last, `RESULT cpu_train_bench {json}`; writes the JSON.
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,7 @@ def parse_args():
     ap.add_argument("--models", default="small,wide2", help="comma list of " + ",".join(MODELS))
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
     ap.add_argument("--steps", type=int, default=0, help="timed steps (0 = per-model default)")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--out", default=os.path.join(root, "build", "bench", "cpu_train_bench.json"))
@@ -129,11 +134,16 @@ def main():
             sys.exit("cpu_train_bench: unknown model '%s' (known: %s)" % (name, ",".join(MODELS)))
         m = MODELS[name]
         steps = a.steps or m["steps"]
-        r = {"shape": m, "timed_steps": steps}
-        if not a.skip_ours:
-            r["ours_tokens_per_s"], r["ours_per_step"] = run_ours(a, name, m, steps)
-        if not a.skip_torch:
-            r["torch_tokens_per_s"], r["torch_per_step"] = run_torch(a, name, m, steps)
+        r = {"shape": m, "timed_steps": steps, "repeats": a.repeats}
+        sides = [(side, fn) for side, fn, skip in (("ours", run_ours, a.skip_ours),
+                                                   ("torch", run_torch, a.skip_torch)) if not skip]
+        for _ in range(a.repeats):
+            for side, fn in sides:
+                mean, per_step = fn(a, name, m, steps)
+                r.setdefault(side + "_mean_tokens_per_s", []).append(mean)
+                r.setdefault(side + "_per_step", []).extend(per_step)
+        for side, _ in sides:
+            r[side + "_tokens_per_s"] = statistics.median(r[side + "_per_step"])
         if "ours_tokens_per_s" in r and "torch_tokens_per_s" in r:
             r["ratio_ours_over_torch"] = r["ours_tokens_per_s"] / r["torch_tokens_per_s"]
         results["models"][name] = r

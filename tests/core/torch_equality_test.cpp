@@ -207,7 +207,10 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
 
 // gpt2_small: 2 layers, 4 heads, C=64, V=512, T=32, B=4.
 // gpt2_awkward: head size 15 (odd), T=19, V=509 (not a multiple of 64), block_size 23 > T.
-INSTANTIATE_TEST_SUITE_P(Configs, TorchEquality, ::testing::Values("gpt2_small", "gpt2_awkward"));
+INSTANTIATE_TEST_SUITE_P(Configs, TorchEquality, ::testing::Values("gpt2_small", "gpt2_awkward"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           return std::string(p.param);
+                         });
 
 }  // namespace
 }  // namespace gpt
