@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""CPU training throughput: our `pretrain` beside PyTorch CPU, same model, same cores.
+
+A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). No CMake
+involved in running it; build `pretrain` once, then:
+
+  /usr/bin/python3 benchmarks/cpu_train_bench.py [--pretrain build/launch/pretrain]
+      [--threads 2] [--models small,wide2] [--out build/bench/cpu_train_bench.json]
+
+For each model both sides train the same shape with the same B, T, AdamW settings,
+grad clipping and thread count (torch.set_num_threads + OMP_NUM_THREADS; pretrain's
+train.threads), one after the other so they never share the cores. Each runs `warmup`
+untimed steps then `steps` timed ones. The headline tokens/s of a side is the median
+over its timed steps of all its repeats (the two sides alternate, `repeats` times):
+on a shared machine other jobs only slow steps down, and the median ignores the
+worst of them; the mean (timed tokens / timed seconds) is recorded too.
+Ours comes from the 'train' lines of pretrain's metrics.jsonl (step_ms covers
+forward, backward, clipping and the AdamW step, as the PyTorch loop here does).
+Prints one line per model and, last, `RESULT cpu_train_bench {json}`; writes the JSON.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# Model shapes: "small" is the reference-test model; "wide2" is GPT-2 124M's width,
+# heads, vocabulary and position table with 2 of its 12 layers (fits a CPU run).
+MODELS = {
+    "small": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=512, block_size=64,
+                  B=4, T=32, steps=30),
+    "wide2": dict(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, block_size=1024,
+                  B=4, T=256, steps=5),
+}
+LR, MIN_LR, WARMUP_LR_STEPS, CLIP = 6e-4, 6e-5, 2, 1.0
+
+
+def parse_args():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pretrain", default=os.path.join(root, "build", "launch", "pretrain"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--models", default="small,wide2", help="comma list of " + ",".join(MODELS))
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps (0 = per-model default)")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side")
+    ap.add_argument("--skip-ours", action="store_true")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--out", default=os.path.join(root, "build", "bench", "cpu_train_bench.json"))
+    return ap.parse_args()
+
+
+def run_ours(a, name, m, steps):
+    """Runs pretrain on a synthetic token stream; returns (tokens/s, per-step tokens/s)."""
+    if not os.access(a.pretrain, os.X_OK):
+        sys.exit("cpu_train_bench: %s not found; build it (cmake --build build --target "
+                 "pretrain) or pass --pretrain PATH, or use --skip-ours" % a.pretrain)
+    with tempfile.TemporaryDirectory(prefix="bench_%s_" % name) as run_dir:
+        ini = os.path.join(run_dir, "bench.ini")
+        with open(ini, "w") as f:
+            f.write("[model]\npreset = gpt2-124M\n")  # every shape key overridden below
+            for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
+                f.write("%s = %d\n" % (k, m[k]))
+            f.write("[train]\nmicro_batch = %d\nseq_len = %d\ngrad_accum = 1\nsteps = %d\n"
+                    "lr = %g\nmin_lr = %g\nwarmup = %d\ngrad_clip = %g\nthreads = %d\n"
+                    "device = cpu\n"
+                    % (m["B"], m["T"], a.warmup + steps, LR, MIN_LR, WARMUP_LR_STEPS, CLIP,
+                       a.threads))
+            f.write("[eval]\nevery = 0\n[data]\nmixture =\n")
+            f.write("[run]\ndir = %s\ncheckpoint_every = 0\nsave_final = false\nlog_every = 1000\n"
+                    "[sample]\ntokens = 0\n" % run_dir)
+        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+        proc = subprocess.run([a.pretrain, ini], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit("cpu_train_bench: pretrain failed (%d):\n%s%s"
+                     % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
+        train = []
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec.get("kind") == "train":
+                    train.append(rec)
+    # Steps in the log count from 1; the first `warmup` are allocation and cache warm-up.
+    timed = [r for r in train if r["step"] > a.warmup]
+    tokens = m["B"] * m["T"] * len(timed)
+    seconds = sum(r["step_ms"] for r in timed) / 1e3
+    return tokens / seconds, [r["tokens_per_s"] for r in timed]
+
+
+def run_torch(a, name, m, steps):
+    import torch
+    import torch_gpt2 as tg
+
+    cfg = tg.GPTConfig(m["n_layer"], m["n_head"], m["n_embd"], m["vocab_size"], m["block_size"])
+    model = tg.GPT2(cfg)
+    opt = tg.make_adamw(model, lr=LR)
+    params = list(model.parameters())
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, m["vocab_size"], (a.warmup + steps, m["B"], m["T"] + 1), generator=g)
+    per_step, total_s = [], 0.0
+    for s in range(a.warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        _, loss = model(rows[s, :, :-1], rows[s, :, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        tg.set_lr(opt, tg.lr_at(s, WARMUP_LR_STEPS, a.warmup + steps, LR, MIN_LR))
+        opt.step()
+        dt = time.perf_counter() - t0
+        if s >= a.warmup:
+            total_s += dt
+            per_step.append(m["B"] * m["T"] / dt)
+    return m["B"] * m["T"] * steps / total_s, per_step
+
+
+def main():
+    a = parse_args()
+    # Before torch is imported, so its OpenMP pool is sized like ours.
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch
+
+    torch.set_num_threads(a.threads)
+    results = {"bench": "cpu_train_bench", "threads": a.threads, "warmup": a.warmup,
+               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+               "models": {}}
+    for name in a.models.split(","):
+        if name not in MODELS:
+            sys.exit("cpu_train_bench: unknown model '%s' (known: %s)" % (name, ",".join(MODELS)))
+        m = MODELS[name]
+        steps = a.steps or m["steps"]
+        r = {"shape": m, "timed_steps": steps, "repeats": a.repeats}
+        sides = [(side, fn) for side, fn, skip in (("ours", run_ours, a.skip_ours),
+                                                   ("torch", run_torch, a.skip_torch)) if not skip]
+        for _ in range(a.repeats):
+            for side, fn in sides:
+                mean, per_step = fn(a, name, m, steps)
+                r.setdefault(side + "_mean_tokens_per_s", []).append(mean)
+                r.setdefault(side + "_per_step", []).extend(per_step)
+        for side, _ in sides:
+            r[side + "_tokens_per_s"] = statistics.median(r[side + "_per_step"])
+        if "ours_tokens_per_s" in r and "torch_tokens_per_s" in r:
+            r["ratio_ours_over_torch"] = r["ours_tokens_per_s"] / r["torch_tokens_per_s"]
+        results["models"][name] = r
+        print("%-6s L=%d C=%d V=%d B=%d T=%d, %d threads: ours %s tok/s, torch %s tok/s, "
+              "ratio %s" % (name, m["n_layer"], m["n_embd"], m["vocab_size"], m["B"], m["T"],
+                            a.threads, fmt(r.get("ours_tokens_per_s")),
+                            fmt(r.get("torch_tokens_per_s")),
+                            fmt(r.get("ratio_ours_over_torch"), "%.3f")), flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=2)
+    summary = {n: {k: r.get(k) for k in ("ours_tokens_per_s", "torch_tokens_per_s",
+                                         "ratio_ours_over_torch")}
+               for n, r in results["models"].items()}
+    print("RESULT cpu_train_bench " + json.dumps({"threads": a.threads, "models": summary}))
+
+
+def fmt(x, spec="%.0f"):
+    return "-" if x is None else spec % x
+
+
+if __name__ == "__main__":
+    main()
