@@ -171,7 +171,9 @@ std::string CheckpointReader::attr_str(const std::string& name) const {
   hid_t a = H5Aopen(hid_t(file_), name.c_str(), H5P_DEFAULT);
   if (a < 0) fail("checkpoint " + path_ + ": missing attribute '" + name + "'");
   hid_t type = H5Aget_type(a);
-  size_t n = H5Tget_size(type);
+  // One byte more than stored: h5py writes fixed-length strings without a NUL, and
+  // HDF5 needs room for the terminator it adds in memory.
+  size_t n = H5Tget_size(type) + 1;
   std::string s(n, '\0');
   hid_t mem = H5Tcopy(H5T_C_S1);
   H5Tset_size(mem, n);
