@@ -1,22 +1,35 @@
-// pretrain: trains a GPT-2-family model from a config file. Every failure the user can
-// cause ends here as one line on stderr and a non-zero exit.
+// pretrain: trains a GPT-2-family model from a config file, on one process or many
+// (mpirun -np N pretrain ...: data parallelism over the ranks). Every failure the user
+// can cause ends as one line on stderr naming the rank (when there are several) and a
+// non-zero exit; with several ranks the job is aborted so no rank waits forever.
+#include <mpi.h>
+
 #include <cstdio>
 #include <exception>
 
 #include "core/error.h"
 #include "launch/config.h"
 #include "launch/trainer.h"
+#include "parallel/communicator.h"
 
 int main(int argc, char** argv) {
+  gpt::parallel::MpiSession mpi(&argc, &argv);
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
   try {
     gpt::TrainConfig cfg;
     if (!gpt::parse_config(argc, argv, cfg)) return 0;
-    gpt::Trainer trainer(cfg);
+    auto comm = gpt::parallel::make_mpi_communicator(MPI_COMM_WORLD, {cfg.comm_timeout_s});
+    gpt::Trainer trainer(cfg, *comm);
     trainer.run();
     return 0;
-  } catch (const gpt::Error& e) {
-    std::fprintf(stderr, "pretrain: error: %s\n", e.what());
   } catch (const std::exception& e) {
+    if (world > 1) {
+      std::fprintf(stderr, "pretrain: rank %d: error: %s\n", rank, e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     std::fprintf(stderr, "pretrain: error: %s\n", e.what());
   }
   return 1;

@@ -20,19 +20,29 @@ namespace gpt {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-Trainer::Trainer(const TrainConfig& cfg)
-    : cfg_(cfg), device_(cfg.device == "cuda" ? Device::CUDA : Device::CPU) {
+Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
+    : cfg_(cfg),
+      comm_(comm),
+      rank_(comm.world_rank()),
+      topo_(comm.world_size(), parallel::LayoutConfig{}),
+      groups_(parallel::make_process_groups(comm, topo_)),
+      device_(cfg.device == "cuda" ? Device::CUDA : Device::CPU) {
   if (cfg_.threads > 0) {
     omp_set_num_threads(cfg_.threads);
     openblas_set_num_threads(cfg_.threads);
   }
+  topo_.validate_model(cfg_.model);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   model_ = std::make_unique<GPT>(cfg_.model, store_);
   store_.materialize(device_);
-  store_.init(cfg_.seed);
-  opt_ = std::make_unique<AdamW>(store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
+  store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
+  dp_ = std::make_unique<parallel::DataParallel>(
+      comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
+      parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
+  dp_->attach(*model_);
 
-  data::RankSlot slot{0, 1, cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
+  const parallel::RankCoords me = topo_.coords(rank_);
+  data::RankSlot slot{me.dp, groups_.dp.size(), cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
   train_data_ = make_batch_source(cfg_, slot, /*validation=*/false);
   if (cfg_.eval_every > 0) val_data_ = make_batch_source(cfg_, slot, /*validation=*/true);
   GPT_CHECK(train_data_->vocab_size() <= cfg_.model.vocab_size,
@@ -40,7 +50,7 @@ Trainer::Trainer(const TrainConfig& cfg)
                 ") is larger than 'model.vocab_size' (" + std::to_string(cfg_.model.vocab_size) + ")");
   inputs_ = empty({cfg_.micro_batch, cfg_.seq_len}, DType::I32, device_);
   targets_ = empty({cfg_.micro_batch, cfg_.seq_len}, DType::I32, device_);
-  fs::create_directories(cfg_.run_dir);
+  if (is_logger()) fs::create_directories(cfg_.run_dir);
 }
 
 Trainer::~Trainer() = default;
@@ -64,11 +74,17 @@ float Trainer::train_step(int64_t step) {
   for (int m = 0; m < cfg_.grad_accum; ++m) {
     train_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
+    dp_->begin_micro(m == cfg_.grad_accum - 1);
     loss += model_->forward(inputs_, &targets_) / double(cfg_.grad_accum);
+    if (step == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
+      std::fprintf(stderr, "rank %d: exiting mid-step %lld (debug.exit_step)\n", rank_, (long long)step + 1);
+      std::exit(3);
+    }
     model_->backward(dloss);
   }
+  dp_->finish_grads();
   if (step == cfg_.debug_nan_step) loss = std::nan("");
-  return float(loss);
+  return dp_->average_loss(float(loss));
 }
 
 float Trainer::evaluate() {
@@ -78,7 +94,7 @@ float Trainer::evaluate() {
     split_batch(batch_, inputs_, targets_);
     sum += model_->forward(inputs_, &targets_);
   }
-  return float(sum / cfg_.eval_steps);
+  return dp_->average_loss(float(sum / cfg_.eval_steps));
 }
 
 void Trainer::run() {
@@ -86,20 +102,25 @@ void Trainer::run() {
   if (cfg_.resume) {
     std::string path = latest_checkpoint(cfg_.run_dir);
     if (!path.empty()) start = load_checkpoint(path);
-    else std::printf("run.resume: no checkpoint in %s, starting from scratch\n", cfg_.run_dir.c_str());
+    else if (is_logger()) std::printf("run.resume: no checkpoint in %s, starting from scratch\n", cfg_.run_dir.c_str());
   }
-  log_ = std::make_unique<MetricsLog>((fs::path(cfg_.run_dir) / "metrics.jsonl").string());
-  const int64_t tokens_per_step = int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum;
+  log_ = is_logger() ? std::make_unique<MetricsLog>((fs::path(cfg_.run_dir) / "metrics.jsonl").string())
+                     : std::make_unique<MetricsLog>();
+  const int dp_size = groups_.dp.size();
+  const int64_t tokens_per_step = int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum * dp_size;
   tokens_seen_ = start * tokens_per_step;
   const int64_t N = store_.total();
-  std::printf("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s\n",
+  auto say = [&](const char* fmt, auto... args) {
+    if (is_logger()) std::printf(fmt, args...);
+  };
+  say("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s\n",
               cfg_.model_preset.c_str(), (long long)N, N / 1e6, cfg_.model.n_layer, cfg_.model.n_head,
               cfg_.model.n_embd, cfg_.model.vocab_size, device_name(device_));
-  std::printf("data: %s\n", train_data_->describe().c_str());
-  std::printf("batch: %d x %d tokens x %d micro-batches = %lld tokens/step; %lld steps from step %lld\n",
-              cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, (long long)tokens_per_step,
+  say("data: %s\n", train_data_->describe().c_str());
+  say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",
+              cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
               (long long)cfg_.steps, (long long)start);
-  std::printf("optimizer state: %.1f MB\n", opt_->state_bytes() / 1e6);
+  say("%s\n", dp_->describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(N))
                            .num("start_step", double(start))
@@ -109,21 +130,21 @@ void Trainer::run() {
   for (int64_t step = start; step < cfg_.steps; ++step) {
     auto t0 = Clock::now();
     float loss = train_step(step);
-    double sumsq = ops_for(device_).sum_squares(store_.flat_grads());
-    float norm = clip_grad_norm(store_.flat_grads(), sumsq, cfg_.grad_clip);
-    if (!std::isfinite(loss) || !std::isfinite(norm))
-      fail("step " + std::to_string(step + 1) + ": loss is " + std::to_string(loss) + ", grad norm " +
-           std::to_string(norm) + "; stopped before the update, no checkpoint written (last good: " +
+    // Checked before the update so a NaN never reaches the parameters; the loss is
+    // already averaged over the ranks, so every rank stops at the same step.
+    if (!std::isfinite(loss))
+      fail("step " + std::to_string(step + 1) + ": loss is " + std::to_string(loss) +
+           "; stopped before the update, no checkpoint written (last good: " +
            (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
     float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
-    opt_->step(lr);
+    float norm = dp_->clip_and_step(lr, cfg_.grad_clip);
     ops_for(device_).synchronize();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     tokens_seen_ += tokens_per_step;
     last_loss_ = loss;
     const double tps = tokens_per_step / (ms / 1e3);
     if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
-      std::printf("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
+      say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
                   (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);
     log_->write("train", MetricsLog::Line()
                              .num("step", double(step + 1))
@@ -135,7 +156,7 @@ void Trainer::run() {
                              .num("step_ms", ms));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
       float vl = evaluate();
-      std::printf("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
+      say("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
       log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
     }
     bool periodic = cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0;
@@ -143,42 +164,38 @@ void Trainer::run() {
     std::fflush(stdout);
   }
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
-  if (cfg_.sample_tokens > 0) print_sample();
+  if (cfg_.sample_tokens > 0 && is_logger()) print_sample();
 }
 
+// Collective: the optimizer moments may be sharded (ZeRO-1) and are gathered to rank 0,
+// which alone writes the file. The data state is the same global position on every rank.
 void Trainer::save_checkpoint(int64_t steps_done) {
   std::string path = checkpoint_path(cfg_.run_dir, steps_done);
-  CheckpointWriter w(path);
-  for (int i = 0; i < store_.size(); ++i) {
-    const Param& p = store_.at(i);
-    w.write("param." + p.name, p.value);
-    w.write("optim.m." + p.name, opt_->m().slice(p.offset, p.shape));
-    w.write("optim.v." + p.name, opt_->v().slice(p.offset, p.shape));
-  }
-  w.attr("step", steps_done);
-  w.attr("optim.t", opt_->t());
-  w.attr("data.state", train_data_->state());
-  w.attr("config", cfg_.text);
-  w.commit();
+  std::unique_ptr<CheckpointWriter> w;
+  if (is_logger()) w = std::make_unique<CheckpointWriter>(path);
+  dp_->save_optimizer(w.get());
   last_checkpoint_ = path;
+  if (!w) return;
+  for (int i = 0; i < store_.size(); ++i) w->write("param." + store_.at(i).name, store_.at(i).value);
+  w->attr("step", steps_done);
+  w->attr("data.state", train_data_->state());
+  w->attr("config", cfg_.text);
+  w->attr("dp_size", int64_t(groups_.dp.size()));
+  w->commit();
   std::printf("checkpoint: %s\n", path.c_str());
   prune_checkpoints();
 }
 
+// Every rank reads the file; each takes the optimizer part it owns under this layout,
+// whatever layout wrote it.
 int64_t Trainer::load_checkpoint(const std::string& path) {
   CheckpointReader r(path);
-  for (int i = 0; i < store_.size(); ++i) {
-    Param& p = store_.at(i);
-    r.read("param." + p.name, p.value);
-    Tensor m = opt_->m().slice(p.offset, p.shape), v = opt_->v().slice(p.offset, p.shape);
-    r.read("optim.m." + p.name, m);
-    r.read("optim.v." + p.name, v);
-  }
-  opt_->set_t(r.attr_int("optim.t"));
+  for (int i = 0; i < store_.size(); ++i) r.read("param." + store_.at(i).name, store_.at(i).value);
+  dp_->load_optimizer(r);
   train_data_->restore(r.attr_ints("data.state"));
   last_checkpoint_ = path;
   int64_t step = r.attr_int("step");
-  std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)step);
+  if (is_logger()) std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)step);
   return step;
 }
 

@@ -9,12 +9,17 @@
 #include "data/batch.h"
 #include "launch/config.h"
 #include "launch/metrics_log.h"
+#include "parallel/communicator.h"
+#include "parallel/data_parallel.h"
+#include "parallel/process_groups.h"
+#include "parallel/topology.h"
 
 namespace gpt {
 
 class Trainer {
  public:
-  explicit Trainer(const TrainConfig& cfg);
+  // Collective: every rank of `comm` constructs a Trainer and calls run().
+  Trainer(const TrainConfig& cfg, parallel::Communicator& comm);
   ~Trainer();
   void run();
 
@@ -28,11 +33,17 @@ class Trainer {
   void prune_checkpoints();
   void print_sample();
 
+  bool is_logger() const { return rank_ == 0; }
+
   TrainConfig cfg_;
+  parallel::Communicator& comm_;
+  int rank_;
+  parallel::Topology topo_;
+  parallel::ProcessGroups groups_;
   Device device_;
   ParamStore store_;
   std::unique_ptr<GPT> model_;
-  std::unique_ptr<AdamW> opt_;
+  std::unique_ptr<parallel::DataParallel> dp_;
   std::unique_ptr<data::BatchSource> train_data_, val_data_;
   std::unique_ptr<MetricsLog> log_;
   data::Batch batch_;
