@@ -76,14 +76,14 @@ float Trainer::train_step(int64_t step) {
     split_batch(batch_, inputs_, targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
     loss += model_->forward(inputs_, &targets_) / double(cfg_.grad_accum);
-    if (step == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
+    if (step + 1 == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
       std::fprintf(stderr, "rank %d: exiting mid-step %lld (debug.exit_step)\n", rank_, (long long)step + 1);
       std::exit(3);
     }
     model_->backward(dloss);
   }
   dp_->finish_grads();
-  if (step == cfg_.debug_nan_step) loss = std::nan("");
+  if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   return dp_->average_loss(float(loss));
 }
 

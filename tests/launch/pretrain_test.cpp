@@ -59,7 +59,7 @@ TEST(Pretrain, ResumeFromCheckpointContinuesBitIdentically) {
 
 TEST(Pretrain, NanLossStopsWithoutTouchingLastCheckpoint) {
   std::string d = fresh_dir("nan");
-  auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_step 4 --run.dir " + d);
+  auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_step 5 --run.dir " + d);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("step 5: loss is nan"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ckpt_00000004.h5"), std::string::npos) << r.output;

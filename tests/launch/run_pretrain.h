@@ -15,8 +15,8 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-inline RunResult run_pretrain(const std::string& args) {
-  std::string cmd = std::string(PRETRAIN_BIN) + " " + args + " 2>&1";
+inline RunResult run_command(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -26,6 +26,10 @@ inline RunResult run_pretrain(const std::string& args) {
   int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+inline RunResult run_pretrain(const std::string& args) {
+  return run_command(std::string(PRETRAIN_BIN) + " " + args);
 }
 
 // The "loss" values of metrics.jsonl's train lines, as printed (%.9g round-trips a float,

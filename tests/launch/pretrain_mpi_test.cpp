@@ -1,0 +1,94 @@
+// pretrain under mpirun, end to end: data-parallel layouts reproduce the single-process
+// losses, a ZeRO-1 checkpoint resumes under another DP size, and a rank that dies
+// mid-step stops the whole job with a message naming it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "run_pretrain.h"
+
+namespace fs = std::filesystem;
+using gpt::test::RunResult;
+using gpt::test::run_pretrain;
+using gpt::test::train_losses;
+
+namespace {
+
+const std::string kModel =
+    " --model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.vocab_size 101"
+    " --model.block_size 32 --train.seq_len 16 --train.micro_batch 2 --train.warmup 2"
+    " --train.threads 1 --parallel.bucket_mb 0.02";
+constexpr int kGlobalMicroBatches = 4;  // dp * grad_accum: the same global batch everywhere
+
+RunResult run_ranks(int np, const std::string& args) {
+  std::string cmd = std::string(MPIRUN_LOCAL) + " -np " + std::to_string(np) + " " + PRETRAIN_BIN;
+  return gpt::test::run_command("OMP_NUM_THREADS=1 timeout 120 " + cmd + " " + args);
+}
+
+std::string layout(int dp, bool zero1) {
+  return kModel + " --train.grad_accum " + std::to_string(kGlobalMicroBatches / dp) +
+         " --parallel.zero1 " + (zero1 ? "true" : "false");
+}
+
+std::string fresh_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("gpt_mpi_test_" + name);
+  fs::remove_all(d);
+  return d.string();
+}
+
+void expect_losses_close(const std::vector<std::string>& got, const std::vector<std::string>& want,
+                         size_t offset = 0) {
+  ASSERT_EQ(got.size() + offset, want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    double a = std::stod(got[i]), b = std::stod(want[i + offset]);
+    EXPECT_LE(std::abs(a - b) / std::abs(b), 1e-5) << "step " << i + offset + 1 << ": " << a << " vs " << b;
+  }
+}
+
+}  // namespace
+
+TEST(PretrainMpi, DataParallelLayoutsMatchOneProcess) {
+  std::string ref = fresh_dir("ref");
+  ASSERT_EQ(run_pretrain(layout(1, false) + " --train.steps 10 --run.save_final false --run.dir " + ref).exit_code, 0);
+  auto want = train_losses(ref);
+  for (int dp : {2, 4})
+    for (bool zero1 : {false, true}) {
+      std::string d = fresh_dir("dp" + std::to_string(dp) + (zero1 ? "z" : ""));
+      RunResult r = run_ranks(dp, layout(dp, zero1) + " --train.steps 10 --run.save_final false --run.dir " + d);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      SCOPED_TRACE("dp=" + std::to_string(dp) + " zero1=" + std::to_string(zero1));
+      expect_losses_close(train_losses(d), want);
+    }
+}
+
+TEST(PretrainMpi, Zero1CheckpointResumesUnderOtherDpSizes) {
+  std::string full = fresh_dir("z_full");
+  RunResult r = run_ranks(4, layout(4, true) + " --train.steps 10 --run.checkpoint_every 5 --run.dir " + full);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto want = train_losses(full);
+  for (int dp : {2, 1}) {
+    std::string d = fresh_dir("z_resume" + std::to_string(dp));
+    fs::create_directories(d);
+    fs::copy_file(full + "/ckpt_00000005.h5", d + "/ckpt_00000005.h5");
+    std::string args = layout(dp, true) + " --train.steps 10 --run.resume true --run.dir " + d;
+    r = dp == 1 ? run_pretrain(args) : run_ranks(dp, args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    SCOPED_TRACE("resumed at dp=" + std::to_string(dp));
+    expect_losses_close(train_losses(d), want, 5);
+  }
+}
+
+TEST(PretrainMpi, RankExitingMidStepStopsTheJobAndNamesIt) {
+  std::string d = fresh_dir("fault");
+  RunResult r = run_ranks(2, layout(2, true) + " --train.steps 10 --run.checkpoint_every 3"
+                                 " --debug.exit_step 5 --debug.exit_rank 1 --parallel.timeout_s 20 --run.dir " + d);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "the job hung until the test's time limit:\n" << r.output;
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  // The last checkpoint is intact and resumable.
+  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003.h5"));
+  r = run_ranks(2, layout(2, true) + " --train.steps 5 --run.resume true --run.dir " + d);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+}
