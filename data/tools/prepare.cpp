@@ -106,6 +106,14 @@ struct Progress {
 void prepare_partition(const Settings& s, const Tokenizer& tok, int p, int parts,
                        const std::vector<std::string>& files, const std::string& header,
                        Progress& progress) {
+  // Shards a previous, different or interrupted run left for this partition would
+  // still match the mixture's globs: remove them before writing the new ones.
+  const std::string prefixes[2] = {"train" + formatted("_%05lld_", p), "valid" + formatted("_%05lld_", p)};
+  for (auto& entry : fs::directory_iterator(s.output)) {
+    std::string name = entry.path().filename().string();
+    for (auto& prefix : prefixes)
+      if (name.rfind(prefix, 0) == 0) fs::remove(entry.path());
+  }
   ShardMeta meta;
   meta.tokenizer = tok.identity();
   meta.vocab_size = tok.vocab_size();
