@@ -160,7 +160,22 @@ ShardInfo check_header(hid_t file, const std::string& path, const std::string& e
 }
 
 Hid open_file(const std::string& path) {
-  Hid f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  // Bound the memory an open shard costs, so the sampler's footprint depends on how many
+  // shards it keeps open, never on their size: samples are random windows, so a large
+  // raw-chunk cache (HDF5's default is 1 MiB per dataset) buys little; and the metadata
+  // cache (chunk index nodes) is capped instead of growing to HDF5's default 32 MiB.
+  Hid fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_cache(fapl.id, 0, 67, 4 * kTokenChunk * 2, 0.75);
+  H5AC_cache_config_t mdc;
+  mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Pget_mdc_config(fapl.id, &mdc) >= 0) {
+    mdc.set_initial_size = true;
+    mdc.initial_size = 512 * 1024;
+    mdc.min_size = 256 * 1024;
+    mdc.max_size = 2 * 1024 * 1024;
+    H5Pset_mdc_config(fapl.id, &mdc);
+  }
+  Hid f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id), H5Fclose);
   if (!f.ok()) fail(path, "cannot open as HDF5 (missing, truncated or not HDF5)");
   return f;
 }
