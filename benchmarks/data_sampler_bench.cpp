@@ -2,7 +2,7 @@
 // synthetic corpus of >= 1 GB of shards, and start-up time over 1,000 shards.
 //
 //   data_sampler_bench [--gb 1.0] [--dir DIR] [--dp 1] [--T 1024] [--B 8]
-//                      [--prefetch 4] [--json data_sampler.json]
+//                      [--prefetch 4] [--shuffle-shards 4] [--epochs 1] [--json data_sampler.json]
 //   data_sampler_bench --config launch/configs/default_mixture.ini [--T 1024] [--B 8]
 //
 // With --config it measures a real mixture instead (the default corpus from
@@ -122,7 +122,8 @@ int bench_config(const std::string& config, int T, int B, const std::string& jso
 
 int main(int argc, char** argv) {
   double gb = 1.0;
-  int dp = 1, T = 1024, B = 8, prefetch = 4;
+  int dp = 1, T = 1024, B = 8, prefetch = 4, shuffle_shards = 4;
+  double epochs = 1.0;
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = std::string(tmp ? tmp : "/tmp") + "/gpt_data_bench", json = "data_sampler.json";
   std::string config;
@@ -136,6 +137,8 @@ int main(int argc, char** argv) {
     else if (k == "--prefetch") prefetch = std::atoi(v.c_str());
     else if (k == "--json") json = v;
     else if (k == "--config") config = v;
+    else if (k == "--shuffle-shards") shuffle_shards = std::atoi(v.c_str());
+    else if (k == "--epochs") epochs = std::atof(v.c_str());
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
   }
 
@@ -160,6 +163,7 @@ int main(int argc, char** argv) {
   gpt::data::MixtureOptions opt;
   opt.seed = 1;
   opt.prefetch_batches = prefetch;
+  opt.shuffle_shards = shuffle_shards;
   opt.expected_tokenizer = "bench-synthetic";
   opt.expected_vocab = 50257;
   auto t_start = Clock::now();
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
   { std::ofstream("/proc/self/clear_refs") << "5"; }
   const long rss_before_kb = status_kb("VmRSS:");
   const int64_t tokens_per_step = int64_t(B) * T;
-  const int64_t steps = (total_tokens / dp + tokens_per_step - 1) / tokens_per_step;
+  const int64_t steps = int64_t(epochs * double(total_tokens / dp + tokens_per_step - 1)) / tokens_per_step;
   std::vector<double> rank_s(static_cast<size_t>(dp));
   auto t_read = Clock::now();
   const double cpu0 = cpu_seconds();
