@@ -2,9 +2,12 @@
 // data/batch.h under DP = 1, 2, 4, and stop/restore under the same or another DP size.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
+#include <set>
 
 #include "data/mixture_source.h"
+#include "data/shard.h"
 #include "tests/data/data_test_util.h"
 
 namespace gpt::data {
@@ -95,6 +98,37 @@ TEST_F(Sampler, SameGlobalSequenceForEveryDpSize) {
   EXPECT_EQ(two.states.back(), one.states.back());
   EXPECT_EQ(four.states.back(), one.states.back());
   EXPECT_NE(one.steps[0], one.steps[1]);
+}
+
+TEST_F(Sampler, RowsAreTheShardsWindowsEachOncePerEpoch) {
+  // One source of two shards: an epoch is every window [i*T, i*T+T+1) of both, once.
+  std::vector<std::vector<int32_t>> shard_tokens;
+  std::set<std::pair<int, int64_t>> windows;
+  for (int j = 0; j < 2; ++j) {
+    ShardReader r(inputs[1].shard_paths[size_t(j)], "", 0);
+    shard_tokens.emplace_back(static_cast<size_t>(r.info().token_count));
+    r.read(0, r.info().token_count, shard_tokens.back().data());
+    for (int64_t i = 0; i < (r.info().token_count - 1) / T; ++i) windows.insert({j, i * T});
+  }
+  MixtureOptions opt;
+  opt.seed = 3;
+  auto src = make_mixture_source({inputs[1]}, RankSlot{0, 1, 1, 1, T}, opt);
+  std::set<std::pair<int, int64_t>> seen;
+  Batch b;
+  for (size_t n = 0; n < windows.size(); ++n) {
+    src->next(b);
+    bool found = false;
+    for (auto& [j, off] : windows) {
+      if (seen.count({j, off})) continue;
+      if (std::equal(b.tokens.begin(), b.tokens.end(), shard_tokens[size_t(j)].begin() + off)) {
+        seen.insert({j, off});
+        found = true;
+        break;
+      }
+    }
+    ASSERT_TRUE(found) << "row " << n << " is not an unvisited window of the shards";
+  }
+  EXPECT_EQ(seen, windows);
 }
 
 TEST_F(Sampler, RunsAreRepeatable) {
