@@ -15,8 +15,8 @@
 // window with one hyperslab read and queues whole micro-batches, at most
 // `prefetch_batches` ahead. Memory is bounded by the configuration, whatever the corpus
 // size: the queue (prefetch_batches * B * (T+1) * 8 bytes, tokens + segments) plus at
-// most sources * shuffle_shards open shards, each with capped HDF5 caches (about 2 MB
-// measured; see shard.cpp). Start-up reads only shard headers (one open per shard).
+// most sources * shuffle_shards open shards, each with capped HDF5 caches (about 4 MB
+// measured for a 64 M-token shard; see shard.cpp). Start-up reads only shard headers (one open per shard).
 //
 // HDF5 calls are serialised process-wide (shard.h), so several samplers in one process
 // share one reader's throughput; ranks are normally separate processes.
