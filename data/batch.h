@@ -19,6 +19,11 @@ struct Batch {
   int T = 0;  // tokens per sequence fed to the model; each row holds T+1 tokens
   std::vector<int32_t> tokens;  // [B, T+1]: inputs are [:, :T], targets are [:, 1:]
   std::vector<int32_t> source;  // [B]: index of the mixture source each row came from
+  // [B, T+1]: document index within the row. Rows are windows of concatenated
+  // documents, each ending in EOS, so one row may span several documents; the segment
+  // starts at 0 and increases by one after every EOS (the EOS belongs to the document it
+  // ends). A trainer can mask attention or reset positions where it changes.
+  std::vector<int32_t> segment;
   int32_t* row(int b) { return tokens.data() + size_t(b) * (T + 1); }
 };
 
