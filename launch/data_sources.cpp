@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "data/mixture_source.h"
 #include "data/tokenizer.h"
 #include "launch/synthetic_source.h"
 
@@ -10,7 +11,17 @@ namespace gpt {
 
 std::unique_ptr<data::BatchSource> make_batch_source(const TrainConfig& cfg, data::RankSlot slot,
                                                      bool validation) {
-  return std::make_unique<SyntheticSource>(cfg.model.vocab_size, slot, cfg.seed, validation);
+  if (cfg.data_mixture.empty())
+    return std::make_unique<SyntheticSource>(cfg.model.vocab_size, slot, cfg.seed, validation);
+  // Shards must have been made with the tokenizer the run decodes with: the sampler
+  // checks every shard's tokenizer identity and vocabulary against these.
+  data::Tokenizer tok = load_tokenizer(cfg);
+  try {
+    return data::make_mixture_source(cfg.data_mixture, slot, cfg.seed, validation,
+                                     tok.vocab_size(), tok.identity());
+  } catch (const std::runtime_error& e) {
+    fail(std::string("config key 'data.mixture': ") + e.what());
+  }
 }
 
 namespace {

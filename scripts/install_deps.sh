@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-all}"
 
 packages=(
-  build-essential cmake pkg-config git ca-certificates
+  build-essential cmake pkg-config git ca-certificates python3
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libboost-program-options-dev
