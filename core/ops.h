@@ -37,6 +37,12 @@ struct Ops {
   void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);
   void (*copy_device)(void* dst, const void* src, size_t bytes);
   void (*synchronize)();
+  // The stream every op of this backend runs on (cudaStream_t on CUDA, null on the CPU):
+  // communicators order their collectives after the work queued on it.
+  void* (*compute_stream)();
+  // Binds this process to device local_rank % device count before first use (one GPU
+  // per rank); a no-op on the CPU.
+  void (*select_device)(int local_rank);
 
   // out[B,T,C] = wte[tokens[b,t]] + wpe[t].   tokens: I32 [B,T]; wpe: [maxT, C].
   void (*encoder_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);

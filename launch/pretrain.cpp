@@ -6,8 +6,10 @@
 
 #include <cstdio>
 #include <exception>
+#include <memory>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "launch/config.h"
 #include "launch/trainer.h"
 #include "parallel/communicator.h"
@@ -20,7 +22,20 @@ int main(int argc, char** argv) {
   try {
     gpt::TrainConfig cfg;
     if (!gpt::parse_config(argc, argv, cfg)) return 0;
-    auto comm = gpt::parallel::make_mpi_communicator(MPI_COMM_WORLD, {cfg.comm_timeout_s});
+    std::unique_ptr<gpt::parallel::Communicator> comm;
+    if (cfg.device == "cuda") {
+      // One GPU per rank, chosen by the rank's index among the ranks of its node.
+      MPI_Comm node;
+      int local_rank = 0;
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+      MPI_Comm_rank(node, &local_rank);
+      MPI_Comm_free(&node);
+      gpt::ops_for(gpt::Device::CUDA).select_device(local_rank);
+#if defined(GPT_WITH_NCCL)
+      comm = gpt::parallel::make_nccl_communicator(MPI_COMM_WORLD, {cfg.comm_timeout_s});
+#endif
+    }
+    if (!comm) comm = gpt::parallel::make_mpi_communicator(MPI_COMM_WORLD, {cfg.comm_timeout_s});
     gpt::Trainer trainer(cfg, *comm);
     trainer.run();
     return 0;

@@ -1,7 +1,7 @@
 // NCCL communicator for device tensors. Each group gets an MPI sub-communicator (to
 // bootstrap: rank 0 of the group makes the ncclUniqueId, MPI broadcasts it) and an NCCL
 // communicator. Calls run on one comm stream per communicator, ordered after the
-// work already queued on the legacy default stream (the core backend's compute stream)
+// work already queued on the core backend's compute stream (Ops::compute_stream)
 // through an event, so a bucket's reduce starts after the kernels that produced it.
 // A handle is an event on the comm stream; wait() polls it and enforces the timeout
 // (ncclCommAbort, then MPI_Abort with the rank, group and operation).
@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "parallel/comm_handle_state.h"
 #include "parallel/communicator.h"
 
@@ -234,7 +235,8 @@ class NcclCommunicator final : public Communicator {
   template <typename Issue>
   CommHandle launch(const char* op, const Group& g, double bytes, Issue issue) {
     traffic_.add(g.name, op, bytes);
-    CUDA_OK(cudaEventRecord(compute_done_, cudaStreamLegacy));
+    auto compute = static_cast<cudaStream_t>(ops_for(Device::CUDA).compute_stream());
+    CUDA_OK(cudaEventRecord(compute_done_, compute));
     CUDA_OK(cudaStreamWaitEvent(stream_, compute_done_, 0));
     issue();
     cudaEvent_t done;

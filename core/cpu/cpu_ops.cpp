@@ -25,6 +25,8 @@ static void host_free(void* p) { std::free(p); }
 static void host_zero(void* p, size_t n) { std::memset(p, 0, n); }
 static void host_copy(void* d, const void* s, size_t n) { std::memcpy(d, s, n); }
 static void host_sync() {}
+static void* no_stream() { return nullptr; }
+static void no_device(int) {}
 
 }  // namespace cpu
 
@@ -39,6 +41,8 @@ const Ops& cpu_ops() {
     t.copy_from_host = cpu::host_copy;
     t.copy_device = cpu::host_copy;
     t.synchronize = cpu::host_sync;
+    t.compute_stream = cpu::no_stream;
+    t.select_device = cpu::no_device;
     t.encoder_forward = cpu::encoder_forward;
     t.encoder_backward = cpu::encoder_backward;
     t.layernorm_forward = cpu::layernorm_forward;

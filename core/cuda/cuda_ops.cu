@@ -164,6 +164,16 @@ void device_copy(void* dst, const void* src, size_t n) {
 
 void device_sync() { GPT_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream())); }
 
+void* compute_stream() { return stream(); }
+
+// Must run before the context is created: the stream and handles belong to the device
+// current at that moment.
+void select_device(int local_rank) {
+  int n = 0;
+  GPT_CUDA_CHECK("select_device", cudaGetDeviceCount(&n));
+  GPT_CUDA_CHECK("select_device", cudaSetDevice(local_rank % n));
+}
+
 bool gpu_present() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
@@ -192,6 +202,8 @@ const Ops* cuda_ops_or_null() {
     t.copy_from_host = cuda::host_to_device;
     t.copy_device = cuda::device_copy;
     t.synchronize = cuda::device_sync;
+    t.compute_stream = cuda::compute_stream;
+    t.select_device = cuda::select_device;
     t.encoder_forward = cuda::encoder_forward;
     t.encoder_backward = cuda::encoder_backward;
     t.layernorm_forward = cuda::layernorm_forward;
