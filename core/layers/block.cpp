@@ -2,12 +2,25 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "core/ops.h"
 
 namespace gpt {
 
-Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg)
-    : n_head(cfg.n_head), ln1(store, prefix + ".ln1", cfg.n_embd), ln2(store, prefix + ".ln2", cfg.n_embd) {
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::None;
+  if (name == "selective") return Recompute::Selective;
+  if (name == "full") return Recompute::Full;
+  fail("config key 'train.recompute' must be none, selective or full, got '" + name + "'");
+}
+
+Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
+             std::shared_ptr<BlockActs> shared)
+    : n_head(cfg.n_head),
+      ln1(store, prefix + ".ln1", cfg.n_embd),
+      ln2(store, prefix + ".ln2", cfg.n_embd),
+      mode_(mode),
+      shared_(std::move(shared)) {
   const int64_t C = cfg.n_embd;
   // GPT-2 scales the init of the two projections that write into the residual stream
   // by 1/sqrt(2L), so the residual's variance does not grow with depth.
@@ -16,33 +29,41 @@ Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg)
   attn_proj = std::make_unique<Linear>(store, prefix + ".attn.proj", C, C, true, proj_std);
   fc = std::make_unique<Linear>(store, prefix + ".mlp.fc", C, 4 * C, true, 0.02f);
   mlp_proj = std::make_unique<Linear>(store, prefix + ".mlp.proj", 4 * C, C, true, proj_std);
+
+  GPT_CHECK(mode == Recompute::None || shared_, "Block: recomputation needs shared buffers");
+  BlockActs& s = mode == Recompute::None ? own_ : *shared_;
+  BlockActs& full = mode == Recompute::Full ? *shared_ : own_;
+  // Under selective recomputation only the cheap-to-rebuild activations are shared.
+  a_ = Refs{&s.ln1_out, &full.qkv_out, &full.atty, &full.lse, &full.x2, &s.ln2_out, &full.fc_out, &s.gelu_out};
 }
 
-void Block::forward(Tensor& x_out, const Tensor& x_in) {
+void Block::run_forward(Tensor& x_out, const Tensor& x_in) {
   const Ops& ops = ops_for(x_in.device);
   const int64_t B = x_in.dim(0), T = x_in.dim(1), C = x_in.dim(2);
   const DType dt = x_in.dtype;
   const Device dev = x_in.device;
-  ensure(ln1_out, {B, T, C}, dt, dev);
-  ensure(qkv_out, {B, T, qkv->out_features}, dt, dev);
-  ensure(atty, {B, T, attn_proj->in_features}, dt, dev);
-  ensure(lse, {B, n_head, T}, DType::F32, dev);
-  ensure(x2, {B, T, C}, dt, dev);
-  ensure(ln2_out, {B, T, C}, dt, dev);
-  ensure(fc_out, {B, T, fc->out_features}, dt, dev);
-  ensure(gelu_out, {B, T, fc->out_features}, dt, dev);
+  ensure(*a_.ln1_out, {B, T, C}, dt, dev);
+  ensure(*a_.qkv_out, {B, T, qkv->out_features}, dt, dev);
+  ensure(*a_.atty, {B, T, attn_proj->in_features}, dt, dev);
+  ensure(*a_.lse, {B, n_head, T}, DType::F32, dev);
+  ensure(*a_.x2, {B, T, C}, dt, dev);
+  ensure(*a_.ln2_out, {B, T, C}, dt, dev);
+  ensure(*a_.fc_out, {B, T, fc->out_features}, dt, dev);
+  ensure(*a_.gelu_out, {B, T, fc->out_features}, dt, dev);
 
-  ln1.forward(ln1_out, x_in);
-  qkv->forward(qkv_out, ln1_out);
-  ops.attention_forward(atty, lse, qkv_out, n_head);
-  attn_proj->forward(x2, atty);  // x2 = proj(atty) ...
-  ops.add(x2, x2, x_in);         // ... + x
-  ln2.forward(ln2_out, x2);
-  fc->forward(fc_out, ln2_out);
-  ops.gelu_forward(gelu_out, fc_out);
-  mlp_proj->forward(x_out, gelu_out);
-  ops.add(x_out, x_out, x2);
+  ln1.forward(*a_.ln1_out, x_in);
+  qkv->forward(*a_.qkv_out, *a_.ln1_out);
+  ops.attention_forward(*a_.atty, *a_.lse, *a_.qkv_out, n_head);
+  attn_proj->forward(*a_.x2, *a_.atty);  // x2 = proj(atty) ...
+  ops.add(*a_.x2, *a_.x2, x_in);         // ... + x
+  ln2.forward(*a_.ln2_out, *a_.x2);
+  fc->forward(*a_.fc_out, *a_.ln2_out);
+  ops.gelu_forward(*a_.gelu_out, *a_.fc_out);
+  mlp_proj->forward(x_out, *a_.gelu_out);
+  ops.add(x_out, x_out, *a_.x2);
 }
+
+void Block::forward(Tensor& x_out, const Tensor& x_in) { run_forward(x_out, x_in); }
 
 static Tensor& zeroed(Tensor& t, const Tensor& like) {
   ensure(t, like.shape, like.dtype, like.device);
@@ -52,6 +73,16 @@ static Tensor& zeroed(Tensor& t, const Tensor& like) {
 
 void Block::backward(Tensor& dres, const Tensor& x_in, BlockScratch& s) {
   const Ops& ops = ops_for(x_in.device);
+  if (mode_ == Recompute::Full) {
+    ensure(shared_->x_out, x_in.shape, x_in.dtype, x_in.device);
+    run_forward(shared_->x_out, x_in);
+  } else if (mode_ == Recompute::Selective) {
+    ln1.forward(*a_.ln1_out, x_in);
+    ln2.forward(*a_.ln2_out, *a_.x2);
+    ops.gelu_forward(*a_.gelu_out, *a_.fc_out);
+  }
+  Tensor &ln1_out = *a_.ln1_out, &qkv_out = *a_.qkv_out, &atty = *a_.atty, &x2 = *a_.x2,
+         &ln2_out = *a_.ln2_out, &fc_out = *a_.fc_out, &gelu_out = *a_.gelu_out;
   // MLP branch: dres is d(out), which flows unchanged into x2 and into mlp_proj.
   mlp_proj->backward(&zeroed(s.dgelu, gelu_out), dres, gelu_out);
   ops.gelu_backward(zeroed(s.dfch, fc_out), fc_out, s.dgelu);
@@ -59,7 +90,7 @@ void Block::backward(Tensor& dres, const Tensor& x_in, BlockScratch& s) {
   ln2.backward(dres, s.dln, x2);  // dres is now d(x2)
   // Attention branch.
   attn_proj->backward(&zeroed(s.datty, atty), dres, atty);
-  ops.attention_backward(zeroed(s.dqkv, qkv_out), s.datty, atty, lse, qkv_out, n_head);
+  ops.attention_backward(zeroed(s.dqkv, qkv_out), s.datty, atty, *a_.lse, qkv_out, n_head);
   qkv->backward(&zeroed(s.dln, ln1_out), s.dqkv, ln1_out);
   ln1.backward(dres, s.dln, x_in);  // dres is now d(x_in)
 }

@@ -8,7 +8,8 @@
 
 namespace gpt {
 
-GPT::GPT(const GPTConfig& cfg, ParamStore& store) : cfg_(cfg), store_(store) {
+GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute)
+    : cfg_(cfg), store_(store), shared_acts_(std::make_shared<BlockActs>()) {
   cfg_.validate();
   const int64_t C = cfg.n_embd;
   // Embeddings get no weight decay (GPT-2 practice); the tied head shares wte.
@@ -16,7 +17,7 @@ GPT::GPT(const GPTConfig& cfg, ParamStore& store) : cfg_(cfg), store_(store) {
   wpe = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
   blocks_begin_ = store.total();
   for (int l = 0; l < cfg.n_layer; ++l)
-    blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg));
+    blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg, recompute, shared_acts_));
   lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);
 }
 

@@ -15,7 +15,7 @@ class GPT {
  public:
   // Registers every parameter in `store`; call store.materialize() and store.init()
   // (or load a checkpoint) before forward.
-  GPT(const GPTConfig& cfg, ParamStore& store);
+  GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute = Recompute::None);
 
   // tokens, targets: I32 [B, T] on the model's device. Returns the mean cross-entropy
   // over the B*T positions, or NaN when targets is null (logits only).
@@ -46,6 +46,7 @@ class GPT {
   std::vector<Tensor> resid_;      // [L+1] x [B,T,C]: input of each block, then the output
   Tensor lnf_out_, logits_, losses_, dres_, dlnf_;
   BlockScratch scratch_;
+  std::shared_ptr<BlockActs> shared_acts_;  // buffers reused by every block when recomputing
 };
 
 }  // namespace gpt
