@@ -43,6 +43,8 @@ struct Ops {
   // Binds this process to device local_rank % device count before first use (one GPU
   // per rank); a no-op on the CPU.
   void (*select_device)(int local_rank);
+  // Memory this process can still allocate on the device, and the device's total.
+  void (*memory_info)(size_t* free_bytes, size_t* total_bytes);
 
   // out[B,T,C] = wte[tokens[b,t]] + wpe[t].   tokens: I32 [B,T]; wpe: [maxT, C].
   void (*encoder_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/layers/block.h"
 
 namespace po = boost::program_options;
 
@@ -44,6 +45,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("train.grad_clip", po::value(&c.grad_clip)->default_value(c.grad_clip), "global grad-norm clip; 0 = off");
   add("train.threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank; 0 = all cores");
   add("train.device", po::value(&c.device)->default_value(c.device), "cpu | cuda");
+  add("train.recompute", po::value(&c.recompute)->default_value(c.recompute), "activation recomputation: none | selective | full");
   add("eval.every", po::value(&c.eval_every)->default_value(c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", po::value(&c.eval_steps)->default_value(c.eval_steps), "validation micro-batches");
   add("data.mixture", po::value(&c.data_mixture)->default_value(c.data_mixture), "mixture config; empty = synthetic tokens");
@@ -132,6 +134,7 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.seq_len <= c.model.block_size,
             "config key 'train.seq_len' (" + std::to_string(c.seq_len) + ") exceeds 'model.block_size' (" +
                 std::to_string(c.model.block_size) + ")");
+  parse_recompute(c.recompute);  // throws naming the key
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 

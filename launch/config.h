@@ -24,6 +24,7 @@ struct TrainConfig {
   float grad_clip = 1.0f;
   int threads = 0;  // 0: every core
   std::string device = "cpu";
+  std::string recompute = "none";  // activation recomputation: none | selective | full
 
   int64_t eval_every = 0;  // steps; 0 = never
   int eval_steps = 10;

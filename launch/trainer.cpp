@@ -11,6 +11,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/model/memory_plan.h"
 #include "core/ops.h"
 #include "launch/data_sources.h"
 #include "launch/generate.h"
@@ -33,7 +34,17 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   }
   topo_.validate_model(cfg_.model);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
-  model_ = std::make_unique<GPT>(cfg_.model, store_);
+  const Recompute recompute = parse_recompute(cfg_.recompute);
+  plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1);
+  size_t free_bytes = 0, total_bytes = 0;
+  ops_for(device_).memory_info(&free_bytes, &total_bytes);
+  if (plan_.total() > free_bytes)
+    fail("out of memory: the run needs " + plan_.describe() + " on " + device_name(device_) + ", which has " +
+         std::to_string(free_bytes >> 20) + " MiB free; use a smaller train.micro_batch (raising "
+         "train.grad_accum keeps the batch), train.recompute = full, or parallel.zero1 = true over more ranks");
+  reset_peak_memory(device_);
+  memory_at_start_ = memory_stats(device_).current;
+  model_ = std::make_unique<GPT>(cfg_.model, store_, recompute);
   store_.materialize(device_);
   store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
   dp_ = std::make_unique<parallel::DataParallel>(
@@ -121,6 +132,7 @@ void Trainer::run() {
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
               (long long)cfg_.steps, (long long)start);
   say("%s\n", dp_->describe().c_str());
+  say("memory plan (recompute %s): %s\n", cfg_.recompute.c_str(), plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(N))
                            .num("start_step", double(start))
@@ -143,6 +155,9 @@ void Trainer::run() {
     tokens_seen_ += tokens_per_step;
     last_loss_ = loss;
     const double tps = tokens_per_step / (ms / 1e3);
+    if (step == start)
+      say("memory measured after the first step: peak %.2f GiB (plan %.2f GiB)\n",
+          double(memory_stats(device_).peak - memory_at_start_) / (1 << 30), double(plan_.total()) / (1 << 30));
     if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
       say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
                   (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);

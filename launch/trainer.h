@@ -6,6 +6,7 @@
 
 #include "core/adamw.h"
 #include "core/model/gpt.h"
+#include "core/model/memory_plan.h"
 #include "data/batch.h"
 #include "launch/config.h"
 #include "launch/metrics_log.h"
@@ -49,6 +50,8 @@ class Trainer {
   data::Batch batch_;
   Tensor inputs_, targets_;
   std::string last_checkpoint_;
+  MemoryPlan plan_;
+  size_t memory_at_start_ = 0;
   float last_loss_ = 0.f;
   int64_t tokens_seen_ = 0;
 };

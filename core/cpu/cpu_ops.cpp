@@ -3,6 +3,8 @@
 #include <cstring>
 #include <new>
 
+#include <unistd.h>
+
 #include "core/cpu/cpu_kernels.h"
 #include "core/error.h"
 
@@ -27,6 +29,11 @@ static void host_copy(void* d, const void* s, size_t n) { std::memcpy(d, s, n); 
 static void host_sync() {}
 static void* no_stream() { return nullptr; }
 static void no_device(int) {}
+static void host_memory(size_t* free_bytes, size_t* total_bytes) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  *free_bytes = size_t(sysconf(_SC_AVPHYS_PAGES)) * page;
+  *total_bytes = size_t(sysconf(_SC_PHYS_PAGES)) * page;
+}
 
 }  // namespace cpu
 
@@ -43,6 +50,7 @@ const Ops& cpu_ops() {
     t.synchronize = cpu::host_sync;
     t.compute_stream = cpu::no_stream;
     t.select_device = cpu::no_device;
+    t.memory_info = cpu::host_memory;
     t.encoder_forward = cpu::encoder_forward;
     t.encoder_backward = cpu::encoder_backward;
     t.layernorm_forward = cpu::layernorm_forward;

@@ -166,6 +166,10 @@ void device_sync() { GPT_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream(
 
 void* compute_stream() { return stream(); }
 
+void memory_info(size_t* free_bytes, size_t* total_bytes) {
+  GPT_CUDA_CHECK("memory_info", cudaMemGetInfo(free_bytes, total_bytes));
+}
+
 // Must run before the context is created: the stream and handles belong to the device
 // current at that moment.
 void select_device(int local_rank) {
@@ -204,6 +208,7 @@ const Ops* cuda_ops_or_null() {
     t.synchronize = cuda::device_sync;
     t.compute_stream = cuda::compute_stream;
     t.select_device = cuda::select_device;
+    t.memory_info = cuda::memory_info;
     t.encoder_forward = cuda::encoder_forward;
     t.encoder_backward = cuda::encoder_backward;
     t.layernorm_forward = cuda::layernorm_forward;

@@ -4,7 +4,9 @@
 
 #include <cstring>
 
+#include "core/adamw.h"
 #include "core/model/gpt.h"
+#include "core/model/memory_plan.h"
 #include "core/ops.h"
 #include "core/rng.h"
 
@@ -76,6 +78,39 @@ TEST(Recompute, ActivationMemoryFollowsTheMode) {
   const size_t tok = 2 * 16, C = 32, NH = 2, L = 4;
   EXPECT_EQ(none - full, (L - 1) * (15 * C + NH) * tok * 4);
   EXPECT_EQ(none - sel, (L - 1) * 6 * C * tok * 4);
+}
+
+}  // namespace
+}  // namespace gpt
+
+namespace gpt {
+namespace {
+
+// The start-up memory plan against what the allocator saw during one training step
+// (forward, backward, AdamW) in every recompute mode.
+TEST(MemoryPlan, MatchesTheAllocatorsPeak) {
+  for (Recompute mode : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+    GPTConfig cfg;
+    cfg.n_layer = 3, cfg.n_head = 4, cfg.n_embd = 64, cfg.vocab_size = 211, cfg.block_size = 32;
+    const int B = 4, T = 32;
+    reset_peak_memory(Device::CPU);
+    const size_t start = memory_stats(Device::CPU).current;
+    {
+      ParamStore store;
+      GPT model(cfg, store, mode);
+      store.materialize(Device::CPU);
+      store.init(3);
+      AdamW opt(store, AdamWConfig{});
+      Tensor tokens = zeros({B, T}, DType::I32), targets = zeros({B, T}, DType::I32);
+      model.forward(tokens, &targets);
+      model.backward(1.f / (B * T));
+      opt.step(1e-3f);
+    }
+    const double measured = double(memory_stats(Device::CPU).peak - start);
+    const double planned = double(plan_memory(cfg, B, T, mode, 1).total());
+    // The plan leaves out only the int token tensors of the caller (here 2 B T ints).
+    EXPECT_NEAR(measured / planned, 1.0, 0.01) << "mode " << int(mode);
+  }
 }
 
 }  // namespace

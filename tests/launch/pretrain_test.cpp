@@ -99,3 +99,14 @@ TEST(Pretrain, EmbeddingNotDivisibleByHeads) {
 TEST(Pretrain, SequenceLongerThanBlock) {
   expect_one_line_error(run_pretrain("--model.block_size 16 --train.seq_len 32"), "train.seq_len");
 }
+
+TEST(Pretrain, RunThatCannotFitStopsBeforeAllocatingWithThePlan) {
+  auto r = run_pretrain("--model.preset gpt2-1.5B --train.micro_batch 64 --train.seq_len 1024");
+  expect_one_line_error(r, "out of memory");
+  EXPECT_NE(r.output.find("activations"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.recompute"), std::string::npos) << r.output;
+}
+
+TEST(Pretrain, BadRecomputeMode) {
+  expect_one_line_error(run_pretrain("--train.recompute some"), "train.recompute");
+}

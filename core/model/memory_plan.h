@@ -1,0 +1,24 @@
+// What a training run will hold in device memory, computed from the model shape and
+// the batch before anything is allocated: printed at start-up, compared with what the
+// device has free (a run that cannot fit stops with the plan and a suggestion instead
+// of failing mid-step), and checked against the allocator's peak after the first step.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "core/layers/block.h"
+#include "core/model/gpt_config.h"
+
+namespace gpt {
+
+struct MemoryPlan {
+  size_t params = 0, grads = 0, optimizer = 0, activations = 0, logits = 0;
+  size_t total() const { return params + grads + optimizer + activations + logits; }
+  std::string describe() const;  // one line, GiB per part
+};
+
+// B, T: one micro-batch per rank. optimizer_shards: ranks sharing the AdamW state
+// (ZeRO-1 data parallelism), 1 otherwise. fp32 throughout (the CPU backend's layout).
+MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards);
+
+}  // namespace gpt
