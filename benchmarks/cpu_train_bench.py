@@ -23,10 +23,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import (LR, fmt, require_executable, run_pretrain,  # noqa: E402
+                          torch_train, train_sections)
 
 # Model shapes: "small" is the reference-test model; "wide2" is GPT-2 124M's width,
 # heads, vocabulary and position table with 2 of its 12 layers (fits a CPU run).
@@ -36,7 +37,6 @@ MODELS = {
     "wide2": dict(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, block_size=1024,
                   B=4, T=256, steps=5),
 }
-LR, MIN_LR, WARMUP_LR_STEPS, CLIP = 6e-4, 6e-5, 2, 1.0
 
 
 def parse_args():
@@ -57,34 +57,16 @@ def parse_args():
 
 def run_ours(a, name, m, steps):
     """Runs pretrain on a synthetic token stream; returns (tokens/s, per-step tokens/s)."""
-    if not os.access(a.pretrain, os.X_OK):
-        sys.exit("cpu_train_bench: %s not found; build it (cmake --build build --target "
-                 "pretrain) or pass --pretrain PATH, or use --skip-ours" % a.pretrain)
-    with tempfile.TemporaryDirectory(prefix="bench_%s_" % name) as run_dir:
-        ini = os.path.join(run_dir, "bench.ini")
-        with open(ini, "w") as f:
-            f.write("[model]\npreset = gpt2-124M\n")  # every shape key overridden below
-            for k in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
-                f.write("%s = %d\n" % (k, m[k]))
-            f.write("[train]\nmicro_batch = %d\nseq_len = %d\ngrad_accum = 1\nsteps = %d\n"
-                    "lr = %g\nmin_lr = %g\nwarmup = %d\ngrad_clip = %g\nthreads = %d\n"
-                    "device = cpu\n"
-                    % (m["B"], m["T"], a.warmup + steps, LR, MIN_LR, WARMUP_LR_STEPS, CLIP,
-                       a.threads))
-            f.write("[eval]\nevery = 0\n[data]\nmixture =\n")
-            f.write("[run]\ndir = %s\ncheckpoint_every = 0\nsave_final = false\nlog_every = 1000\n"
-                    "[sample]\ntokens = 0\n" % run_dir)
-        env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-        proc = subprocess.run([a.pretrain, ini], env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit("cpu_train_bench: pretrain failed (%d):\n%s%s"
-                     % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
-        train = []
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            for line in f:
-                rec = json.loads(line)
-                if rec.get("kind") == "train":
-                    train.append(rec)
+    require_executable(a.pretrain, "cpu_train_bench")
+    # The preset is a placeholder: every shape key is overridden.
+    model = [("preset", "gpt2-124M")] + [(k, m[k]) for k in ("n_layer", "n_head", "n_embd",
+                                                              "vocab_size", "block_size")]
+    sections = train_sections(model, m["B"], m["T"], a.warmup + steps, "cpu", threads=a.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    try:
+        train, _ = run_pretrain(a.pretrain, sections, name, env)
+    except RuntimeError as e:
+        sys.exit("cpu_train_bench: %s" % e)
     # Steps in the log count from 1; the first `warmup` are allocation and cache warm-up.
     timed = [r for r in train if r["step"] > a.warmup]
     tokens = m["B"] * m["T"] * len(timed)
@@ -102,20 +84,7 @@ def run_torch(a, name, m, steps):
     params = list(model.parameters())
     g = torch.Generator().manual_seed(0)
     rows = torch.randint(0, m["vocab_size"], (a.warmup + steps, m["B"], m["T"] + 1), generator=g)
-    per_step, total_s = [], 0.0
-    for s in range(a.warmup + steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        _, loss = model(rows[s, :, :-1], rows[s, :, 1:])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, CLIP)
-        tg.set_lr(opt, tg.lr_at(s, WARMUP_LR_STEPS, a.warmup + steps, LR, MIN_LR))
-        opt.step()
-        dt = time.perf_counter() - t0
-        if s >= a.warmup:
-            total_s += dt
-            per_step.append(m["B"] * m["T"] / dt)
-    return m["B"] * m["T"] * steps / total_s, per_step
+    return torch_train(model, opt, params, rows, a.warmup, steps, m["B"], m["T"])
 
 
 def main():
@@ -159,10 +128,6 @@ def main():
                                          "ratio_ours_over_torch")}
                for n, r in results["models"].items()}
     print("RESULT cpu_train_bench " + json.dumps({"threads": a.threads, "models": summary}))
-
-
-def fmt(x, spec="%.0f"):
-    return "-" if x is None else spec % x
 
 
 if __name__ == "__main__":

@@ -79,6 +79,11 @@ struct Ops {
   void (*add)(Tensor& out, const Tensor& a, const Tensor& b);
   void (*accumulate)(Tensor& dst, const Tensor& src);
   void (*scale)(Tensor& x, float s);
+  // dst = src converted elementwise to dst's dtype: F32 <-> BF16 either way, or a copy
+  // when the dtypes agree; same numel (shapes may differ), no partial overlap. To BF16
+  // rounds to nearest even and keeps NaN a (quiet) NaN, exactly as core/bf16.h, so every
+  // backend gives the same bits (f32 master weights -> bf16 compute copies and back).
+  void (*convert)(Tensor& dst, const Tensor& src);
 
   // losses[N] (F32) = logsumexp(logits[n]) - logits[n, targets[n]]; targets I32 [N].
   // A target < 0 is ignored (loss 0, no gradient).

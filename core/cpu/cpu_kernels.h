@@ -1,5 +1,6 @@
-// CPU backend (OpenBLAS + OpenMP), fp32 only. Each function implements one entry of
-// the ops table in core/ops.h and keeps its conventions (backward accumulates).
+// CPU backend (OpenBLAS + OpenMP), fp32 only; convert alone also reads and writes bf16.
+// Each function implements one entry of the ops table in core/ops.h and keeps its
+// conventions (backward accumulates).
 #pragma once
 #include "core/ops.h"
 
@@ -25,6 +26,7 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void accumulate(Tensor& dst, const Tensor& src);
 void scale(Tensor& x, float s);
+void convert(Tensor& dst, const Tensor& src);
 double sum_squares(const Tensor& x);
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,

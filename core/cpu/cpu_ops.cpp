@@ -64,6 +64,7 @@ const Ops& cpu_ops() {
     t.add = cpu::add;
     t.accumulate = cpu::accumulate;
     t.scale = cpu::scale;
+    t.convert = cpu::convert;
     t.cross_entropy_forward = cpu::cross_entropy_forward;
     t.cross_entropy_backward = cpu::cross_entropy_backward;
     t.adamw_update = cpu::adamw_update;

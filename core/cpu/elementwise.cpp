@@ -1,6 +1,8 @@
-// Residual add, accumulation, scaling and the squared-norm reduction.
+// Residual add, accumulation, scaling, dtype conversion and the squared-norm reduction.
+#include <cstring>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/cpu/cpu_kernels.h"
 #include "core/error.h"
 
@@ -32,6 +34,37 @@ void scale(Tensor& x, float s) {
   float* d = x.f32();
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) d[i] *= s;
+}
+
+void convert(Tensor& dst, const Tensor& src) {
+  auto is_float_cpu = [](const Tensor& t) {
+    return t.device == Device::CPU && (t.dtype == DType::F32 || t.dtype == DType::BF16);
+  };
+  GPT_CHECK(is_float_cpu(dst) && is_float_cpu(src),
+            std::string("convert: expected f32 or bf16 CPU tensors, got ") + dtype_name(src.dtype) +
+                " on " + device_name(src.device) + " -> " + dtype_name(dst.dtype) + " on " +
+                device_name(dst.device));
+  GPT_CHECK(dst.numel() == src.numel(), "convert: shape mismatch " + shape_str(dst.shape) +
+                                            " <- " + shape_str(src.shape));
+  const int64_t n = src.numel();
+  if (dst.dtype == src.dtype) {
+    // memmove: a same-dtype convert onto itself (or an overlapping view) stays defined.
+    std::memmove(dst.raw(), src.raw(), src.nbytes());
+    return;
+  }
+  // The scalar bf16.h routines are the reference the CUDA kernel is tested against bit
+  // for bit; the compiler vectorises these loops well enough for a host-side cast.
+  if (dst.dtype == DType::BF16) {
+    const float* s = src.f32();
+    uint16_t* d = dst.data<uint16_t>();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] = float_to_bf16(s[i]);
+  } else {
+    const uint16_t* s = src.data<uint16_t>();
+    float* d = dst.f32();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(s[i]);
+  }
 }
 
 double sum_squares(const Tensor& x) {

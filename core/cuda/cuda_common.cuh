@@ -153,6 +153,7 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void accumulate(Tensor& dst, const Tensor& src);
 void scale(Tensor& x, float s);
+void convert(Tensor& dst, const Tensor& src);
 // attention.cu
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,

@@ -222,6 +222,7 @@ const Ops* cuda_ops_or_null() {
     t.add = cuda::add;
     t.accumulate = cuda::accumulate;
     t.scale = cuda::scale;
+    t.convert = cuda::convert;
     t.cross_entropy_forward = cuda::cross_entropy_forward;
     t.cross_entropy_backward = cuda::cross_entropy_backward;
     t.adamw_update = cuda::adamw_update;

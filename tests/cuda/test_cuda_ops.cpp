@@ -248,6 +248,45 @@ TEST(CudaOps, GeluAddAccumulateScale) {
   EXPECT_CLOSE(acc, acc_r, DType::F32);
 }
 
+// Conversion is exact arithmetic on bits: the GPU must give the CPU op's bits, NaNs,
+// ties, denormals and infinities included, on the vector path, its tail, and the
+// scalar path of a misaligned view.
+TEST(CudaOps, ConvertMatchesCpuBitExactly) {
+  REQUIRE_GPU();
+  const int64_t n = 100003;  // not a multiple of the 8-element vector: exercises the tail
+  std::vector<uint32_t> bits(static_cast<size_t>(n));
+  uint32_t x = 777;
+  for (auto& b : bits) b = x = x * 1664525u + 1013904223u;  // every exponent and sign
+  const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf818000u, 0x7f7fffffu, 0x7f800000u,
+                              0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffa12345u, 0x00018000u,
+                              0x80008000u, 0x007fffffu, 0x00000000u, 0x80000000u};
+  for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) bits[i] = special[i];
+  Tensor f_cpu = empty({n});
+  std::memcpy(f_cpu.raw(), bits.data(), size_t(n) * 4);
+  Tensor f_gpu = to_device(f_cpu, Device::CUDA);
+  for (int64_t off : {int64_t(0), int64_t(1)}) {  // 1: misaligned views, scalar kernel
+    for (int64_t len : {n - off, int64_t(5), int64_t(8), int64_t(4096 + 3)}) {
+      SCOPED_TRACE("offset " + std::to_string(off) + " numel " + std::to_string(len));
+      Tensor src_c = f_cpu.slice(off, {len}), src_g = f_gpu.slice(off, {len});
+      Tensor h_c = empty({len}, DType::BF16), h_g_buf = empty({len + 1}, DType::BF16, Device::CUDA);
+      Tensor h_g = h_g_buf.slice(off, {len});
+      H().convert(h_c, src_c);
+      G().convert(h_g, src_g);
+      EXPECT_TRUE(bit_identical(h_g, h_c)) << "f32 -> bf16";
+      Tensor w_c = empty({len}), w_g_buf = empty({len + 1}, DType::F32, Device::CUDA);
+      Tensor w_g = w_g_buf.slice(off, {len});
+      H().convert(w_c, h_c);
+      G().convert(w_g, h_g);
+      EXPECT_TRUE(bit_identical(w_g, w_c)) << "bf16 -> f32";
+      Tensor same = empty({len}, DType::F32, Device::CUDA);
+      G().convert(same, src_g);
+      EXPECT_TRUE(bit_identical(same, src_c)) << "f32 -> f32";
+    }
+  }
+  Tensor wrong = empty({n + 1}, DType::BF16, Device::CUDA);
+  EXPECT_THROW(G().convert(wrong, f_gpu), Error);
+}
+
 struct AttnCase { int B, T, NH, HS; };
 const AttnCase kAttnCases[] = {{1, 1, 1, 4},  {2, 17, 3, 7},  {1, 70, 2, 64},
                                {2, 33, 1, 128}, {1, 130, 4, 48}, {2, 64, 12, 64}};
