@@ -1,6 +1,8 @@
 #include "core/checkpoint.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +23,13 @@ const QuietHdf5 quiet_hdf5;
 
 void h5check(herr_t status, const std::string& what, const std::string& path) {
   if (status < 0) fail("checkpoint " + path + ": " + what + " failed");
+}
+
+void sync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 // Names like "blocks.0.attn.qkv.weight" stay flat: '/' would create HDF5 groups.
@@ -95,9 +104,13 @@ void CheckpointWriter::commit() {
   h5check(H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL), "flush", tmp_);
   h5check(H5Fclose(hid_t(file_)), "close", tmp_);
   file_ = -1;
+  // Data on disk before the name: after a power loss "latest" is complete or absent.
+  sync_path(tmp_);
   std::error_code ec;
   fs::rename(tmp_, path_, ec);  // atomic on POSIX within one file system
   if (ec) fail("checkpoint " + path_ + ": rename from .tmp failed: " + ec.message());
+  fs::path dir = fs::path(path_).parent_path();
+  sync_path(dir.empty() ? "." : dir.string());
 }
 
 CheckpointReader::CheckpointReader(std::string path) : path_(std::move(path)) {

@@ -1,5 +1,7 @@
 #include "data/mixture_source.h"
 
+#include <hdf5.h>
+
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -135,6 +137,9 @@ class MixtureSource final : public BatchSource {
   // Background thread: walk the global order step by step from produce_from_, keep this
   // rank's slot of each step, read it, and queue it micro-batch by micro-batch.
   void produce() {
+    // HDF5's automatic error printing is per thread in a thread-safe build: silence it
+    // here too, so a bad shard surfaces only as our one exception message.
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     try {
       Position pos = produce_from_;
       const int64_t per_rank = int64_t(slot_.accum) * slot_.B;

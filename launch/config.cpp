@@ -66,6 +66,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("parallel.bucket_mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient bucket size in MB");
   add("parallel.timeout_s", po::value(&c.comm_timeout_s)->default_value(c.comm_timeout_s), "abort when a collective takes longer");
   add("debug.nan_step", po::value(&c.debug_nan_step)->default_value(c.debug_nan_step), "inject a NaN loss at this step, counted from 1 as in the log (testing)");
+  add("debug.nan_grad_step", po::value(&c.debug_nan_grad_step)->default_value(c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
   add("debug.exit_step", po::value(&c.debug_exit_step)->default_value(c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
   add("debug.exit_rank", po::value(&c.debug_exit_rank)->default_value(c.debug_exit_rank), "rank that exits (testing)");
   return d;

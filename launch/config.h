@@ -51,6 +51,7 @@ struct TrainConfig {
   double comm_timeout_s = 300.0;
 
   int64_t debug_nan_step = -1;   // inject a NaN loss at this step (tests)
+  int64_t debug_nan_grad_step = -1;  // inject a NaN gradient (finite loss) at this step (tests)
   int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)
   int debug_exit_rank = -1;
 

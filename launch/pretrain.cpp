@@ -37,7 +37,18 @@ int main(int argc, char** argv) {
     }
     if (!comm) comm = gpt::parallel::make_mpi_communicator(MPI_COMM_WORLD, {cfg.comm_timeout_s});
     gpt::Trainer trainer(cfg, *comm);
-    trainer.run();
+    try {
+      trainer.run();
+    } catch (const std::exception& e) {
+      // With peers, abort here, before the trainer's destructors wait on collectives
+      // the peers will never finish; alone, unwinding normally is fine.
+      if (world > 1) {
+        std::fprintf(stderr, "pretrain: rank %d: error: %s\n", rank, e.what());
+        std::fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+      throw;
+    }
     return 0;
   } catch (const std::exception& e) {
     if (world > 1) {

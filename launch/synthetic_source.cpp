@@ -19,7 +19,7 @@ void SyntheticSource::sample(int64_t g, int32_t* row) const {
 }
 
 void SyntheticSource::next(data::Batch& out) {
-  const int64_t G = int64_t(slot_.dp_size) * slot_.accum * slot_.B;
+  const int64_t G = global_batch();
   const int64_t first = step_ * G + (int64_t(slot_.dp_rank) * slot_.accum + micro_) * slot_.B;
   out.B = slot_.B;
   out.T = slot_.T;
@@ -35,7 +35,10 @@ void SyntheticSource::next(data::Batch& out) {
 void SyntheticSource::restore(const std::vector<int64_t>& state) {
   GPT_CHECK(state.size() == 2 && uint64_t(state[0]) == seed_,
             "synthetic data state does not match this run's seed (resumed with another train.seed?)");
-  step_ = state[1];
+  GPT_CHECK(state[1] % global_batch() == 0,
+            "synthetic data state: sample " + std::to_string(state[1]) + " is not a step boundary for a global batch of " +
+                std::to_string(global_batch()) + " sequences (resumed with another global batch size?)");
+  step_ = state[1] / global_batch();
   micro_ = 0;
 }
 

@@ -55,7 +55,10 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   const parallel::RankCoords me = topo_.coords(rank_);
   data::RankSlot slot{me.dp, groups_.dp.size(), cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
   train_data_ = make_batch_source(cfg_, slot, /*validation=*/false);
-  if (cfg_.eval_every > 0) val_data_ = make_batch_source(cfg_, slot, /*validation=*/true);
+  if (cfg_.eval_every > 0) {
+    val_data_ = make_batch_source(cfg_, slot, /*validation=*/true);
+    val_start_ = val_data_->state();
+  }
   GPT_CHECK(train_data_->vocab_size() <= cfg_.model.vocab_size,
             "data vocabulary (" + std::to_string(train_data_->vocab_size()) +
                 ") is larger than 'model.vocab_size' (" + std::to_string(cfg_.model.vocab_size) + ")");
@@ -95,10 +98,18 @@ float Trainer::train_step(int64_t step) {
   }
   dp_->finish_grads();
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
+  if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
+    Tensor g = store_.flat_grads().slice(dp_->shard().begin, {1});
+    const float nan = std::nanf("");
+    from_host_f32(g, &nan);
+  }
   return dp_->average_loss(float(loss));
 }
 
+// The same validation samples every time (the source rewinds to its first sample), so
+// validation losses compare across steps and across resumed runs.
 float Trainer::evaluate() {
+  val_data_->restore(val_start_);
   double sum = 0.0;
   for (int i = 0; i < cfg_.eval_steps; ++i) {
     val_data_->next(batch_);
@@ -110,6 +121,14 @@ float Trainer::evaluate() {
 
 void Trainer::run() {
   int64_t start = 0;
+  // A fresh run never mixes with an old one: its checkpoints would count as "latest" and
+  // its metrics would interleave with ours.
+  // Only the writing rank checks (the others would see the log it creates); when it
+  // fails, pretrain aborts the whole job.
+  if (is_logger() && !cfg_.resume && (!latest_checkpoint(cfg_.run_dir).empty() ||
+                       fs::exists(fs::path(cfg_.run_dir) / "metrics.jsonl")))
+    fail("config key 'run.dir': " + cfg_.run_dir + " already holds a run; set run.resume = true to "
+         "continue it, or choose another run.dir");
   if (cfg_.resume) {
     std::string path = latest_checkpoint(cfg_.run_dir);
     if (!path.empty()) start = load_checkpoint(path);
@@ -150,6 +169,10 @@ void Trainer::run() {
            (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
     float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
     float norm = dp_->clip_and_step(lr, cfg_.grad_clip);
+    if (!std::isfinite(norm))
+      fail("step " + std::to_string(step + 1) + ": gradient norm is " + std::to_string(norm) +
+           "; the update was skipped and no checkpoint written (last good: " +
+           (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
     ops_for(device_).synchronize();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     tokens_seen_ += tokens_per_step;
@@ -214,6 +237,8 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
   return step;
 }
 
+// Deletes the oldest checkpoints beyond run.keep, never the one just written nor any
+// later one (run.dir holds only this run's checkpoints: see the guard in run()).
 void Trainer::prune_checkpoints() {
   if (cfg_.keep_checkpoints <= 0) return;
   static const std::regex pattern(R"(ckpt_\d{8}\.h5)");
@@ -221,7 +246,8 @@ void Trainer::prune_checkpoints() {
   for (const auto& e : fs::directory_iterator(cfg_.run_dir))
     if (std::regex_match(e.path().filename().string(), pattern)) found.push_back(e.path().string());
   std::sort(found.begin(), found.end());
-  for (size_t i = 0; i + size_t(cfg_.keep_checkpoints) < found.size(); ++i) fs::remove(found[i]);
+  for (size_t i = 0; i + size_t(cfg_.keep_checkpoints) < found.size(); ++i)
+    if (found[i] < last_checkpoint_) fs::remove(found[i]);
 }
 
 void Trainer::print_sample() {

@@ -51,6 +51,7 @@ class Trainer {
   Tensor inputs_, targets_;
   std::string last_checkpoint_;
   MemoryPlan plan_;
+  std::vector<int64_t> val_start_;
   size_t memory_at_start_ = 0;
   float last_loss_ = 0.f;
   int64_t tokens_seen_ = 0;

@@ -113,6 +113,9 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
     sum_squares = double(host[0]) + double(host[1]);
   }
   const float norm = clip_grad_norm(grads, sum_squares, max_norm);
+  // A NaN/inf gradient must never reach the parameters. The norm is global, so every
+  // rank skips together; the caller decides what to do (the trainer stops).
+  if (!std::isfinite(norm)) return norm;
   adam_->step(lr);
   if (cfg_.zero1 && dp_.size() > 1) {
     // Named by purpose: every rank's updated shard back to every rank.

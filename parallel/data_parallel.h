@@ -51,7 +51,7 @@ class DataParallel {
   void finish_grads();
   // Global grad norm (across shards under zero1), clipping when max_norm > 0, AdamW on
   // the full buffer or this rank's shard, then (zero1) the parameter all-gather.
-  // Returns the norm before clipping.
+  // Returns the norm before clipping. A non-finite norm skips the update entirely.
   float clip_and_step(float lr, float max_norm);
   float average_loss(float local_mean_loss);  // mean over the dp group
 

@@ -9,4 +9,5 @@ bash scripts/install_deps.sh train
 bash scripts/fetch_assets.sh
 bash scripts/build.sh
 if [ -f scripts/build_default_corpus.sh ]; then bash scripts/build_default_corpus.sh; fi
-exec ./build/launch/pretrain launch/configs/debug.ini "$@"
+# A new run directory each time: pretrain refuses to mix a fresh run into an old one.
+exec ./build/launch/pretrain launch/configs/debug.ini --run.dir "runs/debug-$(date +%Y%m%d-%H%M%S)" "$@"

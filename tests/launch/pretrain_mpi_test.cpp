@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <unistd.h>
 
 #include "run_pretrain.h"
 
@@ -32,7 +33,7 @@ std::string layout(int dp, bool zero1) {
 }
 
 std::string fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("gpt_mpi_test_" + name);
+  fs::path d = fs::temp_directory_path() / ("gpt_mpi_test_" + std::to_string(getpid()) + "_" + name);
   fs::remove_all(d);
   return d.string();
 }
