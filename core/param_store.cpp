@@ -37,16 +37,25 @@ Param* ParamStore::find(const std::string& name) {
   return nullptr;
 }
 
-void ParamStore::materialize(Device device) {
+void ParamStore::materialize(Device device, DType compute_dtype) {
   GPT_CHECK(!materialized_, "ParamStore::materialize() called twice");
+  GPT_CHECK(compute_dtype == DType::F32 || compute_dtype == DType::BF16,
+            std::string("ParamStore: compute dtype must be f32 or bf16, got ") + dtype_name(compute_dtype));
   device_ = device;
+  compute_dtype_ = compute_dtype;
   values_ = zeros({total_}, DType::F32, device);
   grads_ = zeros({total_}, DType::F32, device);
+  compute_ = compute_dtype == DType::F32 ? values_ : zeros({total_}, compute_dtype, device);
   for (auto& p : params_) {
     p.value = values_.slice(p.offset, p.shape);
     p.grad = grads_.slice(p.offset, p.shape);
+    p.compute = compute_.slice(p.offset, p.shape);
   }
   materialized_ = true;
+}
+
+void ParamStore::sync_compute() {
+  if (compute_dtype_ != DType::F32) ops_for(device_).convert(compute_, values_);
 }
 
 void ParamStore::init(uint64_t seed) {
@@ -59,6 +68,7 @@ void ParamStore::init(uint64_t seed) {
     }
     from_host_f32(p.value, host.data());
   }
+  sync_compute();
 }
 
 void ParamStore::zero_grads() { zero_(grads_); }

@@ -17,7 +17,8 @@ struct Param {
   float init_std = 0.02f;   // N(0, init_std); 0 means constant init_value
   float init_value = 0.f;
   int64_t offset = 0;       // element offset in the flat buffers
-  Tensor value, grad;       // views, valid after materialize()
+  Tensor value, grad;       // F32 master value and gradient: views, valid after materialize()
+  Tensor compute;           // what layers compute with: `value` itself, or its bf16 copy
   int64_t numel() const;
 };
 
@@ -25,7 +26,12 @@ class ParamStore {
  public:
   // Registration happens while layers are built; the returned pointer is stable.
   Param* add(std::string name, Shape shape, bool decay, float init_std, float init_value = 0.f);
-  void materialize(Device device);
+  // compute_dtype BF16 (mixed precision) adds one flat bf16 copy of the values that
+  // layers compute with; gradients, master values and the optimizer stay F32.
+  void materialize(Device device, DType compute_dtype = DType::F32);
+  // Refreshes the compute copy from the master values (after init, load, each update).
+  void sync_compute();
+  DType compute_dtype() const { return compute_dtype_; }
   // Every parameter drawn from its own stream seeded by (seed, name), so values do not
   // depend on registration order or on how parallelism later splits the model.
   void init(uint64_t seed);
@@ -43,7 +49,8 @@ class ParamStore {
  private:
   std::deque<Param> params_;
   int64_t total_ = 0;
-  Tensor values_, grads_;
+  Tensor values_, grads_, compute_;
+  DType compute_dtype_ = DType::F32;
   Device device_ = Device::CPU;
   bool materialized_ = false;
 };

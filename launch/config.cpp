@@ -45,6 +45,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("train.grad_clip", po::value(&c.grad_clip)->default_value(c.grad_clip), "global grad-norm clip; 0 = off");
   add("train.threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank; 0 = all cores");
   add("train.device", po::value(&c.device)->default_value(c.device), "cpu | cuda");
+  add("train.dtype", po::value(&c.dtype)->default_value(c.dtype), "fp32 | bf16 (mixed precision: bf16 activations and weight copies, fp32 master weights, grads and optimizer)");
   add("train.recompute", po::value(&c.recompute)->default_value(c.recompute), "activation recomputation: none | selective | full");
   add("eval.every", po::value(&c.eval_every)->default_value(c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", po::value(&c.eval_steps)->default_value(c.eval_steps), "validation micro-batches");
@@ -136,6 +137,8 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
             "config key 'train.seq_len' (" + std::to_string(c.seq_len) + ") exceeds 'model.block_size' (" +
                 std::to_string(c.model.block_size) + ")");
   parse_recompute(c.recompute);  // throws naming the key
+  GPT_CHECK(c.dtype == "fp32" || c.dtype == "bf16",
+            "config key 'train.dtype' must be fp32 or bf16, got '" + c.dtype + "'");
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 

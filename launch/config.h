@@ -24,7 +24,8 @@ struct TrainConfig {
   float grad_clip = 1.0f;
   int threads = 0;  // 0: every core
   std::string device = "cpu";
-  std::string recompute = "none";  // activation recomputation: none | selective | full
+  std::string recompute = "none";
+  std::string dtype = "fp32";  // fp32 | bf16 (bf16 activations + compute copies, fp32 master)  // activation recomputation: none | selective | full
 
   int64_t eval_every = 0;  // steps; 0 = never
   int eval_steps = 10;

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     store.materialize(cfg.device == "cuda" ? gpt::Device::CUDA : gpt::Device::CPU);
     gpt::CheckpointReader reader(path);
     for (int i = 0; i < store.size(); ++i) reader.read("param." + store.at(i).name, store.at(i).value);
+    store.sync_compute();
 
     auto codec = gpt::make_text_codec(cfg);
     std::vector<int32_t> prompt = codec->encode(cfg.sample_prompt);

@@ -35,7 +35,9 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   topo_.validate_model(cfg_.model);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   const Recompute recompute = parse_recompute(cfg_.recompute);
-  plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1);
+  const DType compute = cfg_.dtype == "bf16" ? DType::BF16 : DType::F32;
+  plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
+                      compute);
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)
@@ -45,7 +47,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   reset_peak_memory(device_);
   memory_at_start_ = memory_stats(device_).current;
   model_ = std::make_unique<GPT>(cfg_.model, store_, recompute);
-  store_.materialize(device_);
+  store_.materialize(device_, compute);
   store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
   dp_ = std::make_unique<parallel::DataParallel>(
       comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
@@ -151,7 +153,7 @@ void Trainer::run() {
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
               (long long)cfg_.steps, (long long)start);
   say("%s\n", dp_->describe().c_str());
-  say("memory plan (recompute %s): %s\n", cfg_.recompute.c_str(), plan_.describe().c_str());
+  say("memory plan (%s, recompute %s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(), plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(N))
                            .num("start_step", double(start))
@@ -169,6 +171,7 @@ void Trainer::run() {
            (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
     float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
     float norm = dp_->clip_and_step(lr, cfg_.grad_clip);
+    store_.sync_compute();
     if (!std::isfinite(norm))
       fail("step " + std::to_string(step + 1) + ": gradient norm is " + std::to_string(norm) +
            "; the update was skipped and no checkpoint written (last good: " +
@@ -179,8 +182,8 @@ void Trainer::run() {
     last_loss_ = loss;
     const double tps = tokens_per_step / (ms / 1e3);
     if (step == start)
-      say("memory measured after the first step: peak %.2f GiB (plan %.2f GiB)\n",
-          double(memory_stats(device_).peak - memory_at_start_) / (1 << 30), double(plan_.total()) / (1 << 30));
+      say("memory measured after the first step: peak %.1f MiB (plan %.1f MiB)\n",
+          double(memory_stats(device_).peak - memory_at_start_) / (1 << 20), double(plan_.total()) / (1 << 20));
     if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
       say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
                   (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);
@@ -229,6 +232,7 @@ void Trainer::save_checkpoint(int64_t steps_done) {
 int64_t Trainer::load_checkpoint(const std::string& path) {
   CheckpointReader r(path);
   for (int i = 0; i < store_.size(); ++i) r.read("param." + store_.at(i).name, store_.at(i).value);
+  store_.sync_compute();
   dp_->load_optimizer(r);
   train_data_->restore(r.attr_ints("data.state"));
   last_checkpoint_ = path;

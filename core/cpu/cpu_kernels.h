@@ -1,4 +1,5 @@
-// CPU backend (OpenBLAS + OpenMP), fp32 only; convert alone also reads and writes bf16.
+// CPU backend (OpenBLAS + OpenMP). The kernels compute in fp32 on fp32 tensors;
+// bf16 storage reaches them through dtype_dispatch.h, and convert reads and writes both.
 // Each function implements one entry of the ops table in core/ops.h and keeps its
 // conventions (backward accumulates).
 #pragma once

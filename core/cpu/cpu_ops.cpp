@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/cpu/cpu_kernels.h"
+#include "core/cpu/dtype_dispatch.h"
 #include "core/error.h"
 
 namespace gpt {
@@ -61,24 +62,24 @@ const Ops& cpu_ops() {
     t.compute_stream = cpu::no_stream;
     t.select_device = cpu::no_device;
     t.memory_info = cpu::host_memory;
-    t.encoder_forward = cpu::encoder_forward;
-    t.encoder_backward = cpu::encoder_backward;
-    t.layernorm_forward = cpu::layernorm_forward;
-    t.layernorm_backward = cpu::layernorm_backward;
-    t.matmul_forward = cpu::matmul_forward;
-    t.matmul_backward = cpu::matmul_backward;
-    t.gelu_forward = cpu::gelu_forward;
-    t.gelu_backward = cpu::gelu_backward;
-    t.attention_forward = cpu::attention_forward;
-    t.attention_backward = cpu::attention_backward;
-    t.add = cpu::add;
-    t.accumulate = cpu::accumulate;
-    t.scale = cpu::scale;
+    t.encoder_forward = cpu::any::encoder_forward;
+    t.encoder_backward = cpu::any::encoder_backward;
+    t.layernorm_forward = cpu::any::layernorm_forward;
+    t.layernorm_backward = cpu::any::layernorm_backward;
+    t.matmul_forward = cpu::any::matmul_forward;
+    t.matmul_backward = cpu::any::matmul_backward;
+    t.gelu_forward = cpu::any::gelu_forward;
+    t.gelu_backward = cpu::any::gelu_backward;
+    t.attention_forward = cpu::any::attention_forward;
+    t.attention_backward = cpu::any::attention_backward;
+    t.add = cpu::any::add;
+    t.accumulate = cpu::any::accumulate;
+    t.scale = cpu::any::scale;
     t.convert = cpu::convert;
-    t.cross_entropy_forward = cpu::cross_entropy_forward;
-    t.cross_entropy_backward = cpu::cross_entropy_backward;
+    t.cross_entropy_forward = cpu::any::cross_entropy_forward;
+    t.cross_entropy_backward = cpu::any::cross_entropy_backward;
     t.adamw_update = cpu::adamw_update;
-    t.sum_squares = cpu::sum_squares;
+    t.sum_squares = cpu::any::sum_squares;
     return t;
   }();
   return table;

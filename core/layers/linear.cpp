@@ -12,12 +12,12 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
 }
 
 void Linear::forward(Tensor& out, const Tensor& inp) {
-  ops_for(inp.device).matmul_forward(out, inp, weight->value, bias ? &bias->value : nullptr);
+  ops_for(inp.device).matmul_forward(out, inp, weight->compute, bias ? &bias->compute : nullptr);
 }
 
 void Linear::backward(Tensor* dinp, const Tensor& dout, const Tensor& inp) {
   ops_for(inp.device).matmul_backward(dinp, weight->grad, bias ? &bias->grad : nullptr, dout, inp,
-                                      weight->value);
+                                      weight->compute);
 }
 
 LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t C) {
@@ -29,11 +29,11 @@ void LayerNorm::forward(Tensor& out, const Tensor& inp) {
   const int64_t N = inp.numel() / inp.dim(-1);
   ensure(mean, {N}, DType::F32, inp.device);
   ensure(rstd, {N}, DType::F32, inp.device);
-  ops_for(inp.device).layernorm_forward(out, mean, rstd, inp, weight->value, bias->value);
+  ops_for(inp.device).layernorm_forward(out, mean, rstd, inp, weight->compute, bias->compute);
 }
 
 void LayerNorm::backward(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  ops_for(inp.device).layernorm_backward(dinp, weight->grad, bias->grad, dout, inp, weight->value,
+  ops_for(inp.device).layernorm_backward(dinp, weight->grad, bias->grad, dout, inp, weight->compute,
                                          mean, rstd);
 }
 

@@ -27,19 +27,20 @@ float GPT::forward(const Tensor& tokens, const Tensor* targets) {
                                       " exceeds model.block_size " +
                                       std::to_string(cfg_.block_size));
   const Device dev = store_.device();
+  const DType act = store_.compute_dtype();  // activations follow the compute copies
   const Ops& ops = ops_for(dev);
   tokens_ = tokens;
   has_targets_ = targets != nullptr;
   if (targets) targets_ = *targets;
 
   resid_.resize(blocks_.size() + 1);
-  for (auto& r : resid_) ensure(r, {B, T, C}, DType::F32, dev);
-  ops.encoder_forward(resid_[0], tokens, wte->value, wpe->value);
+  for (auto& r : resid_) ensure(r, {B, T, C}, act, dev);
+  ops.encoder_forward(resid_[0], tokens, wte->compute, wpe->compute);
   for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(resid_[l + 1], resid_[l]);
-  ensure(lnf_out_, {B, T, C}, DType::F32, dev);
+  ensure(lnf_out_, {B, T, C}, act, dev);
   lnf_->forward(lnf_out_, resid_.back());
-  ensure(logits_, {B, T, V}, DType::F32, dev);
-  ops.matmul_forward(logits_, lnf_out_, wte->value, nullptr);
+  ensure(logits_, {B, T, V}, act, dev);
+  ops.matmul_forward(logits_, lnf_out_, wte->compute, nullptr);
   if (!targets) return std::numeric_limits<float>::quiet_NaN();
 
   ensure(losses_, {B * T}, DType::F32, dev);
@@ -62,10 +63,10 @@ void GPT::backward(float dloss) {
   // Head: dlogits overwrite the logits in place, then the tied wte gets its first part.
   Tensor logits2d = logits_.view({B * T, V});
   ops.cross_entropy_backward(logits2d, logits2d, targets_.view({B * T}), dloss);
-  ensure(dlnf_, lnf_out_.shape, DType::F32, store_.device());
+  ensure(dlnf_, lnf_out_.shape, lnf_out_.dtype, store_.device());
   zero_(dlnf_);
-  ops.matmul_backward(&dlnf_, wte->grad, nullptr, logits_, lnf_out_, wte->value);
-  ensure(dres_, lnf_out_.shape, DType::F32, store_.device());
+  ops.matmul_backward(&dlnf_, wte->grad, nullptr, logits_, lnf_out_, wte->compute);
+  ensure(dres_, lnf_out_.shape, lnf_out_.dtype, store_.device());
   zero_(dres_);
   lnf_->backward(dres_, dlnf_, resid_.back());
   ready(lnf_->weight->offset, store_.total());

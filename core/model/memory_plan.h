@@ -8,6 +8,7 @@
 
 #include "core/layers/block.h"
 #include "core/model/gpt_config.h"
+#include "core/tensor.h"
 
 namespace gpt {
 
@@ -18,7 +19,10 @@ struct MemoryPlan {
 };
 
 // B, T: one micro-batch per rank. optimizer_shards: ranks sharing the AdamW state
-// (ZeRO-1 data parallelism), 1 otherwise. fp32 throughout (the CPU backend's layout).
-MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards);
+// (ZeRO-1 data parallelism), 1 otherwise.
+// act: the activation dtype (BF16 under mixed precision, which also keeps a bf16 copy of
+// the parameters; statistics, gradients and optimizer state stay fp32).
+MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
+                       DType act = DType::F32);
 
 }  // namespace gpt

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "mixed_precision.h"
 #include "run_pretrain.h"
 
 namespace fs = std::filesystem;
@@ -133,4 +134,10 @@ TEST(Pretrain, FreshRunRefusesADirectoryHoldingAnotherRun) {
   std::string d = fresh_dir("occupied");
   ASSERT_EQ(run_pretrain(kSmall + " --train.steps 2 --run.dir " + d).exit_code, 0);
   expect_one_line_error(run_pretrain(kSmall + " --train.steps 2 --run.dir " + d), "run.resume");
+}
+
+// Mixed precision on the CPU backend (bf16 storage, fp32 math: the same roundings as a
+// GPU): the loss curve tracks fp32 within 2% and is deterministic.
+TEST(Pretrain, Bf16TracksFp32AndIsDeterministic) {
+  gpt::test::expect_bf16_tracks_fp32(kSmall, 60, 0.02);
 }

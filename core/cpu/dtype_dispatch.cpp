@@ -1,0 +1,81 @@
+// The CPU ops table's entries: each widens bf16 arguments through F32Args and calls the
+// fp32 kernel. Reads are `in`, writes `out` (accumulating per the ops.h conventions).
+#include "core/cpu/bf16_args.h"
+#include "core/cpu/dtype_dispatch.h"
+
+namespace gpt::cpu::any {
+
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
+  F32Args a;
+  cpu::encoder_forward(a.out(out, false), tokens, a.in(wte), a.in(wpe));
+}
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
+  F32Args a;
+  cpu::encoder_backward(a.out(dwte, true), a.out(dwpe, true), a.in(dout), tokens);
+}
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                       const Tensor& weight, const Tensor& bias) {
+  F32Args a;
+  cpu::layernorm_forward(a.out(out, false), mean, rstd, a.in(inp), a.in(weight), a.in(bias));
+}
+void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                        const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd) {
+  F32Args a;
+  cpu::layernorm_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+                          a.in(inp), a.in(weight), mean, rstd);
+}
+void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) {
+  F32Args a;
+  cpu::matmul_forward(a.out(out, false), a.in(inp), a.in(weight), a.in(bias));
+}
+void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight) {
+  F32Args a;
+  cpu::matmul_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+                       a.in(inp), a.in(weight));
+}
+void gelu_forward(Tensor& out, const Tensor& inp) {
+  F32Args a;
+  cpu::gelu_forward(a.out(out, false), a.in(inp));
+}
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  F32Args a;
+  cpu::gelu_backward(a.out(dinp, true), a.in(inp), a.in(dout));
+}
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+  F32Args a;
+  cpu::attention_forward(a.out(out, false), lse, a.in(qkv), NH);
+}
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH) {
+  F32Args a;
+  cpu::attention_backward(a.out(dqkv, true), a.in(dout), a.in(out), lse, a.in(qkv), NH);
+}
+void add(Tensor& out, const Tensor& x, const Tensor& y) {
+  F32Args a;
+  cpu::add(a.out(out, false), a.in(x), a.in(y));
+}
+void accumulate(Tensor& dst, const Tensor& src) {
+  F32Args a;
+  cpu::accumulate(a.out(dst, true), a.in(src));
+}
+void scale(Tensor& x, float s) {
+  F32Args a;
+  cpu::scale(a.out(x, true), s);
+}
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
+  F32Args a;
+  cpu::cross_entropy_forward(losses, a.in(logits), targets);
+}
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss) {
+  F32Args a;
+  cpu::cross_entropy_backward(a.out(dlogits, false), a.in(logits), targets, dloss);
+}
+double sum_squares(const Tensor& x) {
+  F32Args a;
+  return cpu::sum_squares(a.in(x));
+}
+
+}  // namespace gpt::cpu::any
