@@ -1,5 +1,5 @@
 // CPU backend (OpenBLAS + OpenMP). The kernels compute in fp32 on fp32 tensors;
-// bf16 storage reaches them through dtype_dispatch.h, and convert reads and writes both.
+// bf16 storage reaches them through the table in cpu_ops.cpp, and convert reads and writes both.
 // Each function implements one entry of the ops table in core/ops.h and keeps its
 // conventions (backward accumulates).
 #pragma once
@@ -8,6 +8,16 @@
 namespace gpt::cpu {
 
 void check_f32(const Tensor& t, const char* op, const char* arg);
+
+// Memory (memory.cpp).
+void* host_alloc(size_t bytes);
+void host_free(void* p);
+void host_zero(void* p, size_t n);
+void host_copy(void* d, const void* s, size_t n);
+void host_sync();
+void* no_stream();
+void no_device(int);
+void host_memory(size_t* free_bytes, size_t* total_bytes);
 
 void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
 void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);

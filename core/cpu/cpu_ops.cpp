@@ -1,52 +1,88 @@
-// Assembles the CPU ops table; memory is plain 64-byte-aligned host memory.
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <new>
-
-#include <unistd.h>
-
+// The CPU ops table. Each entry widens bf16 arguments through F32Args (bf16_args.h) and
+// calls the fp32 kernel; reads are `in`, writes `out` (accumulating per ops.h).
+#include "core/cpu/bf16_args.h"
 #include "core/cpu/cpu_kernels.h"
-#include "core/cpu/dtype_dispatch.h"
-#include "core/error.h"
 
 namespace gpt {
-namespace cpu {
+namespace {
 
-void check_f32(const Tensor& t, const char* op, const char* arg) {
-  if (t.dtype != DType::F32 || t.device != Device::CPU)
-    fail(std::string(op) + ": argument '" + arg + "' must be an f32 CPU tensor, got " +
-         dtype_name(t.dtype) + " on " + device_name(t.device));
+using cpu::F32Args;
+
+void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
+  F32Args a;
+  gpt::cpu::encoder_forward(a.out(out, false), tokens, a.in(wte), a.in(wpe));
+}
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
+  F32Args a;
+  gpt::cpu::encoder_backward(a.out(dwte, true), a.out(dwpe, true), a.in(dout), tokens);
+}
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                       const Tensor& weight, const Tensor& bias) {
+  F32Args a;
+  gpt::cpu::layernorm_forward(a.out(out, false), mean, rstd, a.in(inp), a.in(weight), a.in(bias));
+}
+void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
+                        const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd) {
+  F32Args a;
+  gpt::cpu::layernorm_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+                          a.in(inp), a.in(weight), mean, rstd);
+}
+void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) {
+  F32Args a;
+  gpt::cpu::matmul_forward(a.out(out, false), a.in(inp), a.in(weight), a.in(bias));
+}
+void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight) {
+  F32Args a;
+  gpt::cpu::matmul_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+                       a.in(inp), a.in(weight));
+}
+void gelu_forward(Tensor& out, const Tensor& inp) {
+  F32Args a;
+  gpt::cpu::gelu_forward(a.out(out, false), a.in(inp));
+}
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  F32Args a;
+  gpt::cpu::gelu_backward(a.out(dinp, true), a.in(inp), a.in(dout));
+}
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+  F32Args a;
+  gpt::cpu::attention_forward(a.out(out, false), lse, a.in(qkv), NH);
+}
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH) {
+  F32Args a;
+  gpt::cpu::attention_backward(a.out(dqkv, true), a.in(dout), a.in(out), lse, a.in(qkv), NH);
+}
+void add(Tensor& out, const Tensor& x, const Tensor& y) {
+  F32Args a;
+  gpt::cpu::add(a.out(out, false), a.in(x), a.in(y));
+}
+void accumulate(Tensor& dst, const Tensor& src) {
+  F32Args a;
+  gpt::cpu::accumulate(a.out(dst, true), a.in(src));
+}
+void scale(Tensor& x, float s) {
+  F32Args a;
+  gpt::cpu::scale(a.out(x, true), s);
+}
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
+  F32Args a;
+  gpt::cpu::cross_entropy_forward(losses, a.in(logits), targets);
+}
+void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                            float dloss) {
+  F32Args a;
+  gpt::cpu::cross_entropy_backward(a.out(dlogits, false), a.in(logits), targets, dloss);
+}
+double sum_squares(const Tensor& x) {
+  F32Args a;
+  return cpu::sum_squares(a.in(x));
 }
 
-static void* host_alloc(size_t bytes) {
-  // Round up: aligned_alloc requires a multiple of the alignment.
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) fail("out of host memory allocating " + std::to_string(bytes) + " bytes");
-  return p;
-}
-static void host_free(void* p) { std::free(p); }
-static void host_zero(void* p, size_t n) { std::memset(p, 0, n); }
-static void host_copy(void* d, const void* s, size_t n) { std::memcpy(d, s, n); }
-static void host_sync() {}
-static void* no_stream() { return nullptr; }
-static void no_device(int) {}
-// Free = the kernel's MemAvailable (page cache it would give back counts as free);
-// MemFree alone makes a machine that just built or tokenized look full.
-static void host_memory(size_t* free_bytes, size_t* total_bytes) {
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  *total_bytes = size_t(sysconf(_SC_PHYS_PAGES)) * page;
-  *free_bytes = size_t(sysconf(_SC_AVPHYS_PAGES)) * page;
-  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
-    char line[256];
-    unsigned long long kb = 0;
-    while (std::fgets(line, sizeof line, f))
-      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) *free_bytes = size_t(kb) * 1024;
-    std::fclose(f);
-  }
-}
 
-}  // namespace cpu
+}  // namespace
 
 const Ops& cpu_ops() {
   static const Ops table = [] {
@@ -62,24 +98,24 @@ const Ops& cpu_ops() {
     t.compute_stream = cpu::no_stream;
     t.select_device = cpu::no_device;
     t.memory_info = cpu::host_memory;
-    t.encoder_forward = cpu::any::encoder_forward;
-    t.encoder_backward = cpu::any::encoder_backward;
-    t.layernorm_forward = cpu::any::layernorm_forward;
-    t.layernorm_backward = cpu::any::layernorm_backward;
-    t.matmul_forward = cpu::any::matmul_forward;
-    t.matmul_backward = cpu::any::matmul_backward;
-    t.gelu_forward = cpu::any::gelu_forward;
-    t.gelu_backward = cpu::any::gelu_backward;
-    t.attention_forward = cpu::any::attention_forward;
-    t.attention_backward = cpu::any::attention_backward;
-    t.add = cpu::any::add;
-    t.accumulate = cpu::any::accumulate;
-    t.scale = cpu::any::scale;
-    t.convert = cpu::convert;
-    t.cross_entropy_forward = cpu::any::cross_entropy_forward;
-    t.cross_entropy_backward = cpu::any::cross_entropy_backward;
-    t.adamw_update = cpu::adamw_update;
-    t.sum_squares = cpu::any::sum_squares;
+    t.encoder_forward = encoder_forward;
+    t.encoder_backward = encoder_backward;
+    t.layernorm_forward = layernorm_forward;
+    t.layernorm_backward = layernorm_backward;
+    t.matmul_forward = matmul_forward;
+    t.matmul_backward = matmul_backward;
+    t.gelu_forward = gelu_forward;
+    t.gelu_backward = gelu_backward;
+    t.attention_forward = attention_forward;
+    t.attention_backward = attention_backward;
+    t.add = add;
+    t.accumulate = accumulate;
+    t.scale = scale;
+    t.convert = gpt::cpu::convert;
+    t.cross_entropy_forward = cross_entropy_forward;
+    t.cross_entropy_backward = cross_entropy_backward;
+    t.adamw_update = gpt::cpu::adamw_update;
+    t.sum_squares = sum_squares;
     return t;
   }();
   return table;
