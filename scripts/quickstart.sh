@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh train
 bash scripts/fetch_assets.sh
-bash scripts/build.sh
+TARGETS="pretrain sample prepare" bash scripts/build.sh
 if [ -f scripts/build_default_corpus.sh ]; then bash scripts/build_default_corpus.sh; fi
 # A new run directory each time: pretrain refuses to mix a fresh run into an old one.
 exec ./build/launch/pretrain launch/configs/debug.ini --run.dir "runs/debug-$(date +%Y%m%d-%H%M%S)" "$@"
