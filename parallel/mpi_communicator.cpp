@@ -127,7 +127,13 @@ class MpiCommunicator final : public Communicator {
     std::function<void()> finish;
     if (op == ReduceOp::avg) {
       GPT_CHECK(t.dtype == DType::F32, "allreduce avg needs an F32 tensor");
-      finish = [buf, size = g.size()]() mutable { cpu_ops().scale(buf, 1.f / float(size)); };
+      // A plain loop on the comm thread: the ops table's scale would start a second
+      // OpenMP team beside the one running backward, oversubscribing the cores.
+      finish = [buf, size = g.size()]() mutable {
+        float* p = buf.f32();
+        const float s = 1.f / float(size);
+        for (int64_t i = 0, n = buf.numel(); i < n; ++i) p[i] *= s;
+      };
     }
     return enqueue("allreduce", g, ring_allreduce_bytes(double(t.nbytes()), g.size()),
                    [buf, n, comm = g.mpi_comm](MPI_Request* r) {
