@@ -89,6 +89,22 @@ std::string TrafficCounter::report() const {
   return os.str();
 }
 
+int place_in_partition(Group& g, const std::vector<std::vector<int>>& partition, int rank) {
+  int color = -1;
+  for (size_t i = 0; i < partition.size(); ++i)
+    for (size_t j = 0; j < partition[i].size(); ++j)
+      if (partition[i][j] == rank) {
+        GPT_CHECK(color < 0, "group '" + g.name + "': rank " + std::to_string(rank) +
+                                 " appears in two groups of the partition");
+        color = int(i);
+        g.ranks = partition[i];
+        g.rank = int(j);
+      }
+  GPT_CHECK(color >= 0, "group '" + g.name + "': rank " + std::to_string(rank) +
+                            " is in no group of the partition");
+  return color;
+}
+
 double ring_allreduce_bytes(double bytes, int n) {
   return n <= 1 ? 0.0 : 2.0 * double(n - 1) / double(n) * bytes;
 }

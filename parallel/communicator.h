@@ -88,6 +88,10 @@ class TrafficCounter {
 // The bytes one call counts (see the table above); exposed so tests and benchmarks
 // state the analytic volume with the same formula the counters use.
 double ring_allreduce_bytes(double bytes, int n);
+// For make_group implementations: fills g.ranks and g.rank with the block of `partition`
+// that holds `rank`, and returns that block's index (the split colour). Throws naming
+// the group when the rank is in none or in two of the blocks.
+int place_in_partition(Group& g, const std::vector<std::vector<int>>& partition, int rank);
 double ring_gather_scatter_bytes(double total_bytes, double own_bytes, int n);
 
 struct CommConfig {

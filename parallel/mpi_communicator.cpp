@@ -95,18 +95,7 @@ class MpiCommunicator final : public Communicator {
                    const std::vector<std::vector<int>>& partition) override {
     Group g;
     g.name = name;
-    int color = -1;
-    for (size_t i = 0; i < partition.size(); ++i)
-      for (size_t j = 0; j < partition[i].size(); ++j)
-        if (partition[i][j] == rank_) {
-          GPT_CHECK(color < 0, "group '" + name + "': rank " + std::to_string(rank_) +
-                                   " appears in two groups of the partition");
-          color = int(i);
-          g.ranks = partition[i];
-          g.rank = int(j);
-        }
-    GPT_CHECK(color >= 0, "group '" + name + "': rank " + std::to_string(rank_) +
-                              " is in no group of the partition");
+    const int color = place_in_partition(g, partition, rank_);
     MPI_Comm comm = MPI_COMM_NULL;
     // Blocking and collective over the world, but run on the comm thread all the same so
     // MPI sees a single caller (enough for MPI_THREAD_SERIALIZED).

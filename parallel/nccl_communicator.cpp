@@ -84,16 +84,7 @@ class NcclCommunicator final : public Communicator {
                    const std::vector<std::vector<int>>& partition) override {
     Group g;
     g.name = name;
-    int color = -1;
-    for (size_t i = 0; i < partition.size(); ++i)
-      for (size_t j = 0; j < partition[i].size(); ++j)
-        if (partition[i][j] == rank_) {
-          color = int(i);
-          g.ranks = partition[i];
-          g.rank = int(j);
-        }
-    GPT_CHECK(color >= 0, "group '" + name + "': rank " + std::to_string(rank_) +
-                              " is in no group of the partition");
+    const int color = place_in_partition(g, partition, rank_);
     MPI_Comm_split(world_, color, g.rank, &g.mpi_comm);
     mpi_owned_.push_back(g.mpi_comm);
     ncclUniqueId id;

@@ -19,17 +19,7 @@ sources=(manuals code dictionary bible)
 declare -A weight=([manuals]=0.30 [code]=0.25 [dictionary]=0.25 [bible]=0.20)
 [ "${FORCE:-0}" = 1 ] && rm -rf corpus
 
-need_apt=()
-for p in dict-gcide bible-kjv bible-kjv-text gnu-standards; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need_apt+=("$p")
-done
-if ((${#need_apt[@]})); then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  echo "installing: ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+bash scripts/install_deps.sh corpus
 
 bash scripts/fetch_assets.sh
 PREPARE=${PREPARE:-build/data/tools/prepare}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build and training need ("train", for the quickstart) or also what
 # the tests and benchmarks need ("all", the default: PyTorch as the numerical oracle,
-# h5py, matplotlib). Debian packages only. Safe to re-run; skips apt when nothing is missing.
+# h5py, matplotlib), or ("corpus") the text packages scripts/build_default_corpus.sh
+# reads. Debian packages only. Safe to re-run; skips apt when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
@@ -18,6 +19,9 @@ packages=(
 # is bundled (NodeSource), where Debian's npm package conflicts: install only if absent.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+if [ "$mode" = corpus ]; then  # the text the default corpus is built from
+  packages=(dict-gcide bible-kjv bible-kjv-text gnu-standards)
+fi
 if [ "$mode" = all ]; then
   packages+=(python3-torch python3-h5py python3-matplotlib python3-numpy)
 fi
