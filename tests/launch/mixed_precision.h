@@ -12,17 +12,10 @@
 
 namespace gpt::test {
 
-inline std::string mp_dir(const std::string& name) {
-  namespace fs = std::filesystem;
-  fs::path d = fs::temp_directory_path() / ("gpt_mp_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d.string();
-}
-
 // bf16 tracks fp32 within `tolerance` (relative) at every 10th step, and two bf16
 // runs with the same seed give bit-identical losses.
 inline void expect_bf16_tracks_fp32(const std::string& args, int steps, double tolerance) {
-  std::string f = mp_dir("fp32"), b1 = mp_dir("bf16_a"), b2 = mp_dir("bf16_b");
+  std::string f = fresh_dir("mp_fp32"), b1 = fresh_dir("mp_bf16_a"), b2 = fresh_dir("mp_bf16_b");
   const std::string common = args + " --train.steps " + std::to_string(steps);
   RunResult r = run_pretrain(common + " --train.dtype fp32 --run.dir " + f);
   ASSERT_EQ(r.exit_code, 0) << r.output;

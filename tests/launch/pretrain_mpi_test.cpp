@@ -11,6 +11,7 @@
 
 namespace fs = std::filesystem;
 using gpt::test::RunResult;
+using gpt::test::fresh_dir;
 using gpt::test::run_pretrain;
 using gpt::test::train_losses;
 
@@ -30,12 +31,6 @@ RunResult run_ranks(int np, const std::string& args) {
 std::string layout(int dp, bool zero1) {
   return kModel + " --train.grad_accum " + std::to_string(kGlobalMicroBatches / dp) +
          " --parallel.zero1 " + (zero1 ? "true" : "false");
-}
-
-std::string fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("gpt_mpi_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d.string();
 }
 
 void expect_losses_close(const std::vector<std::string>& got, const std::vector<std::string>& want,

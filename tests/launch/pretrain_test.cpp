@@ -10,6 +10,7 @@
 #include "run_pretrain.h"
 
 namespace fs = std::filesystem;
+using gpt::test::fresh_dir;
 using gpt::test::run_pretrain;
 using gpt::test::train_losses;
 
@@ -19,12 +20,6 @@ const std::string kSmall =
     " --model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.vocab_size 101"
     " --model.block_size 32 --train.seq_len 16 --train.micro_batch 2 --train.grad_accum 2"
     " --train.threads 2 --train.warmup 2";
-
-std::string fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("gpt_launch_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  return d.string();
-}
 
 // Exactly one line from pretrain, naming the culprit, and a non-zero exit. (Lines the
 // MPI runtime may print about the machine are not ours to count.)

@@ -2,6 +2,8 @@
 #pragma once
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -14,6 +16,15 @@ struct RunResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together
 };
+
+// An empty directory for one test's run, unique per test process (concurrent CI runs
+// on one host must not collide).
+inline std::string fresh_dir(const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path d = fs::temp_directory_path() / ("gpt_launch_test_" + std::to_string(getpid()) + "_" + name);
+  fs::remove_all(d);
+  return d.string();
+}
 
 inline RunResult run_command(const std::string& command) {
   std::string cmd = command + " 2>&1";
