@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     store.zero_grads();
     dp.begin_micro(true);
-    model.forward(tokens, &targets);
-    model.backward(1.f / float(a.batch * a.seq));
+    model.forward_train(tokens, targets, 1.f / float(a.batch * a.seq));
+    model.backward();
     const auto t1 = Clock::now();
     dp.finish_grads();
     const double finish = seconds_since(t1);

@@ -8,8 +8,8 @@
 // Conventions every backend keeps:
 //  * Backward ops ACCUMULATE (+=) into every gradient they produce, parameters and
 //    inputs alike, so residual streams and micro-batch accumulation need no copies.
-//    The one exception is cross_entropy_backward, which overwrites (its output may
-//    alias the logits).
+//    The one exception is cross_entropy_forward_backward, which overwrites the logits
+//    with their gradient.
 //  * An optional argument is passed as nullptr (a Tensor* that may be null).
 //  * Linear weights are [OC, C] (PyTorch's layout); out = inp @ weight^T + bias.
 //  * Activations may be F32 or BF16 on backends that support BF16; parameters given
@@ -88,9 +88,11 @@ struct Ops {
   // losses[N] (F32) = logsumexp(logits[n]) - logits[n, targets[n]]; targets I32 [N].
   // A target < 0 is ignored (loss 0, no gradient).
   void (*cross_entropy_forward)(Tensor& losses, const Tensor& logits, const Tensor& targets);
-  // dlogits = dloss * (softmax(logits) - onehot(targets)); overwrites; may alias logits.
-  void (*cross_entropy_backward)(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                                 float dloss);
+  // The fused classifier: losses as cross_entropy_forward and, from the same read of
+  // each row, logits overwritten by dloss * (softmax(logits) - onehot(targets)) (zeros on
+  // ignored rows), so no second [N, V] buffer exists and the row is read once more only.
+  void (*cross_entropy_forward_backward)(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                         float dloss);
 
   // Decoupled-weight-decay Adam over one flat range (param F32, grad F32, m, v F32).
   void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,

@@ -91,12 +91,12 @@ float Trainer::train_step(int64_t step) {
     train_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
-    loss += model_->forward(inputs_, &targets_) / double(cfg_.grad_accum);
+    loss += model_->forward_train(inputs_, targets_, dloss) / double(cfg_.grad_accum);
     if (step + 1 == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
       std::fprintf(stderr, "rank %d: exiting mid-step %lld (debug.exit_step)\n", rank_, (long long)step + 1);
       std::exit(3);
     }
-    model_->backward(dloss);
+    model_->backward();
   }
   dp_->finish_grads();
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");

@@ -9,7 +9,7 @@
 //   store.zero_grads();
 //   for m in 0..accum-1:
 //     dp.begin_micro(m == accum - 1);        // only the last micro-batch communicates
-//     loss_sum += model.forward(tokens, &targets); model.backward(1.f / (B*T*accum));
+//     loss_sum += model.forward_train(tokens, targets, 1.f / (B*T*accum)); model.backward();
 //   dp.finish_grads();                       // grads now averaged over the dp group
 //   float norm = dp.clip_and_step(lr, max_norm);
 //   float loss = dp.average_loss(loss_sum / accum);

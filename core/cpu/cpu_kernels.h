@@ -40,8 +40,8 @@ void scale(Tensor& x, float s);
 void convert(Tensor& dst, const Tensor& src);
 double sum_squares(const Tensor& x);
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
-void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                            float dloss);
+void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                    float dloss);
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
 
 }  // namespace gpt::cpu

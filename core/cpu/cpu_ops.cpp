@@ -71,10 +71,10 @@ void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& t
   F32Args a;
   gpt::cpu::cross_entropy_forward(losses, a.in(logits), targets);
 }
-void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                            float dloss) {
+void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                    float dloss) {
   F32Args a;
-  gpt::cpu::cross_entropy_backward(a.out(dlogits, false), a.in(logits), targets, dloss);
+  gpt::cpu::cross_entropy_forward_backward(losses, a.out(logits, true), targets, dloss);
 }
 double sum_squares(const Tensor& x) {
   F32Args a;
@@ -113,7 +113,7 @@ const Ops& cpu_ops() {
     t.scale = scale;
     t.convert = gpt::cpu::convert;
     t.cross_entropy_forward = cross_entropy_forward;
-    t.cross_entropy_backward = cross_entropy_backward;
+    t.cross_entropy_forward_backward = cross_entropy_forward_backward;
     t.adamw_update = gpt::cpu::adamw_update;
     t.sum_squares = sum_squares;
     return t;

@@ -1,5 +1,6 @@
-// Softmax cross-entropy over the vocabulary. Backward rebuilds the softmax from the
-// logits in place, so no probability matrix is ever stored beside the logits.
+// Softmax cross-entropy over the vocabulary. The fused form turns each row of logits
+// into its gradient in place right after its loss, so no probability matrix is ever
+// stored beside the logits.
 // Compiled with -ffast-math (see core/CMakeLists.txt) so the exp loops vectorise.
 #include <cmath>
 
@@ -48,25 +49,27 @@ void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& t
   }
 }
 
-void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                            float dloss) {
+void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                    float dloss) {
+  check_f32(logits, "cross_entropy_forward_backward", "logits");
   const int64_t V = logits.dim(-1), N = logits.numel() / V;
   check_targets(targets, V);
-  const float* z = logits.f32();
+  float* z = logits.f32();
   const int32_t* t = targets.i32();
-  float* dz = dlogits.f32();
+  float* l = losses.f32();
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
-    const float* zr = z + size_t(n) * V;
-    float* dr = dz + size_t(n) * V;
+    float* zr = z + size_t(n) * V;
     if (t[n] < 0) {
-      for (int64_t v = 0; v < V; ++v) dr[v] = 0.f;
+      l[n] = 0.f;
+      for (int64_t v = 0; v < V; ++v) zr[v] = 0.f;
       continue;
     }
     const float lse = row_logsumexp(zr, V);
+    l[n] = lse - zr[t[n]];
 #pragma omp simd
-    for (int64_t v = 0; v < V; ++v) dr[v] = dloss * std::exp(zr[v] - lse);
-    dr[t[n]] -= dloss;
+    for (int64_t v = 0; v < V; ++v) zr[v] = dloss * std::exp(zr[v] - lse);
+    zr[t[n]] -= dloss;
   }
 }
 

@@ -1,8 +1,8 @@
 // Softmax cross-entropy over the vocabulary: one block per row, online softmax (running
 // max and rescaled sum in one pass over the logits), merged across threads in a fixed
-// tree order. Backward recomputes the row's log-sum-exp and overwrites dlogits in place,
-// each thread reading a logit before writing the same element, so dlogits may alias
-// logits (the [N, V] logits buffer is the largest activation; no second one is needed).
+// tree order. The fused form writes the loss and then overwrites the row with its
+// gradient in place, each thread reading a logit before writing the same element (the
+// logits buffer is the head's largest; no second one is needed).
 #include "core/cuda/cuda_common.cuh"
 
 namespace gpt::cuda {
@@ -69,25 +69,28 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) losses[row] = t < 0 ? 0.f : lse - to_float(z[t]);
 }
 
-// No __restrict__: dlogits may be logits.
+// The fused classifier: the loss and, in place, the gradient of one row. Thread 0 reads
+// the target's logit before the barriers inside row_logsumexp, and every thread has
+// read all its logits by then too, so the overwrite below races with no read.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_backward_kernel(T* dlogits, const T* logits, const int32_t* targets, int V,
-                                  float dloss) {
+    cross_entropy_forward_backward_kernel(float* losses, T* logits, const int32_t* targets, int V,
+                                          float dloss) {
   const size_t row = blockIdx.x;
-  const T* z = logits + row * size_t(V);
-  T* dz = dlogits + row * size_t(V);
+  T* z = logits + row * size_t(V);
   const int t = targets[row];
-  if (t < 0 || t >= V) {  // ignored position (ids >= V were rejected by the forward)
-    for (int v = threadIdx.x; v < V; v += blockDim.x) dz[v] = from_float<T>(0.f);
+  if (t < 0) {  // ignored position: no loss, no gradient (ids >= V were rejected)
+    if (threadIdx.x == 0) losses[row] = 0.f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) z[v] = from_float<T>(0.f);
     return;
   }
-  // Every thread has read its logits for the log-sum-exp before the barrier inside.
+  const float target_logit = threadIdx.x == 0 ? to_float(z[t]) : 0.f;
   const float lse = row_logsumexp(z, V);
+  if (threadIdx.x == 0) losses[row] = lse - target_logit;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
     float g = dloss * expf(to_float(z[v]) - lse);
     if (v == t) g -= dloss;
-    dz[v] = from_float<T>(g);
+    z[v] = from_float<T>(g);
   }
 }
 
@@ -111,21 +114,22 @@ void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& t
   });
 }
 
-void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                            float dloss) {
-  const char* op = "cross_entropy_backward";
+void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                    float dloss) {
+  const char* op = "cross_entropy_forward_backward";
   check_float(logits, op, "logits");
-  check_dtype(dlogits, logits.dtype, op, "dlogits");
+  check_dtype(losses, DType::F32, op, "losses");
   check_dtype(targets, DType::I32, op, "targets");
   const int64_t V = logits.dim(-1), N = logits.numel() / V;
-  check_numel(dlogits, N * V, op, "dlogits");
+  check_numel(losses, N, op, "losses");
   check_numel(targets, N, op, "targets");
   if (N == 0) return;
+  check_token_range(targets, V, true, op, "target token");
   dispatch_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    cross_entropy_backward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
-        dlogits.data<T>(), logits.data<T>(), targets.i32(), int(V), dloss);
-    GPT_LAUNCH_CHECK(op, "cross_entropy_backward_kernel");
+    cross_entropy_forward_backward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
+        losses.f32(), logits.data<T>(), targets.i32(), int(V), dloss);
+    GPT_LAUNCH_CHECK(op, "cross_entropy_forward_backward_kernel");
   });
 }
 

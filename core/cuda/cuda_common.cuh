@@ -160,8 +160,8 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
                         const Tensor& qkv, int NH);
 // cross_entropy.cu
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
-void cross_entropy_backward(Tensor& dlogits, const Tensor& logits, const Tensor& targets,
-                            float dloss);
+void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
+                                    float dloss);
 // adamw.cu
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
 double sum_squares(const Tensor& x);

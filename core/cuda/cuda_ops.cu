@@ -224,7 +224,7 @@ const Ops* cuda_ops_or_null() {
     t.scale = cuda::scale;
     t.convert = cuda::convert;
     t.cross_entropy_forward = cuda::cross_entropy_forward;
-    t.cross_entropy_backward = cuda::cross_entropy_backward;
+    t.cross_entropy_forward_backward = cuda::cross_entropy_forward_backward;
     t.adamw_update = cuda::adamw_update;
     t.sum_squares = cuda::sum_squares;
     return t;

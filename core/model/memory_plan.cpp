@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "core/model/gpt.h"
+
 namespace gpt {
 
 std::string MemoryPlan::describe() const {
@@ -45,7 +47,9 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
                                  * a +
                              2 * f;        // final LayerNorm statistics
   p.activations = (L * per_block + shared + model_level) * tok;
-  p.logits = (V * a + f) * tok;  // logits (turned into their gradient in place) + losses
+  // One chunk of logits (turned into their gradient in place, see GPT::head_loss) and
+  // the fp32 losses of every position.
+  p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;
   return p;
 }
 

@@ -36,8 +36,8 @@ Result train_once(Recompute mode) {
   // Two steps on the same batch: the second reuses every buffer the first sized.
   for (int pass = 0; pass < 2; ++pass) {
     store.zero_grads();
-    r.loss = model.forward(tokens, &targets);
-    model.backward(1.f / (B * T));
+    r.loss = model.forward_train(tokens, targets, 1.f / (B * T));
+    model.backward();
   }
   r.grads = to_host_f32(store.flat_grads());
   return r;
@@ -102,8 +102,8 @@ TEST(MemoryPlan, MatchesTheAllocatorsPeak) {
       store.init(3);
       AdamW opt(store, AdamWConfig{});
       Tensor tokens = zeros({B, T}, DType::I32), targets = zeros({B, T}, DType::I32);
-      model.forward(tokens, &targets);
-      model.backward(1.f / (B * T));
+      model.forward_train(tokens, targets, 1.f / (B * T));
+      model.backward();
       opt.step(1e-3f);
     }
     const double measured = double(memory_stats(Device::CPU).peak - start);

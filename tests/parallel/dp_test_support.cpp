@@ -47,9 +47,9 @@ float TinyTrainer::step(int64_t s) {
         targets.i32()[b * T + j] = synthetic_token(sample, j + 1, V);
       }
     }
-    loss_sum += model->forward(tokens, &targets);
+    loss_sum += model->forward_train(tokens, targets, 1.f / float(B * T * accum));
     if (before_backward) before_backward(s, m);
-    model->backward(1.f / float(B * T * accum));
+    model->backward();
   }
   dp->finish_grads();
   last_norm = dp->clip_and_step(setup.lr, setup.clip);
