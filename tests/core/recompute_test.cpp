@@ -2,6 +2,8 @@
 // with less activation memory held between forward and backward.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/adamw.h"
@@ -111,6 +113,57 @@ TEST(MemoryPlan, MatchesTheAllocatorsPeak) {
     // The plan leaves out only the int token tensors of the caller (here 2 B T ints).
     EXPECT_NEAR(measured / planned, 1.0, 0.01) << "mode " << int(mode);
   }
+}
+
+}  // namespace
+}  // namespace gpt
+
+namespace gpt {
+namespace {
+
+// The fused classifier in chunks of rows: the same loss and gradients as one chunk
+// (up to summation order in the wte gradient), and a peak smaller by exactly the logits
+// rows it no longer holds.
+TEST(FusedClassifier, ChunksBoundTheLogitsAndKeepTheGradients) {
+  GPTConfig cfg;
+  cfg.n_layer = 2, cfg.n_head = 2, cfg.n_embd = 32, cfg.vocab_size = 301, cfg.block_size = 16;
+  const int B = 4, T = 16, N = B * T;
+  struct Run {
+    float loss;
+    std::vector<float> grads;
+    size_t peak;
+  };
+  auto run = [&](int64_t rows) {
+    ParamStore store;
+    GPT model(cfg, store);
+    model.set_head_chunk_rows(rows);
+    store.materialize(Device::CPU);
+    store.init(5);
+    Tensor tokens = empty({B, T}, DType::I32), targets = empty({B, T}, DType::I32);
+    Rng rng(9);
+    for (int i = 0; i < N; ++i) {
+      tokens.i32()[i] = int32_t(rng.next_u64() % 301);
+      targets.i32()[i] = i % 5 == 0 ? -1 : int32_t(rng.next_u64() % 301);  // some ignored
+    }
+    store.zero_grads();
+    reset_peak_memory(Device::CPU);
+    const size_t start = memory_stats(Device::CPU).current;
+    Run r;
+    r.loss = model.forward_train(tokens, targets, 1.f / N);
+    model.backward();
+    r.peak = memory_stats(Device::CPU).peak - start;
+    r.grads = to_host_f32(store.flat_grads());
+    return r;
+  };
+  const Run whole = run(N), chunked = run(9);
+  EXPECT_NEAR(chunked.loss, whole.loss, 1e-6 * std::fabs(whole.loss));
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < whole.grads.size(); ++i) {
+    worst = std::max(worst, double(std::fabs(chunked.grads[i] - whole.grads[i])));
+    scale = std::max(scale, double(std::fabs(whole.grads[i])));
+  }
+  EXPECT_LE(worst / scale, 1e-6);
+  EXPECT_EQ(whole.peak - chunked.peak, size_t(N - 9) * 301 * 4);
 }
 
 }  // namespace
