@@ -146,6 +146,9 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
 void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
                         const Tensor& inp, const Tensor& weight, const Tensor& mean,
                         const Tensor& rstd);
+void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& rstd,
+                                const Tensor& a, const Tensor& b, const Tensor& weight,
+                                const Tensor& bias);
 // matmul.cu
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
 void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
