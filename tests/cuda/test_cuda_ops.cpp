@@ -265,6 +265,34 @@ TEST(CudaOps, MatmulForwardBackward) {
   }
 }
 
+// cuBLASLt plans are cached per GEMM signature; pointers, the bias pointer above all
+// (a descriptor attribute), must still be this call's. Same shapes, different tensors,
+// and a view at an odd offset (another alignment class, so another plan).
+TEST(CudaOps, MatmulPlanCacheKeepsEachCallsPointers) {
+  REQUIRE_GPU();
+  const int N = 64, C = 96, OC = 288;
+  for (DType dt : kFloatTypes) {
+    SCOPED_TRACE(dtype_name(dt));
+    for (int round = 0; round < 2; ++round) {
+      for (uint32_t seed : {80u, 90u}) {
+        for (int64_t offset : {int64_t(0), int64_t(1)}) {
+          SCOPED_TRACE("seed " + std::to_string(seed) + " offset " + std::to_string(offset));
+          Vec x = as_stored(randn(size_t(N * C), seed), dt);
+          Vec w = as_stored(randn(size_t(OC * C), seed + 1, 0.05f), dt);
+          Vec b = as_stored(randn(size_t(OC + offset), seed + 2), dt);
+          Tensor gb_buf = gpu_tensor(b, {OC + offset}, dt), cb_buf = cpu_tensor(b, {OC + offset});
+          Tensor gb = gb_buf.slice(offset, {OC}), cb = cb_buf.slice(offset, {OC});
+          Tensor gx = gpu_tensor(x, {N, C}, dt), gw = gpu_tensor(w, {OC, C}, dt);
+          Tensor out = gpu_poison({N, OC}, dt), out_r = empty({N, OC});
+          G().matmul_forward(out, gx, gw, &gb);
+          H().matmul_forward(out_r, cpu_tensor(x, {N, C}), cpu_tensor(w, {OC, C}), &cb);
+          EXPECT_CLOSE(out, out_r, dt);
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaOps, GeluAddAccumulateScale) {
   REQUIRE_GPU();
   for (int n : {1, 37, 4096 + 3}) {
