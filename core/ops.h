@@ -57,6 +57,15 @@ struct Ops {
   void (*layernorm_backward)(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
                              const Tensor& inp, const Tensor& weight, const Tensor& mean,
                              const Tensor& rstd);
+  // The residual add and the LayerNorm after it in one pass: sum = a + b, stored in
+  // sum's dtype (the residual stream keeps it and backward reads it), then
+  // out = layernorm(sum) saving mean/rstd. Its bits are those of add followed by
+  // layernorm_forward, bf16 rounding of sum before the statistics included, so a
+  // recomputed layernorm_forward(sum) reproduces out. sum may alias a or b (in place);
+  // out aliases none of the others. Backward is layernorm_backward on sum.
+  void (*residual_layernorm_forward)(Tensor& sum, Tensor& out, Tensor& mean, Tensor& rstd,
+                                     const Tensor& a, const Tensor& b, const Tensor& weight,
+                                     const Tensor& bias);
 
   // out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ bias[OC]).
   void (*matmul_forward)(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);

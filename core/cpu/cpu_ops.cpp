@@ -28,6 +28,14 @@ void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tens
   gpt::cpu::layernorm_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
                           a.in(inp), a.in(weight), mean, rstd);
 }
+void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& rstd,
+                                const Tensor& x, const Tensor& y, const Tensor& weight,
+                                const Tensor& bias) {
+  F32Args a;
+  gpt::cpu::residual_layernorm_forward(a.out(sum, false), a.out(out, false), mean, rstd, a.in(x),
+                                       a.in(y), a.in(weight), a.in(bias),
+                                       sum.dtype == DType::BF16);
+}
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) {
   F32Args a;
   gpt::cpu::matmul_forward(a.out(out, false), a.in(inp), a.in(weight), a.in(bias));
@@ -102,6 +110,7 @@ const Ops& cpu_ops() {
     t.encoder_backward = encoder_backward;
     t.layernorm_forward = layernorm_forward;
     t.layernorm_backward = layernorm_backward;
+    t.residual_layernorm_forward = residual_layernorm_forward;
     t.matmul_forward = matmul_forward;
     t.matmul_backward = matmul_backward;
     t.gelu_forward = gelu_forward;

@@ -47,6 +47,8 @@ using bf16 = __nv_bfloat16;
 void check_launch(const char* op, const char* kernel, const char* file, int line);
 #define GPT_LAUNCH_CHECK(op, kernel) ::gpt::cuda::check_launch(op, kernel, __FILE__, __LINE__)
 
+struct GemmPlanCache;  // matmul.cu: cuBLASLt descriptors and algorithm per GEMM signature
+
 // The backend's state, created on first use and never destroyed (destruction at exit
 // would race the CUDA runtime's own teardown). Not a hidden global of the kernels: they
 // receive everything as arguments; only launchers ask for the stream and buffers.
@@ -59,6 +61,7 @@ struct Context {
   size_t scratch_bytes = 0;
   unsigned* flag = nullptr;  // one device word for validation kernels
   bool tf32 = false;         // GPT_CUDA_TF32=1 lets fp32 matmuls use TF32 tensor cores
+  GemmPlanCache* gemm_plans = nullptr;  // created by the first matmul
 };
 Context& context();
 inline cudaStream_t stream() { return context().stream; }
@@ -143,6 +146,9 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
 void layernorm_backward(Tensor& dinp, Tensor& dweight, Tensor& dbias, const Tensor& dout,
                         const Tensor& inp, const Tensor& weight, const Tensor& mean,
                         const Tensor& rstd);
+void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& rstd,
+                                const Tensor& a, const Tensor& b, const Tensor& weight,
+                                const Tensor& bias);
 // matmul.cu
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
 void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,

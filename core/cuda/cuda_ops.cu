@@ -213,6 +213,7 @@ const Ops* cuda_ops_or_null() {
     t.encoder_backward = cuda::encoder_backward;
     t.layernorm_forward = cuda::layernorm_forward;
     t.layernorm_backward = cuda::layernorm_backward;
+    t.residual_layernorm_forward = cuda::residual_layernorm_forward;
     t.matmul_forward = cuda::matmul_forward;
     t.matmul_backward = cuda::matmul_backward;
     t.gelu_forward = cuda::gelu_forward;

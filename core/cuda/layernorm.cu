@@ -1,7 +1,8 @@
-// LayerNorm over the last dimension, eps = 1e-5 (GPT-2's). One warp per row with fp32
-// statistics, two passes over the row (mean, then centred variance) like the CPU
-// reference, so the two agree to rounding. Parameter gradients are column sums over
-// rows, reduced in two fixed-order stages (no atomics): bit-identical run to run.
+// LayerNorm over the last dimension, eps = 1e-5 (GPT-2's), alone or fused with the
+// residual add before it. One warp per row with fp32 statistics, two passes over the
+// row (mean, then centred variance) like the CPU reference, so the two agree to
+// rounding. Parameter gradients are column sums over rows, reduced in two fixed-order
+// stages (no atomics): bit-identical run to run.
 #include <algorithm>
 
 #include "core/cuda/cuda_common.cuh"
@@ -13,17 +14,21 @@ constexpr int kWarpsPerBlock = 8;  // rows per block in the row kernels
 constexpr int kMinRowsPerChunk = 64;  // rows per partial sum in the parameter-grad reduction
 constexpr int kMaxChunks = 65535;     // chunks run on gridDim.y
 constexpr int kColThreads = 128;   // channels per block in the column kernels
+// Shared memory a block may use without opting in: rows longer than this (over all the
+// block's warps) are re-read from global memory by the fused forward.
+constexpr size_t kMaxRowCacheBytes = 48 << 10;
 }  // namespace
 
 // ---- kernels ----
 
+// One row: mean, then centred variance, then the normalised output. Both forward
+// kernels call this, so the fused residual op gives the plain op's bits for the same
+// row values (selective recomputation reruns the plain op on the saved sum). Each lane
+// reads only x[c] for c = lane + 32 i, so x may be memory that this lane has just
+// written, in shared or global memory, with no barrier.
 template <class T>
-__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp,
-                                         AnyFloat weight, AnyFloat bias, int N, int C) {
-  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= N) return;
-  const T* x = inp + size_t(row) * C;
+__device__ __forceinline__ void layernorm_row(T* y, float* mean, float* rstd, const T* x,
+                                              AnyFloat weight, AnyFloat bias, int C, int lane) {
   float sum = 0.f;
   for (int c = lane; c < C; c += 32) sum += to_float(x[c]);
   const float m = warp_sum(sum) / float(C);
@@ -33,13 +38,45 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
     var += d * d;
   }
   const float s = 1.f / sqrtf(warp_sum(var) / float(C) + 1e-5f);
-  T* y = out + size_t(row) * C;
   for (int c = lane; c < C; c += 32)
     y[c] = from_float<T>((to_float(x[c]) - m) * s * weight.load(c) + bias.load(c));
   if (lane == 0) {
-    mean[row] = m;
-    rstd[row] = s;
+    *mean = m;
+    *rstd = s;
   }
+}
+
+template <class T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp,
+                                         AnyFloat weight, AnyFloat bias, int N, int C) {
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const size_t base = size_t(row) * C;
+  layernorm_row(out + base, mean + row, rstd + row, inp + base, weight, bias, C, lane);
+}
+
+// sum = a + b rounded to T (what add_kernel stores), then the LayerNorm of that row.
+// The warp keeps its row in shared memory when the block's rows fit (row_in_smem),
+// otherwise it reads the row back from sum, where it has just written it. sum may
+// alias a or b: each element is read and then written by the same lane.
+template <class T>
+__global__ void residual_layernorm_forward_kernel(T* sum, T* out, float* mean, float* rstd,
+                                                  const T* a, const T* b, AnyFloat weight,
+                                                  AnyFloat bias, int N, int C,
+                                                  bool row_in_smem) {
+  extern __shared__ __align__(16) unsigned char row_cache[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = blockIdx.x * kWarpsPerBlock + warp;
+  if (row >= N) return;
+  const size_t base = size_t(row) * C;
+  T* x = row_in_smem ? reinterpret_cast<T*>(row_cache) + size_t(warp) * C : sum + base;
+  for (int c = lane; c < C; c += 32) {
+    const T v = from_float<T>(to_float(a[base + c]) + to_float(b[base + c]));
+    sum[base + c] = v;
+    if (row_in_smem) x[c] = v;
+  }
+  layernorm_row(out + base, mean + row, rstd + row, x, weight, bias, C, lane);
 }
 
 // dinp += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd, dnorm = weight * dout.
@@ -132,6 +169,40 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& in
         out.data<T>(), mean.f32(), rstd.f32(), inp.data<T>(), any_float(weight),
         any_float(bias), int(N), int(C));
     GPT_LAUNCH_CHECK(op, "layernorm_forward_kernel");
+  });
+}
+
+void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& rstd,
+                                const Tensor& a, const Tensor& b, const Tensor& weight,
+                                const Tensor& bias) {
+  const char* op = "residual_layernorm_forward";
+  check_float(a, op, "a");
+  check_dtype(b, a.dtype, op, "b");
+  check_dtype(sum, a.dtype, op, "sum");
+  check_dtype(out, a.dtype, op, "out");
+  check_dtype(mean, DType::F32, op, "mean");
+  check_dtype(rstd, DType::F32, op, "rstd");
+  check_float(weight, op, "weight");
+  check_float(bias, op, "bias");
+  const int64_t C = a.dim(-1), N = a.numel() / C;
+  check_numel(b, N * C, op, "b");
+  check_numel(sum, N * C, op, "sum");
+  check_numel(out, N * C, op, "out");
+  check_numel(mean, N, op, "mean");
+  check_numel(rstd, N, op, "rstd");
+  check_numel(weight, C, op, "weight");
+  check_numel(bias, C, op, "bias");
+  if (N == 0) return;
+  const unsigned blocks = unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  dispatch_float(a.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const size_t cache_bytes = size_t(kWarpsPerBlock) * size_t(C) * sizeof(T);
+    const bool row_in_smem = cache_bytes <= kMaxRowCacheBytes;
+    residual_layernorm_forward_kernel<T>
+        <<<blocks, kWarpsPerBlock * 32, row_in_smem ? cache_bytes : 0, stream()>>>(
+            sum.data<T>(), out.data<T>(), mean.f32(), rstd.f32(), a.data<T>(), b.data<T>(),
+            any_float(weight), any_float(bias), int(N), int(C), row_in_smem);
+    GPT_LAUNCH_CHECK(op, "residual_layernorm_forward_kernel");
   });
 }
 

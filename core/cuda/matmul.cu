@@ -9,9 +9,14 @@
 // multiply in bf16 with fp32 accumulation. The bias is fused as the BIAS epilogue; if
 // cuBLASLt offers no algorithm for it (unusual dtype mix or alignment), the bias is
 // broadcast into out first and the product added with beta = 1.
+// Descriptors, layouts and the heuristic's algorithm are made once per GEMM signature
+// and kept in the Context's plan cache; only pointers (and beta) change per call.
 // The bias gradient is our own two-stage column sum: BGRADB would overwrite rather
 // than accumulate, and its reduction order is not documented as deterministic.
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <tuple>
 
 #include "core/cuda/cuda_common.cuh"
 
@@ -81,13 +86,37 @@ struct Gemm {
   DType bias_type = DType::F32;
 };
 
-// Owns the cuBLASLt descriptors of one call, so an error path cannot leak them.
-struct LtDescs {
+}  // namespace
+
+// ---- plan cache (outside the anonymous namespace: Context points at it) ----
+
+// Everything that decides a plan: shapes, transposes, dtypes, epilogue, the alignment
+// class of each pointer (bias too: 0 without one) and whether C is read. The pointers
+// themselves are not in it.
+// (Context::tf32 is fixed for the context's life, so it needs no place here.)
+struct GemmKey {
+  int64_t m, n, k, lda, ldb, ldd;
+  bool trans_a, trans_b, has_bias, accumulates;
+  DType ab_type, d_type, bias_type;
+  uint32_t align_a, align_b, align_d, align_bias;
+  auto tie() const {
+    return std::tie(m, n, k, lda, ldb, ldd, trans_a, trans_b, has_bias, accumulates, ab_type,
+                    d_type, bias_type, align_a, align_b, align_d, align_bias);
+  }
+  bool operator<(const GemmKey& o) const { return tie() < o.tie(); }
+};
+
+// The cuBLASLt descriptors and algorithm of one signature, made once and reused: the
+// heuristic query and the descriptor set-up cost more host time than a small GEMM.
+struct GemmPlan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulPreference_t pref = nullptr;
-  ~LtDescs() {
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatmulAlgo_t algo{};
+  bool found = false;  // false: no algorithm (remembered, so the fallback is not re-queried)
+  GemmPlan() = default;
+  GemmPlan(const GemmPlan&) = delete;
+  GemmPlan& operator=(const GemmPlan&) = delete;
+  ~GemmPlan() {
     if (d) cublasLtMatrixLayoutDestroy(d);
     if (b) cublasLtMatrixLayoutDestroy(b);
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -95,64 +124,116 @@ struct LtDescs {
   }
 };
 
+// Owned by the Context. Not locked: every op is issued from one host thread onto one
+// stream. Bounded, so a run with ever-changing shapes cannot grow it without limit.
+struct GemmPlanCache {
+  static constexpr size_t kMaxPlans = 256;
+  std::map<GemmKey, std::unique_ptr<GemmPlan>> plans;
+};
+
+namespace {
+
+// Frees the heuristic's preference even when a check throws.
+struct Preference {
+  cublasLtMatmulPreference_t p = nullptr;
+  ~Preference() {
+    if (p) cublasLtMatmulPreferenceDestroy(p);
+  }
+};
+
+// The heuristic is asked with this call's bias pointer set, as it was before plans were
+// cached; later calls share the key, so the same alignment class of bias.
+std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const void* bias) {
+  Context& ctx = context();
+  const cublasComputeType_t compute =
+      key.ab_type == DType::F32 && ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  auto plan = std::make_unique<GemmPlan>();
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescCreate(&plan->op, compute, CUDA_R_32F));
+  const cublasOperation_t ta = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t tb = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
+                                                      sizeof ta));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
+                                                      sizeof tb));
+  if (key.has_bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bt = cuda_type(key.bias_type);
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                        &epi, sizeof epi));
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  }
+  const cudaDataType_t ab = cuda_type(key.ab_type), dt = cuda_type(key.d_type);
+  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan->a, ab, key.trans_a ? key.k : key.m,
+                                                  key.trans_a ? key.m : key.k, key.lda));
+  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan->b, ab, key.trans_b ? key.n : key.k,
+                                                  key.trans_b ? key.k : key.n, key.ldb));
+  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan->d, dt, key.m, key.n, key.ldd));
+  Preference pref;
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceCreate(&pref.p));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                           pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                           &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                           pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.align_a,
+                           sizeof key.align_a));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                           pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.align_b,
+                           sizeof key.align_b));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                           pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.align_d,
+                           sizeof key.align_d));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
+                           pref.p, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.align_d,
+                           sizeof key.align_d));
+  cublasLtMatmulHeuristicResult_t best{};
+  int found = 0;
+  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
+      ctx.lt, plan->op, plan->a, plan->b, plan->d, plan->d, pref.p, 1, &best, &found);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
+    if (key.has_bias) return plan;  // found = false: the caller falls back
+    fail(std::string("cuda ") + op + ": cuBLASLt has no algorithm for m=" +
+         std::to_string(key.m) + " n=" + std::to_string(key.n) + " k=" + std::to_string(key.k) +
+         " (" + cublasLtGetStatusString(st) + ")");
+  }
+  plan->algo = best.algo;
+  plan->found = true;
+  return plan;
+}
+
 // D = A' B' + beta D (+ bias). Returns false only when a fused bias has no algorithm.
 bool gemm(const char* op, const Gemm& g) {
   Context& ctx = context();
   if (g.ab_type == DType::F32 && g.d_type != DType::F32)
     fail(std::string("cuda ") + op + ": f32 inputs need an f32 output");
-  const cublasComputeType_t compute =
-      g.ab_type == DType::F32 && ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  LtDescs s;
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescCreate(&s.op, compute, CUDA_R_32F));
-  const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
-                                                      sizeof ta));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
-                                                      sizeof tb));
-  if (g.bias) {
-    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bt = cuda_type(g.bias_type);
-    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
-                                                        sizeof epi));
-    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
-                             s.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
-    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
-                             s.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+  const GemmKey key{g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
+                    g.trans_a, g.trans_b, g.bias != nullptr, g.beta != 0.f,
+                    g.ab_type, g.d_type, g.bias ? g.bias_type : DType::F32,
+                    alignment_of(g.A), alignment_of(g.B), alignment_of(g.D),
+                    g.bias ? alignment_of(g.bias) : 0u};
+  if (!ctx.gemm_plans) ctx.gemm_plans = new GemmPlanCache;  // leaked with the Context
+  auto& plans = ctx.gemm_plans->plans;
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    // Destroying descriptors is safe with GEMMs still queued: cublasLtMatmul reads them
+    // on the host when it enqueues.
+    if (plans.size() >= GemmPlanCache::kMaxPlans) plans.clear();
+    it = plans.emplace(key, make_plan(op, key, g.bias)).first;
   }
-  const cudaDataType_t ab = cuda_type(g.ab_type), dt = cuda_type(g.d_type);
-  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&s.a, ab, g.trans_a ? g.k : g.m,
-                                                  g.trans_a ? g.m : g.k, g.lda));
-  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&s.b, ab, g.trans_b ? g.n : g.k,
-                                                  g.trans_b ? g.k : g.n, g.ldb));
-  GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&s.d, dt, g.m, g.n, g.ldd));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceCreate(&s.pref));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
-                           s.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                           &ctx.workspace_bytes, sizeof ctx.workspace_bytes));
-  const uint32_t al_a = alignment_of(g.A), al_b = alignment_of(g.B), al_d = alignment_of(g.D);
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
-                           s.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
-                           s.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
-                           s.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
-  GPT_CUBLAS_CHECK(op, cublasLtMatmulPreferenceSetAttribute(
-                           s.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
-  cublasLtMatmulHeuristicResult_t best{};
-  int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, s.op, s.a, s.b, s.d, s.d, s.pref, 1,
-                                                     &best, &found);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    if (g.bias) return false;
-    fail(std::string("cuda ") + op + ": cuBLASLt has no algorithm for m=" + std::to_string(g.m) +
-         " n=" + std::to_string(g.n) + " k=" + std::to_string(g.k) + " (" +
-         cublasLtGetStatusString(st) + ")");
-  }
+  const GemmPlan& plan = *it->second;
+  if (!plan.found) return false;
+  // The bias pointer is a descriptor attribute, so a shared descriptor gets this call's
+  // pointer just before its matmul. Safe because calls are serialised: one host thread
+  // issues them all onto one stream, and the matmul reads the attribute when enqueued.
+  if (g.bias)
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
   const float alpha = 1.f;
-  GPT_CUBLAS_CHECK(op, cublasLtMatmul(ctx.lt, s.op, &alpha, g.A, s.a, g.B, s.b, &g.beta, g.D, s.d,
-                                      g.D, s.d, &best.algo, ctx.workspace, ctx.workspace_bytes,
-                                      ctx.stream));
+  GPT_CUBLAS_CHECK(op, cublasLtMatmul(ctx.lt, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &g.beta,
+                                      g.D, plan.d, g.D, plan.d, &plan.algo, ctx.workspace,
+                                      ctx.workspace_bytes, ctx.stream));
   return true;
 }
 

@@ -55,8 +55,9 @@ void Block::run_forward(Tensor& x_out, const Tensor& x_in) {
   qkv->forward(*a_.qkv_out, *a_.ln1_out);
   ops.attention_forward(*a_.atty, *a_.lse, *a_.qkv_out, n_head);
   attn_proj->forward(*a_.x2, *a_.atty);  // x2 = proj(atty) ...
-  ops.add(*a_.x2, *a_.x2, x_in);         // ... + x
-  ln2.forward(*a_.ln2_out, *a_.x2);
+  // ... + x, and ln2(x2) in the same pass. Selective recomputation reruns ln2.forward
+  // on the saved x2; the fused op gives its bits, so gradients match every mode.
+  ln2.forward_residual(*a_.x2, *a_.ln2_out, *a_.x2, x_in);
   fc->forward(*a_.fc_out, *a_.ln2_out);
   ops.gelu_forward(*a_.gelu_out, *a_.fc_out);
   mlp_proj->forward(x_out, *a_.gelu_out);

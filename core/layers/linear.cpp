@@ -32,6 +32,14 @@ void LayerNorm::forward(Tensor& out, const Tensor& inp) {
   ops_for(inp.device).layernorm_forward(out, mean, rstd, inp, weight->compute, bias->compute);
 }
 
+void LayerNorm::forward_residual(Tensor& sum, Tensor& out, const Tensor& a, const Tensor& b) {
+  const int64_t N = a.numel() / a.dim(-1);
+  ensure(mean, {N}, DType::F32, a.device);
+  ensure(rstd, {N}, DType::F32, a.device);
+  ops_for(a.device).residual_layernorm_forward(sum, out, mean, rstd, a, b, weight->compute,
+                                               bias->compute);
+}
+
 void LayerNorm::backward(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
   ops_for(inp.device).layernorm_backward(dinp, weight->grad, bias->grad, dout, inp, weight->compute,
                                          mean, rstd);

@@ -25,6 +25,9 @@ class LayerNorm {
  public:
   LayerNorm(ParamStore& store, const std::string& name, int64_t C);
   void forward(Tensor& out, const Tensor& inp);  // saves mean/rstd for backward
+  // sum = a + b (a residual add), then out = layernorm(sum), in one pass; backward is
+  // backward(dinp, dout, sum). sum may alias a or b.
+  void forward_residual(Tensor& sum, Tensor& out, const Tensor& a, const Tensor& b);
   void backward(Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   Param* weight;

@@ -175,6 +175,60 @@ TEST(CudaOps, LayernormForwardBackward) {
   }
 }
 
+// The fused residual add + LayerNorm against the CPU op, and against the GPU's own add
+// then layernorm_forward bit for bit (selective recomputation relies on that). Rows of
+// C = 2000 in f32 and 3200 in both dtypes overflow the shared-memory row cache: they
+// take the path that re-reads the row from global memory.
+TEST(CudaOps, ResidualLayernormForward) {
+  REQUIRE_GPU();
+  struct Case { int N, C; };
+  for (Case k : {Case{5, 7}, Case{64, 768}, Case{33, 1000}, Case{9, 2000}, Case{17, 3200}}) {
+    for (DType dt : kFloatTypes) {
+      SCOPED_TRACE(std::to_string(k.N) + "x" + std::to_string(k.C) + " " + dtype_name(dt));
+      Vec x = randn(size_t(k.N * k.C), 17, 2.f);
+      for (float& v : x) v += 0.5f;  // a non-zero mean to remove
+      x = as_stored(x, dt);
+      Vec y = as_stored(randn(size_t(k.N * k.C), 18), dt);
+      Vec w = randn(size_t(k.C), 19), b = randn(size_t(k.C), 20);  // f32 params
+      Tensor gx = gpu_tensor(x, {k.N, k.C}, dt), gy = gpu_tensor(y, {k.N, k.C}, dt);
+      Tensor gw = gpu_tensor(w, {k.C}, DType::F32), gb = gpu_tensor(b, {k.C}, DType::F32);
+      Tensor sum = gpu_poison({k.N, k.C}, dt), out = gpu_poison({k.N, k.C}, dt);
+      Tensor mean = gpu_poison({k.N}, DType::F32), rstd = gpu_poison({k.N}, DType::F32);
+      G().residual_layernorm_forward(sum, out, mean, rstd, gx, gy, gw, gb);
+      // The CPU op on tensors of the same dtype, so it rounds sum before the statistics
+      // exactly as the GPU does.
+      auto stored = [&](const Vec& v) {
+        Tensor t = empty({k.N, k.C}, dt);
+        from_host_f32(t, v.data());
+        return t;
+      };
+      Tensor sum_r = empty({k.N, k.C}, dt), out_r = empty({k.N, k.C}, dt);
+      Tensor mean_r = empty({k.N}), rstd_r = empty({k.N});
+      H().residual_layernorm_forward(sum_r, out_r, mean_r, rstd_r, stored(x), stored(y),
+                                     cpu_tensor(w, {k.C}), cpu_tensor(b, {k.C}));
+      EXPECT_CLOSE(sum, sum_r, dt);
+      EXPECT_CLOSE(out, out_r, dt);
+      EXPECT_CLOSE(mean, mean_r, DType::F32);
+      EXPECT_CLOSE(rstd, rstd_r, DType::F32);
+
+      Tensor sum2 = gpu_poison({k.N, k.C}, dt), out2 = gpu_poison({k.N, k.C}, dt);
+      Tensor mean2 = gpu_poison({k.N}, DType::F32), rstd2 = gpu_poison({k.N}, DType::F32);
+      G().add(sum2, gx, gy);
+      G().layernorm_forward(out2, mean2, rstd2, sum2, gw, gb);
+      EXPECT_TRUE(bit_identical(sum, sum2)) << "sum vs add";
+      EXPECT_TRUE(bit_identical(out, out2)) << "out vs add + layernorm_forward";
+      EXPECT_TRUE(bit_identical(mean, mean2)) << "mean";
+      EXPECT_TRUE(bit_identical(rstd, rstd2)) << "rstd";
+
+      // In place, as the block calls it: the sum overwrites a.
+      Tensor out3 = gpu_poison({k.N, k.C}, dt);
+      G().residual_layernorm_forward(gx, out3, mean, rstd, gx, gy, gw, gb);
+      EXPECT_TRUE(bit_identical(gx, sum2)) << "in-place sum";
+      EXPECT_TRUE(bit_identical(out3, out2)) << "in-place out";
+    }
+  }
+}
+
 TEST(CudaOps, MatmulForwardBackward) {
   REQUIRE_GPU();
   struct Case { int N, C, OC; bool bias; };
@@ -207,6 +261,34 @@ TEST(CudaOps, MatmulForwardBackward) {
       G().matmul_backward(nullptr, dw, nullptr, gpu_tensor(dout, {k.N, k.OC}, dt), gx, gw);
       H().matmul_backward(nullptr, dw_r, nullptr, cpu_tensor(dout, {k.N, k.OC}), cx, cw);
       EXPECT_CLOSE(dw, dw_r, dt);
+    }
+  }
+}
+
+// cuBLASLt plans are cached per GEMM signature; pointers, the bias pointer above all
+// (a descriptor attribute), must still be this call's. Same shapes, different tensors,
+// and a view at an odd offset (another alignment class, so another plan).
+TEST(CudaOps, MatmulPlanCacheKeepsEachCallsPointers) {
+  REQUIRE_GPU();
+  const int N = 64, C = 96, OC = 288;
+  for (DType dt : kFloatTypes) {
+    SCOPED_TRACE(dtype_name(dt));
+    for (int round = 0; round < 2; ++round) {
+      for (uint32_t seed : {80u, 90u}) {
+        for (int64_t offset : {int64_t(0), int64_t(1)}) {
+          SCOPED_TRACE("seed " + std::to_string(seed) + " offset " + std::to_string(offset));
+          Vec x = as_stored(randn(size_t(N * C), seed), dt);
+          Vec w = as_stored(randn(size_t(OC * C), seed + 1, 0.05f), dt);
+          Vec b = as_stored(randn(size_t(OC + offset), seed + 2), dt);
+          Tensor gb_buf = gpu_tensor(b, {OC + offset}, dt), cb_buf = cpu_tensor(b, {OC + offset});
+          Tensor gb = gb_buf.slice(offset, {OC}), cb = cb_buf.slice(offset, {OC});
+          Tensor gx = gpu_tensor(x, {N, C}, dt), gw = gpu_tensor(w, {OC, C}, dt);
+          Tensor out = gpu_poison({N, OC}, dt), out_r = empty({N, OC});
+          G().matmul_forward(out, gx, gw, &gb);
+          H().matmul_forward(out_r, cpu_tensor(x, {N, C}), cpu_tensor(w, {OC, C}), &cb);
+          EXPECT_CLOSE(out, out_r, dt);
+        }
+      }
     }
   }
 }
