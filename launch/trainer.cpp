@@ -37,7 +37,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   const Recompute recompute = parse_recompute(cfg_.recompute);
   const DType compute = cfg_.dtype == "bf16" ? DType::BF16 : DType::F32;
   plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
-                      compute);
+                      compute, device_);
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)
@@ -182,8 +182,9 @@ void Trainer::run() {
     last_loss_ = loss;
     const double tps = tokens_per_step / (ms / 1e3);
     if (step == start)
-      say("memory measured after the first step: peak %.1f MiB (plan %.1f MiB)\n",
-          double(memory_stats(device_).peak - memory_at_start_) / (1 << 20), double(plan_.total()) / (1 << 20));
+      say("memory measured after the first step: peak %.1f MiB of tensors (plan %.1f MiB, workspace aside)\n",
+          double(memory_stats(device_).peak - memory_at_start_) / (1 << 20),
+          double(plan_.total() - plan_.workspace) / (1 << 20));
     if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
       say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
                   (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);

@@ -13,13 +13,18 @@ std::string MemoryPlan::describe() const {
   auto u = [&](size_t b) { return double(b) / unit; };
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "params %.2f + grads %.2f + optimizer %.2f + activations %.2f + logits %.2f = %.2f %s",
-                u(params), u(grads), u(optimizer), u(activations), u(logits), u(total()), big ? "GiB" : "MiB");
+                "params %.2f + grads %.2f + optimizer %.2f + activations %.2f + logits %.2f + workspace %.2f = %.2f %s",
+                u(params), u(grads), u(optimizer), u(activations), u(logits), u(workspace), u(total()),
+                big ? "GiB" : "MiB");
   return buf;
 }
 
+size_t backend_workspace_bytes(Device device) {
+  return device == Device::CUDA ? size_t(64) << 20 : 0;
+}
+
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act) {
+                       DType act, Device device) {
   const size_t f = 4, a = dtype_size(act), N = size_t(cfg.num_params()), C = size_t(cfg.n_embd);
   const size_t L = size_t(cfg.n_layer), NH = size_t(cfg.n_head), V = size_t(cfg.vocab_size);
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
@@ -50,6 +55,7 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // One chunk of logits (turned into their gradient in place, see GPT::head_loss) and
   // the fp32 losses of every position.
   p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;
+  p.workspace = backend_workspace_bytes(device);
   return p;
 }
 

@@ -14,7 +14,8 @@ namespace gpt {
 
 struct MemoryPlan {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0, logits = 0;
-  size_t total() const { return params + grads + optimizer + activations + logits; }
+  size_t workspace = 0;  // what the backend holds for itself (see backend_workspace_bytes)
+  size_t total() const { return params + grads + optimizer + activations + logits + workspace; }
   std::string describe() const;  // one line, GiB per part
 };
 
@@ -22,7 +23,12 @@ struct MemoryPlan {
 // (ZeRO-1 data parallelism), 1 otherwise.
 // act: the activation dtype (BF16 under mixed precision, which also keeps a bf16 copy of
 // the parameters; statistics, gradients and optimizer state stay fp32).
+// The backend's own buffers beside the model's tensors: on CUDA the 32 MiB cuBLASLt
+// workspace plus the grow-only scratch of reductions, the embedding sort and the
+// attention backward (a few MiB at GPT-2 sizes), rounded up to 64 MiB; none on the CPU.
+size_t backend_workspace_bytes(Device device);
+
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act = DType::F32);
+                       DType act = DType::F32, Device device = Device::CPU);
 
 }  // namespace gpt
