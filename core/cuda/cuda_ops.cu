@@ -25,6 +25,10 @@ __global__ void find_bad_id_kernel(unsigned* first_bad, const int32_t* ids, size
 // ---- context and errors ----
 
 void fail_call(const char* op, const char* call, const char* what, const char* file, int line) {
+  // A failed runtime call (cudaMalloc's out of memory, say) is also left as the thread's
+  // "last error"; clear it, or a caller that catches this would see the next launch check
+  // blame an innocent kernel for it. Sticky errors stay: they are the context's state.
+  cudaGetLastError();
   fail(std::string("cuda ") + op + ": " + call + " failed: " + what + " (" + file + ":" +
        std::to_string(line) + ")");
 }
@@ -122,13 +126,24 @@ void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const 
 
 namespace {
 
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t(1) << 20) - 1) >> 20) + " MiB"; }
+
 void* device_alloc(size_t bytes) {
   context();  // created here, so device_free never has to create it
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
-  if (e != cudaSuccess)
-    fail("cuda alloc: cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
-         cudaGetErrorString(e) + " (reduce the batch size or the model)");
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it so the next launch check does not report it
+    size_t free_bytes = 0, total_bytes = 0;
+    std::string room;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+      room = ", " + mib(free_bytes) + " free of " + mib(total_bytes);
+    else
+      cudaGetLastError();
+    fail("cuda alloc: cudaMalloc of " + std::to_string(bytes) + " bytes (" + mib(bytes) +
+         ") failed: " + cudaGetErrorString(e) + room +
+         " (reduce train.micro_batch, or set train.recompute)");
+  }
   return p;
 }
 
