@@ -33,8 +33,16 @@ void fail_call(const char* op, const char* call, const char* what, const char* f
        std::to_string(line) + ")");
 }
 
+// A kernel that faults (an illegal address, say) is only reported by some later call,
+// which then names the wrong op. GPT_CUDA_SYNC=1 waits for every kernel at its launch
+// site, so the first failing kernel is the one named (slow: for debugging only).
 void check_launch(const char* op, const char* kernel, const char* file, int line) {
+  static const bool sync_each = [] {
+    const char* v = std::getenv("GPT_CUDA_SYNC");
+    return v && v[0] == '1';
+  }();
   cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess && sync_each) e = cudaStreamSynchronize(stream());
   if (e != cudaSuccess)
     fail_call(op, (std::string("launch of ") + kernel).c_str(), cudaGetErrorString(e), file, line);
 }
