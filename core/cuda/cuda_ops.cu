@@ -204,11 +204,22 @@ void select_device(int local_rank) {
 bool gpu_present() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls do not report it
-    return false;
+  if (e == cudaSuccess) return n > 0;
+  cudaGetLastError();  // clear the error so later calls do not report it
+  // No driver at all is the ordinary CPU-only machine: say nothing. A driver that is
+  // installed but cannot serve this build (older than its runtime, a broken device) is
+  // said once, or every GPU test would skip as if the machine had no GPU.
+  int driver = 0, runtime = 0;
+  if (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0) {
+    cudaRuntimeGetVersion(&runtime);
+    std::fprintf(stderr,
+                 "gpt: CUDA backend unavailable: cudaGetDeviceCount failed: %s (driver supports "
+                 "CUDA %d.%d, this build's runtime is %d.%d)\n",
+                 cudaGetErrorString(e), driver / 1000, driver % 1000 / 10, runtime / 1000,
+                 runtime % 1000 / 10);
   }
-  return n > 0;
+  cudaGetLastError();
+  return false;
 }
 
 }  // namespace
