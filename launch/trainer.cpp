@@ -21,6 +21,27 @@ namespace gpt {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+// The start-up check compares the memory plan with the free memory, but the plan leaves
+// out what the backend allocates for itself (cuBLASLt workspace, kernel scratch, CUB sort
+// storage, the communicator's buffers), so a run that passes it by a small margin can
+// still fail its first allocations. Such a failure ends like the check's would: with the
+// plan and what to change, not only the allocator's error.
+template <class F>
+auto explain_out_of_memory(const MemoryPlan& plan, Device device, const std::string& when, F&& f)
+    -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.find("out of memory") == std::string::npos) throw;
+    fail("out of memory " + when + " on " + device_name(device) + " (" + what + "); the memory plan is " +
+         plan.describe() + ", plus the backend's own buffers; use a smaller train.micro_batch (raising "
+         "train.grad_accum keeps the batch), train.recompute = full, or parallel.zero1 = true over more ranks");
+  }
+}
+}  // namespace
+
 Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     : cfg_(cfg),
       comm_(comm),
@@ -47,11 +68,13 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   reset_peak_memory(device_);
   memory_at_start_ = memory_stats(device_).current;
   model_ = std::make_unique<GPT>(cfg_.model, store_, recompute);
-  store_.materialize(device_, compute);
-  store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
-  dp_ = std::make_unique<parallel::DataParallel>(
-      comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
-      parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
+  explain_out_of_memory(plan_, device_, "allocating the parameters and optimizer state", [&] {
+    store_.materialize(device_, compute);
+    store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
+    dp_ = std::make_unique<parallel::DataParallel>(
+        comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
+        parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
+  });
   dp_->attach(*model_);
 
   const parallel::RankCoords me = topo_.coords(rank_);
@@ -162,7 +185,10 @@ void Trainer::run() {
 
   for (int64_t step = start; step < cfg_.steps; ++step) {
     auto t0 = Clock::now();
-    float loss = train_step(step);
+    // Activations and backend scratch are allocated during the first step (and grown
+    // later only by evaluation and sampling).
+    float loss = explain_out_of_memory(plan_, device_, "in training step " + std::to_string(step + 1),
+                                       [&] { return train_step(step); });
     // Checked before the update so a NaN never reaches the parameters; the loss is
     // already averaged over the ranks, so every rank stops at the same step.
     if (!std::isfinite(loss))
@@ -197,7 +223,7 @@ void Trainer::run() {
                              .num("tokens_per_s", tps)
                              .num("step_ms", ms));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
-      float vl = evaluate();
+      float vl = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });
       say("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
       log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
     }

@@ -25,12 +25,24 @@ __global__ void find_bad_id_kernel(unsigned* first_bad, const int32_t* ids, size
 // ---- context and errors ----
 
 void fail_call(const char* op, const char* call, const char* what, const char* file, int line) {
+  // A failed runtime call (cudaMalloc's out of memory, say) is also left as the thread's
+  // "last error"; clear it, or a caller that catches this would see the next launch check
+  // blame an innocent kernel for it. Sticky errors stay: they are the context's state.
+  cudaGetLastError();
   fail(std::string("cuda ") + op + ": " + call + " failed: " + what + " (" + file + ":" +
        std::to_string(line) + ")");
 }
 
+// A kernel that faults (an illegal address, say) is only reported by some later call,
+// which then names the wrong op. GPT_CUDA_SYNC=1 waits for every kernel at its launch
+// site, so the first failing kernel is the one named (slow: for debugging only).
 void check_launch(const char* op, const char* kernel, const char* file, int line) {
+  static const bool sync_each = [] {
+    const char* v = std::getenv("GPT_CUDA_SYNC");
+    return v && v[0] == '1';
+  }();
   cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess && sync_each) e = cudaStreamSynchronize(stream());
   if (e != cudaSuccess)
     fail_call(op, (std::string("launch of ") + kernel).c_str(), cudaGetErrorString(e), file, line);
 }
@@ -122,13 +134,24 @@ void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const 
 
 namespace {
 
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t(1) << 20) - 1) >> 20) + " MiB"; }
+
 void* device_alloc(size_t bytes) {
   context();  // created here, so device_free never has to create it
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
-  if (e != cudaSuccess)
-    fail("cuda alloc: cudaMalloc of " + std::to_string(bytes) + " bytes failed: " +
-         cudaGetErrorString(e) + " (reduce the batch size or the model)");
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it so the next launch check does not report it
+    size_t free_bytes = 0, total_bytes = 0;
+    std::string room;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+      room = ", " + mib(free_bytes) + " free of " + mib(total_bytes);
+    else
+      cudaGetLastError();
+    fail("cuda alloc: cudaMalloc of " + std::to_string(bytes) + " bytes (" + mib(bytes) +
+         ") failed: " + cudaGetErrorString(e) + room +
+         " (reduce train.micro_batch, or set train.recompute)");
+  }
   return p;
 }
 
@@ -181,11 +204,22 @@ void select_device(int local_rank) {
 bool gpu_present() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    cudaGetLastError();  // clear the error so later calls do not report it
-    return false;
+  if (e == cudaSuccess) return n > 0;
+  cudaGetLastError();  // clear the error so later calls do not report it
+  // No driver at all is the ordinary CPU-only machine: say nothing. A driver that is
+  // installed but cannot serve this build (older than its runtime, a broken device) is
+  // said once, or every GPU test would skip as if the machine had no GPU.
+  int driver = 0, runtime = 0;
+  if (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0) {
+    cudaRuntimeGetVersion(&runtime);
+    std::fprintf(stderr,
+                 "gpt: CUDA backend unavailable: cudaGetDeviceCount failed: %s (driver supports "
+                 "CUDA %d.%d, this build's runtime is %d.%d)\n",
+                 cudaGetErrorString(e), driver / 1000, driver % 1000 / 10, runtime / 1000,
+                 runtime % 1000 / 10);
   }
-  return n > 0;
+  cudaGetLastError();
+  return false;
 }
 
 }  // namespace

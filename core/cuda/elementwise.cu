@@ -80,7 +80,9 @@ __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
   }
 }
 
-// dinp += dout * gelu'(inp); dinp may alias dout (the usual in-place MLP backward).
+// dinp += dout * gelu'(inp). Because it accumulates, dinp must NOT alias dout: in place
+// it would leave dout * (1 + gelu'(inp)), not the gradient (each element is read before
+// it is written, so aliasing is race-free but numerically wrong).
 template <class T>
 __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n) {
   GRID_STRIDE(i, n) {

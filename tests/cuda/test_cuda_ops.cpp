@@ -140,6 +140,24 @@ TEST(CudaOps, EncoderRejectsTokenOutsideVocabulary) {
   EXPECT_THROW(G().encoder_forward(out, ints({1, 7, 2}, {1, 3}, Device::CUDA), wte, wpe), Error);
 }
 
+// An allocation the device cannot hold throws an error that says how much was asked for
+// and how much is free; the failure must not linger as the runtime's last error, where
+// the next launch check would blame an innocent kernel for it.
+TEST(CudaOps, FailedAllocationIsReportedAndNotBlamedOnTheNextKernel) {
+  REQUIRE_GPU();
+  try {
+    Tensor huge = empty({int64_t(1) << 50}, DType::F32, Device::CUDA);  // 4 PiB
+    ADD_FAILURE() << "a 4 PiB allocation succeeded";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("out of memory"), std::string::npos) << what;
+    EXPECT_NE(what.find("MiB free of"), std::string::npos) << what;
+  }
+  Tensor x = zeros({16}, DType::F32, Device::CUDA);
+  EXPECT_NO_THROW(G().scale(x, 2.f));
+  EXPECT_NO_THROW(G().synchronize());
+}
+
 TEST(CudaOps, LayernormForwardBackward) {
   REQUIRE_GPU();
   struct Case { int N, C; };
