@@ -6,7 +6,7 @@ A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). Build
 
   python3 benchmarks/gpu_train_bench.py [--pretrain build/launch/pretrain]
       [--models gpt2-124M,gpt2-350M,gpt2-774M,gpt2-1.5B] [--dtype bf16|fp32]
-      [--recompute full] [--micro-batch 16] [--seq-len 1024] [--peak-tflops 989]
+      [--recompute full] [--micro-batch 16] [--seq-len 1024] [--vocab 50304] [--peak-tflops 989]
       [--out build/bench/gpu_train_bench.json]
 
 Per model, both sides train the GPT-2 preset with the same B, T, AdamW settings, LR
@@ -17,6 +17,10 @@ schedule and global-norm clipping on synthetic tokens, one after the other:
     over fp32 weights, torch.compile, scaled_dot_product_attention, fused AdamW, and
     per-block activation checkpointing when --recompute is given, in its own process
     (so it starts with the GPU's memory free and an out-of-memory stays one row's error).
+The vocabulary is GPT-2's 50,257 padded to 50,304 (a multiple of 128, as nanoGPT and
+llm.c train it) on both sides: bf16 rows of the head's GEMMs are then 16-byte aligned;
+the extra rows are a 0.03% larger model and count in N. `--vocab 50257` measures the
+unpadded shape.
 Each runs `warmup` untimed steps (allocation, autotuning, compilation) then `steps`
 timed ones; the headline is the median over timed steps (other jobs only slow steps).
 MFU = tokens/s x FLOPs per token (6N + 12·L·C·T, N counted as GPTConfig::num_params)
@@ -61,6 +65,8 @@ def parse_args(argv=None):
                     help="ours: train.recompute (e.g. full); torch: checkpoint every block")
     ap.add_argument("--micro-batch", type=int, default=16, help="B, sequences per step")
     ap.add_argument("--seq-len", type=int, default=1024, help="T, tokens per sequence")
+    ap.add_argument("--vocab", type=int, default=50304,
+                    help="vocabulary rows of wte and the head, both sides (GPT-2's 50257 padded)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per side")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
@@ -84,7 +90,7 @@ def run_ours(a, name):
     extra = [("dtype", a.dtype)]
     if a.recompute != "none":
         extra.append(("recompute", a.recompute))
-    sections = train_sections([("preset", name)], a.micro_batch, a.seq_len, a.warmup + a.steps,
+    sections = train_sections([("preset", name), ("vocab_size", a.vocab)], a.micro_batch, a.seq_len, a.warmup + a.steps,
                               a.device, extra_train=extra)
     train, start = run_pretrain(a.pretrain, sections, name)
     timed = [r for r in train if r["step"] > a.warmup]  # the log counts steps from 1
@@ -99,7 +105,7 @@ def torch_worker(a):
     import torch
     import torch_gpt2 as tg
 
-    m = MODELS[a.torch_worker]
+    m = model_shape(a.torch_worker, a)
     dev = torch.device(a.device)
     cfg = tg.GPTConfig(m["n_layer"], m["n_head"], m["n_embd"], m["vocab_size"], m["block_size"])
     model = tg.GPT2(cfg, use_sdpa=tg.has_sdpa()).to(dev)
@@ -158,7 +164,7 @@ def wrap_blocks_in_checkpoints(model):
 def run_torch(a, name):
     cmd = [a.torch_python, os.path.abspath(__file__), "--torch-worker", name,
            "--device", a.device, "--dtype", a.dtype, "--recompute", a.recompute,
-           "--micro-batch", str(a.micro_batch), "--seq-len", str(a.seq_len),
+           "--micro-batch", str(a.micro_batch), "--seq-len", str(a.seq_len), "--vocab", str(a.vocab),
            "--warmup", str(a.warmup), "--steps", str(a.steps)]
     if a.no_compile:
         cmd.append("--no-compile")
@@ -189,14 +195,14 @@ def main():
         return torch_worker(a)
     if a.device != "cuda" and not a.skip_ours:
         print("gpu_train_bench: --device %s is a smoke run of the plumbing" % a.device)
-    results = {"bench": "gpu_train_bench", "device": a.device, "dtype": a.dtype,
+    results = {"bench": "gpu_train_bench", "device": a.device, "dtype": a.dtype, "vocab": a.vocab,
                "recompute": a.recompute, "B": a.micro_batch, "T": a.seq_len,
                "warmup": a.warmup, "timed_steps": a.steps, "peak_tflops": a.peak_tflops,
                "host": platform.node(), "models": {}}
     for name in a.models.split(","):
         if name not in MODELS:
             sys.exit("gpu_train_bench: unknown model '%s' (known: %s)" % (name, ",".join(MODELS)))
-        m = MODELS[name]
+        m = model_shape(name, a)
         if a.seq_len > m["block_size"]:
             sys.exit("gpu_train_bench: --seq-len %d exceeds %s's block size %d"
                      % (a.seq_len, name, m["block_size"]))
@@ -236,6 +242,11 @@ def main():
                                                   "dtype": a.dtype, "recompute": a.recompute,
                                                   "B": a.micro_batch, "T": a.seq_len,
                                                   "models": summary}))
+
+
+def model_shape(name, a):
+    """The preset's shape with this run's vocabulary."""
+    return dict(MODELS[name], vocab_size=a.vocab)
 
 
 def pct(x):

@@ -31,6 +31,7 @@ class IdCodec : public TextCodec {
  public:
   std::vector<int32_t> encode(const std::string&) const override { return {0}; }
   std::string decode(int32_t id) const override { return std::to_string(id) + " "; }
+  int vocab_size() const override { return 0; }
 };
 
 // GPT-2 BPE. Tokens are decoded one at a time as they stream; a character split
@@ -44,6 +45,7 @@ class BpeCodec : public TextCodec {
     return ids;
   }
   std::string decode(int32_t id) const override { return tok_.token_bytes(id); }
+  int vocab_size() const override { return tok_.vocab_size(); }
 
  private:
   data::Tokenizer tok_;

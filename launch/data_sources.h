@@ -19,6 +19,9 @@ class TextCodec {
   virtual ~TextCodec() = default;
   virtual std::vector<int32_t> encode(const std::string& text) const = 0;
   virtual std::string decode(int32_t id) const = 0;
+  // Ids this codec can write as text; 0: any (a model may have more rows than the
+  // tokenizer has tokens, padded for alignment; those ids must never be drawn).
+  virtual int vocab_size() const = 0;
 };
 std::unique_ptr<TextCodec> make_text_codec(const TrainConfig& cfg);
 

@@ -32,7 +32,7 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
   const GPTConfig& mc = model.config();
   GPT_CHECK(!tokens.empty(), "generate: empty prompt");
   const int W = cfg.window > 0 ? std::min(cfg.window, mc.block_size) : mc.block_size;
-  const int V = mc.vocab_size;
+  const int V = mc.vocab_size, drawable = cfg.vocab > 0 ? std::min(cfg.vocab, V) : V;
   // A fixed [1, W] window: causal attention makes the padding after the last real
   // token irrelevant, and a fixed shape lets the model reuse its buffers every token.
   Tensor window = zeros({1, W}, DType::I32, Device::CPU);
@@ -43,7 +43,7 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
     Tensor input = to_device(window, model.device());
     model.forward(input, nullptr);
     std::vector<float> logits = to_host_f32(model.logits().slice(int64_t(n - 1) * V, {V}));
-    int32_t next = sample_token(logits.data(), V, cfg.temperature, cfg.top_k, rng);
+    int32_t next = sample_token(logits.data(), drawable, cfg.temperature, cfg.top_k, rng);
     tokens.push_back(next);
     if (on_token) on_token(next);
   }

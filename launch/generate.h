@@ -15,6 +15,7 @@ struct SampleConfig {
   float temperature = 1.0f;
   int top_k = 40;  // 0 = the whole vocabulary
   int window = 0;  // context length used; 0 = model.block_size
+  int vocab = 0;   // draw only ids below this (the tokenizer's size); 0 = every model row
 };
 
 // Draws from softmax(logits / temperature) restricted to the top_k largest (exposed for tests).

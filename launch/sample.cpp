@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
     auto codec = gpt::make_text_codec(cfg);
     std::vector<int32_t> prompt = codec->encode(cfg.sample_prompt);
     if (prompt.empty()) prompt.push_back(0);
-    gpt::SampleConfig sc{cfg.sample_tokens > 0 ? cfg.sample_tokens : 128, cfg.sample_temperature, cfg.sample_top_k, 0};
+    gpt::SampleConfig sc{cfg.sample_tokens > 0 ? cfg.sample_tokens : 128, cfg.sample_temperature, cfg.sample_top_k, 0,
+                         codec->vocab_size()};
     gpt::Rng rng(cfg.seed);
     std::fprintf(stderr, "sampling from %s\n", path.c_str());
     std::fputs(cfg.sample_prompt.c_str(), stdout);

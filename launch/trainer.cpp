@@ -22,10 +22,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-// The start-up check compares the memory plan with the free memory, but the plan leaves
-// out what the backend allocates for itself (cuBLASLt workspace, kernel scratch, CUB sort
-// storage, the communicator's buffers), so a run that passes it by a small margin can
-// still fail its first allocations. Such a failure ends like the check's would: with the
+// The start-up check compares the memory plan with the free memory, but the plan only
+// estimates what the backend allocates for itself (cuBLASLt workspace, kernel scratch,
+// CUB sort storage) and leaves out the communicator's buffers, so a run that passes it
+// by a small margin can still fail its first allocations. Such a failure ends like the check's would: with the
 // plan and what to change, not only the allocator's error.
 template <class F>
 auto explain_out_of_memory(const MemoryPlan& plan, Device device, const std::string& when, F&& f)
@@ -36,7 +36,7 @@ auto explain_out_of_memory(const MemoryPlan& plan, Device device, const std::str
     const std::string what = e.what();
     if (what.find("out of memory") == std::string::npos) throw;
     fail("out of memory " + when + " on " + device_name(device) + " (" + what + "); the memory plan is " +
-         plan.describe() + ", plus the backend's own buffers; use a smaller train.micro_batch (raising "
+         plan.describe() + "; use a smaller train.micro_batch (raising "
          "train.grad_accum keeps the batch), train.recompute = full, or parallel.zero1 = true over more ranks");
   }
 }
@@ -285,7 +285,8 @@ void Trainer::print_sample() {
   std::unique_ptr<TextCodec> codec = make_text_codec(cfg_);
   std::vector<int32_t> prompt = codec->encode(cfg_.sample_prompt);
   if (prompt.empty()) prompt.push_back(0);
-  SampleConfig sc{cfg_.sample_tokens, cfg_.sample_temperature, cfg_.sample_top_k, cfg_.seq_len};
+  SampleConfig sc{cfg_.sample_tokens, cfg_.sample_temperature, cfg_.sample_top_k, cfg_.seq_len,
+                  codec->vocab_size()};
   Rng rng(cfg_.seed + 1);
   std::printf("---- sample (%d tokens, temperature %.2f, top-k %d) ----\n%s", cfg_.sample_tokens,
               cfg_.sample_temperature, cfg_.sample_top_k, cfg_.sample_prompt.c_str());

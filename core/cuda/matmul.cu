@@ -208,6 +208,10 @@ bool gemm(const char* op, const Gemm& g) {
   Context& ctx = context();
   if (g.ab_type == DType::F32 && g.d_type != DType::F32)
     fail(std::string("cuda ") + op + ": f32 inputs need an f32 output");
+  // The fused bias epilogue reads the bias with 16-byte vector loads (llm.c asserts the
+  // same); biases are slices of the flat parameter buffer at any offset, so a narrower
+  // one takes the caller's broadcast fallback rather than risk a misaligned access.
+  if (g.bias && alignment_of(g.bias) < 16) return false;
   const GemmKey key{g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
                     g.trans_a, g.trans_b, g.bias != nullptr, g.beta != 0.f,
                     g.ab_type, g.d_type, g.bias ? g.bias_type : DType::F32,
