@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(pwd -P)
-build=build-device
+build="build-device"
 jobs=${JOBS:-2}
 arch=${CUDA_ARCH:-90}
 start=$(date +%s)

@@ -24,7 +24,7 @@
 # a stage gets at most what is left. Files in $OUT (default out/gpu-session-<time>):
 # session.log, <stage>.log, gpu_train_bench.json and .png.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 here=$(pwd -P)
 t_start=$(date +%s)
 deadline=$((t_start + ${SESSION_S:-570}))
@@ -32,7 +32,7 @@ OUT=${OUT:-out/gpu-session-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd -P)
 PYTHON=${PYTHON:-python3}
-build=build-device  # the kit's build tree; `build` switches to build-ondevice
+build="build-device"  # the kit's build tree; `build` switches to build-ondevice
 kit_tar=.devkit/kit.tar.xz
 
 stages=()
@@ -43,6 +43,10 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+  echo "gpu_session: unknown stage '$1' (stages: tests bf16 bench build)"
+  exit 2
+fi
 bench_args=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(tests bench)
 if [ ${#bench_args[@]} -gt 0 ] && [[ " ${stages[*]} " != *" bench "* ]]; then
@@ -166,14 +170,14 @@ check_libraries() {
     fi
   done
   if [ ${#extra[@]} -gt 0 ]; then
-    LD_LIBRARY_PATH=$(printf '%s:' $(printf '%s\n' "${extra[@]}" | sort -u))${LD_LIBRARY_PATH:-}
-    export LD_LIBRARY_PATH=${LD_LIBRARY_PATH%:}
+    local joined
+    joined=$(printf '%s\n' "${extra[@]}" | sort -u | paste -sd:)
+    export LD_LIBRARY_PATH=$joined${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   fi
-  for exe in $(kit_programs); do
-    echo "-- ldd $exe"
-    ldd "$exe" | sed 's/ (0x[0-9a-f]*)$//'
-  done
-  [ "$ok" = 0 ] && "$build/launch/pretrain" --help >/dev/null || { echo "pretrain does not start"; return 1; }
+  echo "-- ldd $build/launch/pretrain (the other programs load the same way)"
+  ldd "$build/launch/pretrain" | sed 's/ (0x[0-9a-f]*)$//'
+  [ "$ok" = 0 ] || return 1
+  "$build/launch/pretrain" --help >/dev/null || { echo "pretrain does not start"; return 1; }
 }
 
 setup() {
@@ -196,14 +200,17 @@ setup() {
 build_on_device() {
   local deps=$here/build-device/deps dir=build-ondevice
   [ -d "$deps/include" ] || { echo "no $deps: unpack a kit (scripts/device_kit.sh) first"; return 1; }
+  # OpenBLAS and its Fortran runtime from the kit, in a folder of their own: the kit's
+  # libgomp (GCC 12) must not shadow the one of the compiler building here.
+  mkdir -p "$dir/blas"
+  cp build-device/lib/libopenblas.so.0 build-device/lib/libgfortran.so.5 build-device/lib/libquadmath.so.0 "$dir/blas/" || return 1
   local gen=()
   command -v ninja >/dev/null && [ ! -f "$dir/CMakeCache.txt" ] && gen=(-G Ninja)
   limited cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DGPT_WITH_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="${KIT_CUDA_ARCH:-90}" -DGPT_STATIC_DEPS=ON \
     -DCMAKE_PREFIX_PATH="$deps" -DBOOST_ROOT="$deps" -DBoost_NO_BOOST_CMAKE=ON -DBoost_NO_SYSTEM_PATHS=ON \
-    -DGTEST_ROOT="$deps" -DOPENBLAS_LIB="$here/build-device/lib/libopenblas.so.0" \
-    -DCBLAS_INCLUDE_DIR="$deps/include/openblas" -DHDF5_ROOT="$deps" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON \
-    -DCMAKE_BUILD_RPATH="$here/build-device/lib" || return 1
+    -DGTEST_ROOT="$deps" -DOPENBLAS_LIB="$here/$dir/blas/libopenblas.so.0" \
+    -DCBLAS_INCLUDE_DIR="$deps/include/openblas" -DHDF5_ROOT="$deps" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON || return 1
   local targets=() t
   for t in pretrain ${KIT_GPU_TARGETS:-}; do targets+=(--target "$t"); done
   limited cmake --build "$dir" -j"$(nproc)" "${targets[@]}"
@@ -260,7 +267,7 @@ main() {
     case $s in
       build)
         if run_stage build "${BUILD_S:-480}" build_on_device; then
-          build=build-ondevice; KIT_PROGRAMS="launch/pretrain"
+          build="build-ondevice"; KIT_PROGRAMS="launch/pretrain"
           check_libraries >/dev/null && setup_ok=1
         fi ;;
       tests|bf16|bench)
