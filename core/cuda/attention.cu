@@ -15,9 +15,14 @@
 // over the key tiles it sees (recomputing the scores, flash-attention-2 style). Every
 // gradient element is summed by one thread in a fixed order.
 //
-// All math is fp32 on CUDA cores; bf16 tensors are converted on load. A tensor-core
-// (mma) path for bf16 is the next step for speed.
+// All math is fp32 on CUDA cores; bf16 tensors are converted on load. These kernels are
+// exact (fp32 matches the CPU to 1e-5) and take any head size up to 128. bf16 activations
+// with a head size that is a multiple of 16 go to the tensor-core kernels instead
+// (attention_tc.cu), unless GPT_ATTENTION=simple asks for these.
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
 #include <type_traits>
 
 #include "core/cuda/cuda_common.cuh"
@@ -340,7 +345,35 @@ template <class Kernel> void allow_smem(Kernel kernel, size_t bytes, const char*
                                             int(bytes)));
 }
 
+// GPT_ATTENTION=simple keeps bf16 on these kernels (a baseline for the tensor-core path);
+// read once, on first use.
+bool& simple_forced() {
+  static bool forced = [] {
+    const char* v = std::getenv("GPT_ATTENTION");
+    const std::string mode = v ? v : "";
+    if (mode != "" && mode != "auto" && mode != "simple")
+      fail("GPT_ATTENTION must be 'simple' or 'auto' (or unset), got '" + mode + "'");
+    return mode == "simple";
+  }();
+  return forced;
+}
+
+// The tensor-core kernels take bf16, head sizes in 16-wide mma tiles up to 128, and
+// tensors they can move 16 bytes at a time.
+bool use_tensor_cores(const Dims& d, DType dt, std::initializer_list<const void*> tensors) {
+  if (dt != DType::BF16 || d.HS % 16 != 0 || d.HS > 128 || simple_forced()) return false;
+  for (const void* p : tensors)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return attention_tc_available();
+}
+
 }  // namespace
+
+bool set_attention_kernel_for_tests(bool simple) {
+  const bool previous = simple_forced();
+  simple_forced() = simple;
+  return previous;
+}
 
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
   const char* op = "attention_forward";
@@ -350,6 +383,11 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
   check_numel(out, d.B * d.T * d.C, op, "out");
   check_numel(lse, d.B * d.NH * d.T, op, "lse");
   if (d.B * d.T == 0) return;
+  if (use_tensor_cores(d, qkv.dtype, {out.raw(), qkv.raw()})) {
+    attention_forward_tc(out.data<bf16>(), lse.f32(), qkv.data<bf16>(), int(d.B), int(d.T),
+                         int(d.C), int(d.NH), int(d.HS));
+    return;
+  }
   const float scale = 1.f / std::sqrt(float(d.HS));
   const dim3 grid(unsigned((d.T + kTile - 1) / kTile), unsigned(d.NH), unsigned(d.B));
   const size_t smem = 3 * size_t(kTile) * size_t(d.HS | 1) * sizeof(float);
@@ -386,12 +424,21 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
   const size_t tile_bytes = size_t(kTile) * size_t(d.HS | 1) * sizeof(float);
   const size_t smem_dkv = 4 * tile_bytes + 2 * kTile * sizeof(float);
   const size_t smem_dq = 4 * tile_bytes;
+  const bool tensor_cores = use_tensor_cores(d, qkv.dtype, {dqkv.raw(), dout.raw(), qkv.raw()});
   dispatch_float(qkv.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     attention_backward_delta_kernel<T><<<grid_for(rows * 32, 256, rows * 32), 256, 0, stream()>>>(
         delta, dout.data<T>(), out.data<T>(), int(d.B), int(d.T), int(d.C), int(d.NH),
         int(d.HS));
     GPT_LAUNCH_CHECK(op, "attention_backward_delta_kernel");
+    if constexpr (std::is_same_v<T, bf16>) {
+      if (tensor_cores) {
+        attention_backward_tc(dqkv.data<bf16>(), dout.data<bf16>(), lse.f32(), delta,
+                              qkv.data<bf16>(), int(d.B), int(d.T), int(d.C), int(d.NH),
+                              int(d.HS));
+        return;
+      }
+    }
     dispatch_slots(d.HS, [&](auto slots) {
       constexpr int NS = decltype(slots)::value;
       allow_smem(attention_backward_dkv_kernel<T, NS>, smem_dkv, op);

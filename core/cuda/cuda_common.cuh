@@ -164,6 +164,17 @@ void convert(Tensor& dst, const Tensor& src);
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
                         const Tensor& qkv, int NH);
+// Forces (true) or releases (false) the fp32 CUDA-core attention kernels for bf16, as
+// GPT_ATTENTION=simple does; returns the previous setting. For tests.
+bool set_attention_kernel_for_tests(bool simple);
+// attention_tc.cu: the bf16 tensor-core path behind attention.cu's launchers (HS a
+// multiple of 16 up to 128, 16-byte-aligned tensors, dimensions already checked; delta is
+// rowsum(dout * out) as [B, NH, T]).
+bool attention_tc_available();
+void attention_forward_tc(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+                          int HS);
+void attention_backward_tc(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
+                           const bf16* qkv, int B, int T, int C, int NH, int HS);
 // cross_entropy.cu
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,

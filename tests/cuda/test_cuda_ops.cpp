@@ -21,6 +21,9 @@
 #include "core/tensor.h"
 
 namespace gpt {
+namespace cuda {
+bool set_attention_kernel_for_tests(bool simple);  // core/cuda/attention.cu
+}
 namespace {
 
 #define REQUIRE_GPU() \
@@ -77,8 +80,7 @@ std::vector<int32_t> random_ids(size_t n, int V, uint32_t seed) {
   return v;
 }
 
-double rel_err(const Tensor& gpu, const Tensor& cpu) {
-  Vec g = to_host_f32(gpu), c = to_host_f32(cpu);
+double rel_err(const Vec& g, const Vec& c) {
   EXPECT_EQ(g.size(), c.size());
   double max_diff = 0, max_ref = 0;
   for (size_t i = 0; i < c.size() && i < g.size(); ++i) {
@@ -87,6 +89,9 @@ double rel_err(const Tensor& gpu, const Tensor& cpu) {
     max_ref = std::max(max_ref, double(std::fabs(c[i])));
   }
   return max_diff / std::max(max_ref, 1e-30);
+}
+double rel_err(const Tensor& gpu, const Tensor& cpu) {
+  return rel_err(to_host_f32(gpu), to_host_f32(cpu));
 }
 
 double tol(DType dt) { return dt == DType::F32 ? 1e-5 : 1e-2; }
@@ -419,6 +424,141 @@ TEST(CudaOps, AttentionForwardBackward) {
       EXPECT_CLOSE(dq, dq_r, dt);
     }
   }
+}
+
+// ---- bf16 attention on tensor cores (core/cuda/attention_tc.cu) ----
+//
+// bf16 activations with HS % 16 == 0 take the wmma kernels, which round P and dS to bf16
+// before their matmuls; bounds, relative to the reference's max |x|: out, dQ, dK, dV
+// 1e-2; lse 1e-3 (computed in fp32 from exact bf16 products).
+
+// The fp32 CUDA-core kernels for bf16 too while alive, as GPT_ATTENTION=simple.
+struct SimpleAttentionKernels {
+  bool previous = cuda::set_attention_kernel_for_tests(true);
+  ~SimpleAttentionKernels() { cuda::set_attention_kernel_for_tests(previous); }
+};
+
+struct TcCase {
+  int B, T, NH, HS;
+  float input_scale;  // > 1 sharpens the softmax: the running max moves more
+};
+std::string tc_name(const TcCase& k) {
+  return "B" + std::to_string(k.B) + " T" + std::to_string(k.T) + " NH" + std::to_string(k.NH) +
+         " HS" + std::to_string(k.HS) + " x" + std::to_string(k.input_scale);
+}
+
+// Part `part` (0: q, 1: k, 2: v) of each row of a [rows, 3C] tensor.
+Vec qkv_part(const Vec& x, size_t rows, int C, int part) {
+  Vec y;
+  y.reserve(rows * size_t(C));
+  for (size_t r = 0; r < rows; ++r)
+    y.insert(y.end(), x.begin() + long(r * 3 * C + size_t(part) * C),
+             x.begin() + long(r * 3 * C + size_t(part + 1) * C));
+  return y;
+}
+
+// Forward (out, lse into NaN-poisoned buffers) and backward against the CPU op, in bf16.
+// The backward runs from the CPU's forward results, twice: into zeros, where dQ, dK and dV
+// are each compared against their own scale (skipped for T = 1, where dQ = dK = 0 up to
+// rounding), and onto a random base, which checks that it adds to what dqkv holds.
+void check_attention_bf16(const TcCase& k) {
+  SCOPED_TRACE(tc_name(k));
+  const DType dt = DType::BF16;
+  const int C = k.NH * k.HS;
+  const size_t rows = size_t(k.B) * k.T;
+  const Shape qkv_shape{k.B, k.T, 3 * C}, out_shape{k.B, k.T, C}, lse_shape{k.B, k.NH, k.T};
+  Vec qkv = as_stored(randn(rows * 3 * C, 80, k.input_scale), dt);
+  Tensor gq = gpu_tensor(qkv, qkv_shape, dt), cq = cpu_tensor(qkv, qkv_shape);
+  Tensor out = gpu_poison(out_shape, dt), lse = gpu_poison(lse_shape, DType::F32);
+  Tensor out_r = empty(out_shape), lse_r = empty(lse_shape);
+  G().attention_forward(out, lse, gq, k.NH);
+  H().attention_forward(out_r, lse_r, cq, k.NH);
+  EXPECT_LE(rel_err(out, out_r), 1e-2) << "out";
+  EXPECT_LE(rel_err(lse, lse_r), 1e-3) << "lse";
+
+  Vec dout = as_stored(randn(rows * C, 81), dt);
+  Vec o = as_stored(to_host_f32(out_r), dt);
+  Tensor g_dout = gpu_tensor(dout, out_shape, dt), c_dout = cpu_tensor(dout, out_shape);
+  Tensor g_o = gpu_tensor(o, out_shape, dt), c_o = cpu_tensor(o, out_shape);
+  Tensor g_lse = to_device(lse_r, Device::CUDA);
+  if (k.T > 1) {
+    Tensor d = zeros(qkv_shape, dt, Device::CUDA), d_r = zeros(qkv_shape);
+    G().attention_backward(d, g_dout, g_o, g_lse, gq, k.NH);
+    H().attention_backward(d_r, c_dout, c_o, lse_r, cq, k.NH);
+    const Vec g = to_host_f32(d), c = to_host_f32(d_r);
+    const char* names[] = {"dq", "dk", "dv"};
+    for (int part = 0; part < 3; ++part)
+      EXPECT_LE(rel_err(qkv_part(g, rows, C, part), qkv_part(c, rows, C, part)), 1e-2)
+          << names[part];
+  }
+  Vec d0 = as_stored(randn(qkv.size(), 82), dt);
+  Tensor d = gpu_tensor(d0, qkv_shape, dt), d_r = cpu_tensor(d0, qkv_shape);
+  G().attention_backward(d, g_dout, g_o, g_lse, gq, k.NH);
+  H().attention_backward(d_r, c_dout, c_o, lse_r, cq, k.NH);
+  EXPECT_LE(rel_err(d, d_r), 1e-2) << "dqkv += onto a random base";
+}
+
+TEST(CudaOps, AttentionTensorCoresBf16) {
+  REQUIRE_GPU();
+  const TcCase cases[] = {
+      {1, 1024, 2, 64, 1.f},  // GPT-2's head size and block size
+      {2, 77, 3, 64, 1.f},    // T not a multiple of the 64-row tile
+      {1, 129, 2, 64, 2.f},   // one row into a third tile; a sharp softmax
+      {2, 50, 2, 16, 1.f},    // the smallest head, a single partial tile
+      {1, 200, 2, 128, 1.f},  // the largest head
+      {2, 100, 2, 32, 1.f},
+      {1, 90, 2, 80, 1.f},    // 5 of the 8 register tiles in use
+      {1, 2048, 1, 64, 1.5f},
+      {3, 1, 2, 64, 1.f},     // one token: a single visible key
+  };
+  for (const TcCase& k : cases) check_attention_bf16(k);
+}
+
+// Same inputs, same bits: forward and backward (no atomics, fixed summation order).
+TEST(CudaOps, AttentionTensorCoresDeterministic) {
+  REQUIRE_GPU();
+  for (int HS : {64, 128}) {
+    SCOPED_TRACE("HS" + std::to_string(HS));
+    const DType dt = DType::BF16;
+    const int B = 2, T = 300, NH = 4, C = NH * HS;
+    Tensor qkv = gpu_tensor(randn(size_t(B * T * 3 * C), 90), {B, T, 3 * C}, dt);
+    Tensor dout = gpu_tensor(randn(size_t(B * T * C), 91), {B, T, C}, dt);
+    Vec d0 = randn(size_t(B * T * 3 * C), 92);
+    Tensor out[2], lse[2], dqkv[2];
+    for (int run = 0; run < 2; ++run) {
+      out[run] = gpu_poison({B, T, C}, dt);
+      lse[run] = gpu_poison({B, NH, T}, DType::F32);
+      G().attention_forward(out[run], lse[run], qkv, NH);
+      dqkv[run] = gpu_tensor(d0, {B, T, 3 * C}, dt);
+      G().attention_backward(dqkv[run], dout, out[run], lse[run], qkv, NH);
+    }
+    EXPECT_TRUE(bit_identical(out[0], out[1])) << "out";
+    EXPECT_TRUE(bit_identical(lse[0], lse[1])) << "lse";
+    EXPECT_TRUE(bit_identical(dqkv[0], dqkv[1])) << "dqkv";
+  }
+}
+
+// GPT_ATTENTION=simple: bf16 on the fp32 CUDA-core kernels still matches the CPU, and
+// differs in its bits from the tensor-core result (so the switch really switches).
+TEST(CudaOps, AttentionSimpleKernelsForBf16) {
+  REQUIRE_GPU();
+  {
+    SimpleAttentionKernels simple;
+    for (const TcCase& k : {TcCase{2, 77, 3, 64, 1.f}, TcCase{1, 129, 2, 128, 1.f}})
+      check_attention_bf16(k);
+  }
+  const DType dt = DType::BF16;
+  const int B = 1, T = 129, NH = 2, HS = 64, C = NH * HS;
+  Tensor qkv = gpu_tensor(randn(size_t(B * T * 3 * C), 93), {B, T, 3 * C}, dt);
+  Tensor out_tc = empty({B, T, C}, dt, Device::CUDA), lse_tc = empty({B, NH, T}, DType::F32, Device::CUDA);
+  G().attention_forward(out_tc, lse_tc, qkv, NH);
+  Tensor out_simple = empty({B, T, C}, dt, Device::CUDA), lse_simple = empty({B, NH, T}, DType::F32, Device::CUDA);
+  {
+    SimpleAttentionKernels simple;
+    G().attention_forward(out_simple, lse_simple, qkv, NH);
+  }
+  EXPECT_LE(rel_err(out_tc, out_simple), 1e-2);
+  EXPECT_FALSE(bit_identical(out_tc, out_simple)) << "bf16 HS 64 should take the tensor cores";
 }
 
 TEST(CudaOps, CrossEntropyForwardBackward) {
