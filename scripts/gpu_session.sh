@@ -11,6 +11,10 @@
 #          pretrain's bf16-vs-fp32 check (tests/launch/pretrain_gpu_test.cpp)
 #   bf16   only that bf16-vs-fp32 check
 #   bench  benchmarks/gpu_train_bench.py with the arguments after the stages, then its chart
+#   curve  benchmarks/bf16_curve.py: GPT-2 124M on the default corpus (carried as
+#          .devkit/corpus.tar.xz), 300 steps in fp32, then twice in bf16: within 2% at
+#          every 50th step, and the two bf16 runs bit-identical (CURVE_S, default 540:
+#          give it a call of its own)
 #   build  fallback when the kit's programs do not load there: configure and build
 #          pretrain and the gpu tests on the machine into build-ondevice/ with the headers
 #          and static libraries the kit carries (the machine has no Boost or GoogleTest);
@@ -38,19 +42,19 @@ kit_tar=.devkit/kit.tar.xz
 stages=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    tests|bf16|bench|build) stages+=("$1"); shift ;;
+    tests|bf16|bench|curve|build) stages+=("$1"); shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
   esac
 done
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
-  echo "gpu_session: unknown stage '$1' (stages: tests bf16 bench build)"
+  echo "gpu_session: unknown stage '$1' (stages: tests bf16 bench curve build)"
   exit 2
 fi
 bench_args=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(tests bench)
 if [ ${#bench_args[@]} -gt 0 ] && [[ " ${stages[*]} " != *" bench "* ]]; then
-  echo "gpu_session: '${bench_args[*]}' is neither a stage (tests bf16 bench build) nor, without bench, a bench argument"
+  echo "gpu_session: '${bench_args[*]}' is neither a stage (tests bf16 bench curve build) nor, without bench, a bench argument"
   exit 2
 fi
 
@@ -232,6 +236,19 @@ ctest_gpu() {
 }
 stage_tests() { ctest_gpu; }
 stage_bf16() { ctest_gpu -R Bf16; }
+stage_curve() {
+  if [ ! -d corpus ]; then
+    [ -f .devkit/corpus.tar.xz ] || { echo "no corpus/ and no .devkit/corpus.tar.xz"; return 1; }
+    echo "unpacking .devkit/corpus.tar.xz"
+    if command -v xz >/dev/null; then
+      xz -dc .devkit/corpus.tar.xz | tar -xf - || return 1
+    else
+      "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(".")' .devkit/corpus.tar.xz || return 1
+    fi
+  fi
+  limited env PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/bf16_curve.py --pretrain "$build/launch/pretrain" \
+    --repeat --out "$OUT/bf16_curve.json"
+}
 stage_bench() {
   local json=$OUT/gpu_train_bench.json
   rm -f "$json"
@@ -270,10 +287,11 @@ main() {
           build="build-ondevice"; KIT_PROGRAMS="launch/pretrain"
           check_libraries >/dev/null && setup_ok=1
         fi ;;
-      tests|bf16|bench)
+      tests|bf16|bench|curve)
         if [ "$setup_ok" = 1 ]; then
           local limit=${TESTS_S:-300}
           [ "$s" = bench ] && limit=${BENCH_S:-300}
+          [ "$s" = curve ] && limit=${CURVE_S:-540}
           run_stage "$s" "$limit" "stage_$s"
         else
           results+=("$s: SKIPPED (programs do not load)"); failed=1
