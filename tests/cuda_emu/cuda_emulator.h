@@ -104,7 +104,7 @@ inline unsigned char* g_smem = nullptr;
 inline size_t g_smem_bytes = 0;
 
 constexpr size_t kStackBytes = size_t(256) << 10;  // sanitizers enlarge frames
-constexpr size_t kSmemGuard = 4096;                // checked for stray writes
+constexpr size_t kSmemGuard = size_t(64) << 10;   // checked for stray writes
 
 inline int tid() { return g_sched->current; }
 
