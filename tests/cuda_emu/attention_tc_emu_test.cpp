@@ -160,21 +160,33 @@ Outputs run_kernels(const Shape& s, const Inputs& in, unsigned seed) {
   return run_kernels<8>(s, in, seed);
 }
 
+// Where head h of row (b, t) starts in a (B, T, 3C) qkv tensor (part 0: q, 1: k, 2: v)
+// and in a (B, T, C) tensor.
+struct Offsets {
+  int T, C, HS;
+  size_t qkv(int b, int t, int part, int h) const {
+    return (size_t(b) * T + t) * 3 * C + size_t(part) * C + size_t(h) * HS;
+  }
+  size_t act(int b, int t, int h) const { return (size_t(b) * T + t) * C + size_t(h) * HS; }
+};
+
 // Causal attention in double precision on the (bf16-valued) inputs.
 void reference_forward(const Shape& s, const Vec& qkv, Vec& out, Vec& lse) {
-  const int T = s.T, NH = s.NH, HS = s.HS, C = NH * HS;
+  const int T = s.T, NH = s.NH, HS = s.HS;
+  const Offsets at{T, NH * HS, HS};
   const double scale = 1.0 / std::sqrt(double(HS));
-  out.assign(size_t(s.B) * T * C, 0.f);
+  out.assign(size_t(s.B) * T * NH * HS, 0.f);
   lse.assign(size_t(s.B) * NH * T, 0.f);
   std::vector<double> sc(static_cast<size_t>(T));
   for (int b = 0; b < s.B; ++b)
-    for (int h = 0; h < NH; ++h) {
-      auto at = [&](int part, int t) { return &qkv[(size_t(b) * T + t) * 3 * C + size_t(part) * C + size_t(h) * HS]; };
+    for (int h = 0; h < NH; ++h)
       for (int i = 0; i < T; ++i) {
+        const float* q = &qkv[at.qkv(b, i, 0, h)];
         double m = -INFINITY;
         for (int j = 0; j <= i; ++j) {
+          const float* k = &qkv[at.qkv(b, j, 1, h)];
           double acc = 0;
-          for (int d = 0; d < HS; ++d) acc += double(at(0, i)[d]) * at(1, j)[d];
+          for (int d = 0; d < HS; ++d) acc += double(q[d]) * k[d];
           sc[size_t(j)] = acc * scale;
           m = std::max(m, sc[size_t(j)]);
         }
@@ -182,45 +194,50 @@ void reference_forward(const Shape& s, const Vec& qkv, Vec& out, Vec& lse) {
         for (int j = 0; j <= i; ++j) l += std::exp(sc[size_t(j)] - m);
         for (int d = 0; d < HS; ++d) {
           double acc = 0;
-          for (int j = 0; j <= i; ++j) acc += std::exp(sc[size_t(j)] - m) * at(2, j)[d];
-          out[(size_t(b) * T + i) * C + size_t(h) * HS + d] = float(acc / l);
+          for (int j = 0; j <= i; ++j)
+            acc += std::exp(sc[size_t(j)] - m) * qkv[at.qkv(b, j, 2, h) + d];
+          out[at.act(b, i, h) + d] = float(acc / l);
         }
         lse[(size_t(b) * NH + h) * T + i] = float(m + std::log(l));
       }
-    }
 }
 
+// dqkv from the reference forward's out and lse (as the kernels get them).
 void reference_backward(const Shape& s, const Inputs& in, Vec& dqkv) {
-  const int T = s.T, NH = s.NH, HS = s.HS, C = NH * HS;
+  const int T = s.T, NH = s.NH, HS = s.HS;
+  const Offsets at{T, NH * HS, HS};
   const double scale = 1.0 / std::sqrt(double(HS));
-  std::vector<double> d(in.qkv.size(), 0.0);
+  std::vector<double> grad(in.qkv.size(), 0.0);
   for (int b = 0; b < s.B; ++b)
-    for (int h = 0; h < NH; ++h) {
-      auto x = [&](int part, int t, int c) { return double(in.qkv[(size_t(b) * T + t) * 3 * C + size_t(part) * C + size_t(h) * HS + c]); };
-      auto dx = [&](int part, int t, int c) -> double& { return d[(size_t(b) * T + t) * 3 * C + size_t(part) * C + size_t(h) * HS + c]; };
-      auto dO = [&](int t, int c) { return double(in.dout[(size_t(b) * T + t) * C + size_t(h) * HS + c]); };
-      auto O = [&](int t, int c) { return double(in.out[(size_t(b) * T + t) * C + size_t(h) * HS + c]); };
+    for (int h = 0; h < NH; ++h)
       for (int i = 0; i < T; ++i) {
+        const float* q = &in.qkv[at.qkv(b, i, 0, h)];
+        const float* dout = &in.dout[at.act(b, i, h)];
+        const float* out = &in.out[at.act(b, i, h)];
+        double* dq = &grad[at.qkv(b, i, 0, h)];
         double D = 0;
-        for (int c = 0; c < HS; ++c) D += dO(i, c) * O(i, c);
+        for (int c = 0; c < HS; ++c) D += double(dout[c]) * out[c];
         for (int j = 0; j <= i; ++j) {
+          const float* k = &in.qkv[at.qkv(b, j, 1, h)];
+          const float* v = &in.qkv[at.qkv(b, j, 2, h)];
+          double* dk = &grad[at.qkv(b, j, 1, h)];
+          double* dv = &grad[at.qkv(b, j, 2, h)];
           double sc = 0, dp = 0;
           for (int c = 0; c < HS; ++c) {
-            sc += x(0, i, c) * x(1, j, c);
-            dp += dO(i, c) * x(2, j, c);
+            sc += double(q[c]) * k[c];
+            dp += double(dout[c]) * v[c];
           }
           const double p = std::exp(sc * scale - in.lse[(size_t(b) * NH + h) * T + i]);
           const double ds = p * (dp - D) * scale;
           for (int c = 0; c < HS; ++c) {
-            dx(0, i, c) += ds * x(1, j, c);
-            dx(1, j, c) += ds * x(0, i, c);
-            dx(2, j, c) += p * dO(i, c);
+            dq[c] += ds * k[c];
+            dk[c] += ds * q[c];
+            dv[c] += p * dout[c];
           }
         }
       }
-    }
-  dqkv.assign(d.size(), 0.f);
-  for (size_t i = 0; i < d.size(); ++i) dqkv[i] = float(d[i]);
+  dqkv.assign(grad.size(), 0.f);
+  for (size_t i = 0; i < grad.size(); ++i) dqkv[i] = float(grad[i]);
 }
 
 Inputs make_inputs(const Shape& s) {
@@ -240,15 +257,14 @@ Inputs make_inputs(const Shape& s) {
   reference_forward(s, in.qkv, in.out, in.lse);
   for (float& v : in.out) v = round_bf16(v);  // the backward gets bf16 out, as in training
   // D in fp32 from the bf16 dout and out.
+  const Offsets at{s.T, C, s.HS};
   in.delta.assign(size_t(s.B) * s.NH * s.T, 0.f);
   for (int b = 0; b < s.B; ++b)
     for (int t = 0; t < s.T; ++t)
       for (int h = 0; h < s.NH; ++h) {
+        const size_t off = at.act(b, t, h);
         float acc = 0;
-        for (int d = 0; d < s.HS; ++d) {
-          const size_t off = (size_t(b) * s.T + t) * C + size_t(h) * s.HS + d;
-          acc += in.dout[off] * in.out[off];
-        }
+        for (int d = 0; d < s.HS; ++d) acc += in.dout[off + d] * in.out[off + d];
         in.delta[(size_t(b) * s.NH + h) * s.T + t] = acc;
       }
   return in;
