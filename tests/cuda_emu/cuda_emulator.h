@@ -1,0 +1,356 @@
+// Host emulation of the CUDA features that core/cuda/attention_tc.cu's kernels use, so
+// that g++ can run them on a machine without a GPU (attention_tc_emu_test.cpp).
+//
+// Why: those kernels were grown without a GPU. This is the cheapest check that their
+// synchronisation, masking, tiling and shared-memory carving are right before (and
+// between) runs on real hardware, and it runs in CI on every change.
+//
+// What it emulates:
+//  * one block at a time, its threads as fibers (ucontext) on one OS thread (OS threads
+//    passing a baton spent ~10x longer in the kernel's scheduler). Exactly one runs at a
+//    time; at every sync point (__syncthreads, __syncwarp, __shfl_xor_sync,
+//    wmma::mma_sync) the scheduler hands over to a RANDOM runnable thread (seeded). A
+//    missing barrier then shows up as a result that depends on the schedule: the test
+//    compares runs under two seeds bit for bit;
+//  * barriers that some threads never reach: reported as a deadlock;
+//  * dynamic shared memory filled with NaN (0xff bytes), so reading what no thread
+//    wrote poisons the result; wmma tiles must lie inside it, and a guard zone after
+//    it is checked for stray writes when the block ends;
+//  * wmma 16x16x16 fragments (bf16 inputs, fp32 accumulation) whose element <-> (row,
+//    col) mapping is a RANDOM permutation per fragment kind (init_layouts): code that
+//    assumes the real hardware layout breaks, code that asks for it (as
+//    accumulator_coords does) works;
+//  * the wmma pointer alignment (32 bytes) and ldm (multiple of 16 bytes) rules.
+//
+// What it cannot check:
+//  * the real fragment layouts, tensor-core rounding and accumulation order (mma_sync
+//    here sums in fp32, k in order);
+//  * the real memory model: with one thread running at a time every write is seen by
+//    every later read at once. mma_sync and __shfl_xor_sync make the lanes of a warp
+//    meet (they exchange values), so they order shared memory like a __syncwarp here;
+//    a __syncwarp whose only job a later mma_sync happens to cover goes unnoticed.
+//    Missing __threadfence or volatile, bank conflicts and races between blocks
+//    (blocks run one after another) go unseen too;
+//  * timing, occupancy, register pressure, spills, launch bounds, the 48 KiB dynamic
+//    shared-memory opt-in, and anything in the launchers (they are not compiled here).
+#pragma once
+#include <cuda_bf16.h>
+#include <ucontext.h>
+#include <vector_functions.h>
+#include <vector_types.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GPT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GPT_EMU_ASAN 1
+#endif
+#endif
+// Under ASan the fiber switches are annotated; its one-time warning that it "doesn't
+// fully support makecontext/swapcontext" is expected.
+#ifdef GPT_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#define __launch_bounds__(...)
+
+// The running thread's coordinates (set by the scheduler on every switch).
+inline uint3 threadIdx;
+inline uint3 blockIdx;
+inline dim3 gridDim;
+inline dim3 blockDim;
+
+namespace emu {
+[[noreturn]] inline void die(const char* what) {
+  std::fprintf(stderr, "CUDA EMULATOR ERROR: %s\n", what);
+  std::abort();
+}
+
+enum class State { runnable, at_block_barrier, at_warp_barrier, done };
+
+struct Thread {
+  ucontext_t ctx;
+  std::unique_ptr<char[]> stack;
+  State state = State::runnable;
+  unsigned shfl_seq = 0, mma_seq = 0;  // which half of the warp's exchange buffers
+};
+
+struct Sched {
+  int n = 0;
+  std::vector<Thread> threads;
+  int current = -1;  // -1: the launching (main) context
+  int block_arrived = 0;
+  std::vector<int> warp_arrived;
+  std::mt19937 rng;
+  const std::function<void()>* body = nullptr;
+  ucontext_t main_ctx;
+  const void* main_stack = nullptr;  // for the ASan fiber annotations
+  size_t main_stack_size = 0;
+};
+inline Sched* g_sched = nullptr;
+inline unsigned char* g_smem = nullptr;
+inline size_t g_smem_bytes = 0;
+
+constexpr size_t kStackBytes = size_t(256) << 10;  // sanitizers enlarge frames
+constexpr size_t kSmemGuard = size_t(64) << 10;   // checked for stray writes
+
+inline int tid() { return g_sched->current; }
+
+// Switches from the running context to thread `next` (-1: back to the launcher).
+inline void switch_to(int next, bool finished = false) {
+  Sched& s = *g_sched;
+  const int prev = s.current;
+  if (next == prev) return;
+  s.current = next;
+  if (next >= 0) threadIdx = make_uint3(unsigned(next), 0, 0);
+  ucontext_t* from = prev < 0 ? &s.main_ctx : &s.threads[size_t(prev)].ctx;
+  ucontext_t* to = next < 0 ? &s.main_ctx : &s.threads[size_t(next)].ctx;
+#ifdef GPT_EMU_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(finished ? nullptr : &fake_stack,
+                                 next < 0 ? s.main_stack : s.threads[size_t(next)].stack.get(),
+                                 next < 0 ? s.main_stack_size : kStackBytes);
+#endif
+  if (swapcontext(from, to) != 0) die("swapcontext");
+#ifdef GPT_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+  (void)finished;
+}
+
+// Hands over to a random runnable thread (possibly the caller); to the launcher when
+// every thread is done; dies when the rest all wait at barriers that cannot complete.
+inline void schedule(bool finished = false) {
+  Sched& s = *g_sched;
+  int runnable[1024], count = 0;
+  bool all_done = true;
+  for (int i = 0; i < s.n; ++i) {
+    if (s.threads[size_t(i)].state == State::runnable) runnable[count++] = i;
+    all_done &= s.threads[size_t(i)].state == State::done;
+  }
+  if (count == 0) {
+    if (!all_done) die("deadlock: threads wait at barriers nobody else reaches");
+    switch_to(-1, finished);
+    return;
+  }
+  switch_to(runnable[std::uniform_int_distribution<int>(0, count - 1)(s.rng)], finished);
+}
+
+inline void block_barrier() {
+  Sched& s = *g_sched;
+  s.threads[size_t(tid())].state = State::at_block_barrier;
+  if (++s.block_arrived == s.n) {
+    s.block_arrived = 0;
+    for (Thread& t : s.threads)
+      if (t.state == State::at_block_barrier) t.state = State::runnable;
+  }
+  schedule();
+}
+
+inline void warp_barrier() {
+  Sched& s = *g_sched;
+  const int w = tid() / 32;
+  s.threads[size_t(tid())].state = State::at_warp_barrier;
+  if (++s.warp_arrived[size_t(w)] == 32) {
+    s.warp_arrived[size_t(w)] = 0;
+    for (int i = w * 32; i < w * 32 + 32; ++i)
+      if (s.threads[size_t(i)].state == State::at_warp_barrier)
+        s.threads[size_t(i)].state = State::runnable;
+  }
+  schedule();
+}
+
+inline void thread_entry() {
+  Sched& s = *g_sched;
+#ifdef GPT_EMU_ASAN
+  // The first switch into any thread comes from the launcher or from another thread;
+  // only the launcher's stack is needed later (to switch back to it).
+  const void* old_stack = nullptr;
+  size_t old_size = 0;
+  __sanitizer_finish_switch_fiber(nullptr, &old_stack, &old_size);
+  if (s.main_stack == nullptr) {
+    s.main_stack = old_stack;
+    s.main_stack_size = old_size;
+  }
+#endif
+  (*s.body)();
+  s.threads[size_t(tid())].state = State::done;
+  schedule(true);
+  die("a finished thread was resumed");
+}
+
+// Runs body() as every thread of block blockIdx (threads: a multiple of 32, at most
+// 1024), with smem_bytes of NaN-filled dynamic shared memory; `seed` picks the schedule.
+inline void run_block(int threads, size_t smem_bytes, unsigned seed,
+                      const std::function<void()>& body) {
+  if (threads <= 0 || threads > 1024 || threads % 32 != 0) die("block size");
+  Sched s;
+  s.n = threads;
+  s.threads = std::vector<Thread>(size_t(threads));
+  s.warp_arrived.assign(size_t(threads / 32), 0);
+  s.rng.seed(seed);
+  s.body = &body;
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 128, smem_bytes + kSmemGuard)) die("posix_memalign");
+  std::memset(mem, 0xff, smem_bytes + kSmemGuard);
+  g_smem = static_cast<unsigned char*>(mem);
+  g_smem_bytes = smem_bytes;
+  g_sched = &s;
+  for (Thread& t : s.threads) {
+    t.stack.reset(new char[kStackBytes]);
+    if (getcontext(&t.ctx) != 0) die("getcontext");
+    t.ctx.uc_stack.ss_sp = t.stack.get();
+    t.ctx.uc_stack.ss_size = kStackBytes;
+    t.ctx.uc_link = nullptr;  // threads never return from thread_entry
+    makecontext(&t.ctx, thread_entry, 0);
+  }
+  schedule();
+  for (size_t i = 0; i < kSmemGuard; ++i)
+    if (g_smem[smem_bytes + i] != 0xff) die("write past the end of dynamic shared memory");
+  std::free(mem);
+  g_sched = nullptr;
+  g_smem = nullptr;
+  g_smem_bytes = 0;
+}
+
+// Per-warp exchange buffers, double-buffered by each lane's sequence number: a fast
+// lane may start the next exchange while a slow one still reads this one.
+struct WarpBufs {
+  float shfl[2][32];
+  float a[2][16][16], b[2][16][16], c[2][16][16];
+};
+inline WarpBufs g_warp[32];
+
+inline unsigned char* smem() { return g_smem; }
+inline int lane() { return tid() % 32; }
+
+// Scrambled fragment layouts: (lane, element) -> row * 16 + col, one permutation of the
+// 256 positions per fragment kind (0: matrix_a, 1: matrix_b, 2: accumulator).
+inline int g_layout[3][32][8];
+inline void init_layouts(unsigned seed) {
+  std::mt19937 rng(seed);
+  for (int u = 0; u < 3; ++u) {
+    std::vector<int> p(256);
+    for (int i = 0; i < 256; ++i) p[size_t(i)] = i;
+    std::shuffle(p.begin(), p.end(), rng);
+    for (int l = 0; l < 32; ++l)
+      for (int e = 0; e < 8; ++e) g_layout[u][l][e] = p[size_t(l * 8 + e)];
+  }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barrier(); }
+inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
+  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
+  auto& buf = emu::g_warp[emu::tid() / 32].shfl[t.shfl_seq++ % 2];
+  buf[emu::lane()] = v;
+  emu::warp_barrier();
+  return buf[emu::lane() ^ lane_mask];
+}
+using std::max;
+using std::min;
+
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use> constexpr int use_id() {
+  if constexpr (std::is_same_v<Use, matrix_a>) return 0;
+  else if constexpr (std::is_same_v<Use, matrix_b>) return 1;
+  else return 2;
+}
+
+template <class Use, int M, int N, int K, class T, class L = void> struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "only 16x16x16");
+  enum { num_elements = 8 };
+  T x[8];
+};
+
+// The alignment and ldm rules, and for a tile in shared memory, that all of it is there.
+inline void check_ptr(const void* p, unsigned ldm, size_t elem) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0) emu::die("wmma pointer not 256-bit aligned");
+  if ((ldm * elem) % 16 != 0) emu::die("wmma ldm not a multiple of 16 bytes");
+  const auto* first = static_cast<const unsigned char*>(p);
+  const unsigned char* smem_end = emu::g_smem + emu::g_smem_bytes;
+  if (first >= emu::g_smem && first < smem_end + emu::kSmemGuard &&
+      first + (size_t(15) * ldm + 16) * elem > smem_end)
+    emu::die("wmma tile reaches past the end of dynamic shared memory");
+}
+
+// matrix_a: logical (m, k); matrix_b: logical (k, n).
+template <class Use, class T, class L>
+void load_matrix_sync(fragment<Use, 16, 16, 16, T, L>& f, const T* p, unsigned ldm) {
+  static_assert(!std::is_same_v<Use, accumulator>);
+  check_ptr(p, ldm, sizeof(T));
+  constexpr int u = use_id<Use>();
+  for (int e = 0; e < 8; ++e) {
+    const int idx = emu::g_layout[u][emu::lane()][e], r = idx / 16, c = idx % 16;
+    f.x[e] = std::is_same_v<L, row_major> ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+  }
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
+                             unsigned ldm, layout_t l) {
+  check_ptr(p, ldm, 4);
+  for (int e = 0; e < 8; ++e) {
+    const int idx = emu::g_layout[2][emu::lane()][e], r = idx / 16, c = idx % 16;
+    f.x[e] = l == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r];
+  }
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+                              unsigned ldm, layout_t l) {
+  check_ptr(p, ldm, 4);
+  for (int e = 0; e < 8; ++e) {
+    const int idx = emu::g_layout[2][emu::lane()][e], r = idx / 16, c = idx % 16;
+    (l == mem_row_major ? p[size_t(r) * ldm + c] : p[size_t(c) * ldm + r]) = f.x[e];
+  }
+}
+template <class Use, class T, class L> void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, T v) {
+  for (int e = 0; e < 8; ++e) f.x[e] = v;
+}
+// Every lane deposits its elements in the warp's buffers, waits for the warp, then
+// computes its own elements of D = A B + C.
+template <class LA, class LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+              const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA>& a,
+              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB>& b,
+              const fragment<accumulator, 16, 16, 16, float>& c) {
+  const int ln = emu::lane();
+  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
+  const unsigned q = t.mma_seq++ % 2;
+  auto& W = emu::g_warp[emu::tid() / 32];
+  for (int e = 0; e < 8; ++e) {
+    int idx = emu::g_layout[0][ln][e];
+    W.a[q][idx / 16][idx % 16] = __bfloat162float(a.x[e]);
+    idx = emu::g_layout[1][ln][e];
+    W.b[q][idx / 16][idx % 16] = __bfloat162float(b.x[e]);
+    idx = emu::g_layout[2][ln][e];
+    W.c[q][idx / 16][idx % 16] = c.x[e];
+  }
+  emu::warp_barrier();
+  float out[8];
+  for (int e = 0; e < 8; ++e) {
+    const int idx = emu::g_layout[2][ln][e], m = idx / 16, n = idx % 16;
+    float acc = W.c[q][m][n];
+    for (int k = 0; k < 16; ++k) acc += W.a[q][m][k] * W.b[q][k][n];
+    out[e] = acc;
+  }
+  for (int e = 0; e < 8; ++e) d.x[e] = out[e];
+}
+}  // namespace nvcuda::wmma
