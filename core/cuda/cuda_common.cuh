@@ -175,6 +175,12 @@ void attention_forward_tc(bf16* out, float* lse, const bf16* qkv, int B, int T, 
                           int HS);
 void attention_backward_tc(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
                            const bf16* qkv, int B, int T, int C, int NH, int HS);
+// attention_mma.cu: the inline-PTX mma.sync path (GPT_ATTENTION=mma), same contract as
+// the _tc functions for the head sizes attention_mma_supports().
+bool attention_mma_supports(int HS);
+bool attention_mma_available();
+void attention_forward_mma(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+                           int HS);
 // cross_entropy.cu
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,

@@ -20,10 +20,17 @@
 //    col) mapping is a RANDOM permutation per fragment kind (init_layouts): code that
 //    assumes the real hardware layout breaks, code that asks for it (as
 //    accumulator_coords does) works;
-//  * the wmma pointer alignment (32 bytes) and ldm (multiple of 16 bytes) rules.
+//  * the wmma pointer alignment (32 bytes) and ldm (multiple of 16 bytes) rules;
+//  * the inline-PTX wrappers of attention_mma.cu (mma_m16n8k16_bf16, ldmatrix_x4,
+//    ldmatrix_x4_trans, cp_async_16, cp_async_commit, cp_async_wait<N>), with the
+//    fragment layouts the PTX ISA documents (spelled out once, below), ldmatrix's
+//    16-byte row alignment and shared-memory bounds; cp.async copies land late: at the
+//    thread's cp_async_wait that covers them, or at a random sync point before it, so a
+//    missing wait (or a missing barrier after it) reads stale or NaN shared memory.
 //
 // What it cannot check:
-//  * the real fragment layouts, tensor-core rounding and accumulation order (mma_sync
+//  * the real wmma fragment layouts (the mma.sync ones are what we read in the ISA:
+//    the test cannot tell if we read it wrong), tensor-core rounding and accumulation order (mma_sync
 //    here sums in fp32, k in order);
 //  * the real memory model: with one thread running at a time every write is seen by
 //    every later read at once. mma_sync and __shfl_xor_sync make the lanes of a warp
@@ -45,6 +52,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <random>
@@ -65,6 +73,9 @@
 #endif
 
 #define __launch_bounds__(...)
+// Kernel files keep their inline PTX behind #ifndef GPT_CUDA_EMULATOR, in small wrapper
+// functions that this header provides instead (mma.sync, ldmatrix, cp.async: see below).
+#define GPT_CUDA_EMULATOR 1
 
 // The running thread's coordinates (set by the scheduler on every switch).
 inline uint3 threadIdx;
@@ -80,11 +91,19 @@ namespace emu {
 
 enum class State { runnable, at_block_barrier, at_warp_barrier, done };
 
+// One cp.async copy in flight: its destination and the 16 bytes it will write there.
+struct PendingCopy {
+  unsigned char* dst;
+  unsigned char bytes[16];
+};
+
 struct Thread {
   ucontext_t ctx;
   std::unique_ptr<char[]> stack;
   State state = State::runnable;
-  unsigned shfl_seq = 0, mma_seq = 0;  // which half of the warp's exchange buffers
+  unsigned shfl_seq = 0, mma_seq = 0, ldm_seq = 0;  // which half of the exchange buffers
+  std::vector<PendingCopy> open_group;             // cp.async copies not yet committed
+  std::deque<std::vector<PendingCopy>> groups;     // committed, oldest first
 };
 
 struct Sched {
@@ -148,7 +167,21 @@ inline void schedule(bool finished = false) {
   switch_to(runnable[std::uniform_int_distribution<int>(0, count - 1)(s.rng)], finished);
 }
 
+// Lands the oldest committed cp.async group of the running thread.
+inline void land_oldest_group() {
+  Thread& t = g_sched->threads[size_t(tid())];
+  for (const PendingCopy& c : t.groups.front()) std::memcpy(c.dst, c.bytes, 16);
+  t.groups.pop_front();
+}
+// A committed group may land at any moment before its wait: at each sync point, maybe
+// (a coin from the schedule's generator). Late landing is what catches a missing wait.
+inline void maybe_land_early() {
+  Thread& t = g_sched->threads[size_t(tid())];
+  if (!t.groups.empty() && (g_sched->rng() & 1u)) land_oldest_group();
+}
+
 inline void block_barrier() {
+  maybe_land_early();
   Sched& s = *g_sched;
   s.threads[size_t(tid())].state = State::at_block_barrier;
   if (++s.block_arrived == s.n) {
@@ -160,6 +193,7 @@ inline void block_barrier() {
 }
 
 inline void warp_barrier() {
+  maybe_land_early();
   Sched& s = *g_sched;
   const int w = tid() / 32;
   s.threads[size_t(tid())].state = State::at_warp_barrier;
@@ -186,6 +220,11 @@ inline void thread_entry() {
   }
 #endif
   (*s.body)();
+  // (An empty committed group is fine: a pipeline's last step may commit one.)
+  Thread& me = s.threads[size_t(tid())];
+  bool in_flight = !me.open_group.empty();
+  for (const auto& group : me.groups) in_flight |= !group.empty();
+  if (in_flight) die("a thread exits with cp.async copies never waited for");
   s.threads[size_t(tid())].state = State::done;
   schedule(true);
   die("a finished thread was resumed");
@@ -230,6 +269,7 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
 struct WarpBufs {
   float shfl[2][32];
   float a[2][16][16], b[2][16][16], c[2][16][16];
+  const uint16_t* ldm_rows[2][32];  // ldmatrix row addresses
 };
 inline WarpBufs g_warp[32];
 
@@ -354,3 +394,109 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
   for (int e = 0; e < 8; ++e) d.x[e] = out[e];
 }
 }  // namespace nvcuda::wmma
+
+// ---- inline-PTX stand-ins (attention_mma.cu) ----
+//
+// Layouts from the PTX ISA, section "Matrix Fragments for mma.m16n8k16 with floating
+// point type" (9.7.14.5.8 in ISA 8.x) and "ldmatrix" (9.7.14.5.15), with
+// groupID g = lane >> 2 and threadID_in_group t = lane % 4; element i of a fragment sits
+// in register i / 2, in its low half when i is even:
+//   A (16x16, .bf16, 8 elements): row = g for a0, a1, a4, a5 and g + 8 for a2, a3, a6,
+//     a7; col = 2t + (i & 1), plus 8 for i >= 4;
+//   B (16x8, .bf16, 4 elements): row (k) = 2t + (i & 1), plus 8 for i >= 2; col (n) = g;
+//   C, D (16x8, .f32, 4 elements): row = g for c0, c1 and g + 8 for c2, c3;
+//     col = 2t + (i & 1);
+//   ldmatrix .m8n8.x4 .b16: lanes 8j..8j+7 give the addresses of rows 0..7 of matrix j;
+//     lane l receives in register j matrix j's row g, columns 2t and 2t+1 (low half
+//     first); with .trans, rows 2t and 2t+1 of column g.
+namespace emu {
+inline uint16_t bf16_bits(uint32_t reg, int half) { return uint16_t(reg >> (16 * half)); }
+inline float bf16_bits_to_float(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline int mma_a_row(int lane, int i) { return lane / 4 + 8 * ((i / 2) % 2); }
+inline int mma_a_col(int lane, int i) { return 2 * (lane % 4) + (i & 1) + 8 * (i / 4); }
+inline int mma_b_row(int lane, int i) { return 2 * (lane % 4) + (i & 1) + 8 * (i / 2); }
+inline int mma_b_col(int lane, int) { return lane / 4; }
+inline int mma_c_row(int lane, int i) { return lane / 4 + 8 * (i / 2); }
+inline int mma_c_col(int lane, int i) { return 2 * (lane % 4) + (i & 1); }
+
+inline void check_smem_16(const void* p, const char* what) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) die(what);
+  if (b < g_smem || b + 16 > g_smem + g_smem_bytes) die(what);
+}
+
+inline void ldmatrix_x4(uint32_t (&r)[4], const void* p, bool trans) {
+  check_smem_16(p, "ldmatrix row address not 16-byte aligned or not in shared memory");
+  const int ln = lane(), g = ln / 4, t = ln % 4;
+  Thread& th = g_sched->threads[size_t(tid())];
+  auto& rows = g_warp[tid() / 32].ldm_rows[th.ldm_seq++ % 2];
+  rows[ln] = static_cast<const uint16_t*>(p);
+  warp_barrier();
+  for (int j = 0; j < 4; ++j) {
+    uint16_t lo, hi;
+    if (!trans) {
+      lo = rows[8 * j + g][2 * t];
+      hi = rows[8 * j + g][2 * t + 1];
+    } else {
+      lo = rows[8 * j + 2 * t][g];
+      hi = rows[8 * j + 2 * t + 1][g];
+    }
+    r[j] = uint32_t(lo) | (uint32_t(hi) << 16);
+  }
+}
+}  // namespace emu
+
+// d += a b, every lane depositing its fragments by the layouts above; sums in fp32, k in
+// order (the hardware's order and rounding are not modelled).
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  using namespace emu;
+  const int ln = lane();
+  Thread& t = g_sched->threads[size_t(tid())];
+  const unsigned q = t.mma_seq++ % 2;
+  WarpBufs& W = g_warp[tid() / 32];
+  for (int i = 0; i < 8; ++i)
+    W.a[q][mma_a_row(ln, i)][mma_a_col(ln, i)] = bf16_bits_to_float(bf16_bits(a[i / 2], i % 2));
+  for (int i = 0; i < 4; ++i)
+    W.b[q][mma_b_row(ln, i)][mma_b_col(ln, i)] = bf16_bits_to_float(bf16_bits(b[i / 2], i % 2));
+  for (int i = 0; i < 4; ++i) W.c[q][mma_c_row(ln, i)][mma_c_col(ln, i)] = d[i];
+  warp_barrier();
+  float out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int m = mma_c_row(ln, i), n = mma_c_col(ln, i);
+    float acc = W.c[q][m][n];
+    for (int k = 0; k < 16; ++k) acc += W.a[q][m][k] * W.b[q][k][n];
+    out[i] = acc;
+  }
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+}
+inline void ldmatrix_x4(uint32_t (&r)[4], const __nv_bfloat16* p) { emu::ldmatrix_x4(r, p, false); }
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __nv_bfloat16* p) {
+  emu::ldmatrix_x4(r, p, true);
+}
+// The source is read now (global memory does not change during a kernel here); the
+// destination is written when the copy lands.
+inline void cp_async_16(void* dst, const void* src, bool valid) {
+  emu::check_smem_16(dst, "cp.async destination not 16-byte aligned or not in shared memory");
+  if (reinterpret_cast<uintptr_t>(src) % 16 != 0) emu::die("cp.async source not 16-byte aligned");
+  emu::PendingCopy c;
+  c.dst = static_cast<unsigned char*>(dst);
+  if (valid)
+    std::memcpy(c.bytes, src, 16);
+  else
+    std::memset(c.bytes, 0, 16);
+  emu::g_sched->threads[size_t(emu::tid())].open_group.push_back(c);
+}
+inline void cp_async_commit() {
+  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
+  t.groups.push_back(std::move(t.open_group));
+  t.open_group.clear();
+}
+template <int N> void cp_async_wait() {
+  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
+  while (t.groups.size() > size_t(N)) emu::land_oldest_group();
+}
