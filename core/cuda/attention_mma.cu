@@ -45,6 +45,20 @@ constexpr float kMmaLn2 = 0.6931471805599453f;
 constexpr size_t mma_forward_smem(int HS) {
   return (size_t(kMmaFwdRows) + 4 * size_t(kMmaKeys)) * size_t(HS + kMmaPad) * 2;
 }
+
+// Backward: 64-row tiles (keys in dK/dV, queries in dQ), 4 warps of 16 rows, scores in
+// passes of 32 columns (S and dP for all 64 would be 64 more registers beside dK, dV).
+constexpr int kMmaBwdTile = 64;
+constexpr int kMmaBwdThreads = 128;
+constexpr int kMmaPass = 32;
+// dK/dV: K, V, then two Q and two dO buffers, two lse and two D rows of floats.
+constexpr size_t mma_backward_dkv_smem(int HS) {
+  return 6 * size_t(kMmaBwdTile) * size_t(HS + kMmaPad) * 2 + 4 * size_t(kMmaBwdTile) * 4;
+}
+// dQ: Q, dO, then two K and two V buffers.
+constexpr size_t mma_backward_dq_smem(int HS) {
+  return 6 * size_t(kMmaBwdTile) * size_t(HS + kMmaPad) * 2;
+}
 }  // namespace
 
 // ---- PTX wrappers ----
@@ -126,6 +140,24 @@ __device__ void load_rows_async(bf16* dst, const bf16* src, size_t stride, int r
     const int t = r0 + r;
     const bool valid = t < T;
     cp_async_16(dst + r * ld + c, src + (valid ? size_t(t) * stride + c : 0), valid);
+  }
+}
+
+// row += acc's row r (0: fragment rows g, 1: g + 8) for this lane's columns 8n + 2t4 and
+// +1 of every n8 tile; row points at column 2t4 (bf16 global memory, 4-byte aligned).
+// Rounds once: bf16 -> fp32, add, -> bf16.
+template <int NT>
+__device__ void accumulate_row(bf16* row, const float (&acc)[NT][4], int r) {
+  uint32_t* dst = reinterpret_cast<uint32_t*>(row);
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    union {
+      uint32_t u;
+      __nv_bfloat162 h;
+    } old;
+    old.u = dst[4 * n];
+    const float2 f = __bfloat1622float2(old.h);
+    dst[4 * n] = pack_bf16(f.x + acc[n][2 * r], f.y + acc[n][2 * r + 1]);
   }
 }
 #endif  // GPT_ATTENTION_MMA_ARCH
@@ -314,6 +346,368 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
 #endif
 }
 
+// dK, dV of one 64-key tile over the query tiles that see it. Grid (B * NH, key tiles),
+// key tile 0 (the most query tiles) first; 4 warps, warp w owns keys k0 + 16w + [0, 16).
+// Per query tile (Q, dO, lse, D double-buffered: the next tile's cp.async overlaps this
+// one's math), in passes of 32 queries: S^T = K_w Q^T and dP^T = V_w dO^T on the mma
+// fragments, P^T and dS^T in registers, then dV_w += P^T dO and dK_w += dS^T Q with P^T
+// and dS^T as A fragments. Every dK, dV element is summed by one lane in a fixed order
+// and added to dqkv once (one rounding): deterministic, no atomics.
+// ptxas (sm_90, nvcc 13.0): see the launcher's comment.
+template <int HS>
+__global__ void __launch_bounds__(kMmaBwdThreads)
+    attention_backward_dkv_mma_kernel(bf16* dqkv, const bf16* dout, const float* lse,
+                                      const float* delta, const bf16* qkv, int T, int C, int NH,
+                                      float scale_log2, float scale) {
+#ifdef GPT_ATTENTION_MMA_ARCH
+  static_assert(HS % 16 == 0 && HS <= 128, "head size: 16-wide mma steps, at most 128");
+  constexpr int ld = HS + kMmaPad, kOt = HS / 8;
+  // K_w, V_w as A fragments: held in registers for HS <= 64, re-read per pass above
+  // (HS 128 would need 64 more registers beside the 128 of dK and dV).
+  constexpr bool kHold = HS <= 64;
+  constexpr int kHeld = kHold ? HS / 16 : 1;
+  // Queries per pass: 16 for HS 128, where 32 (16 more registers) spilled.
+  constexpr int kPass = HS <= 64 ? kMmaPass : 16;
+  extern __shared__ __align__(128) unsigned char mma_smem[];
+  bf16* Ks = reinterpret_cast<bf16*>(mma_smem);
+  bf16* Vs = Ks + kMmaBwdTile * ld;
+  bf16* Qs = Vs + kMmaBwdTile * ld;    // [2][kMmaBwdTile][ld]
+  bf16* dOs = Qs + 2 * kMmaBwdTile * ld;  // [2][kMmaBwdTile][ld]
+  float* lse2_s = reinterpret_cast<float*>(dOs + 2 * kMmaBwdTile * ld);  // [2][tile], log2
+  float* delta_s = lse2_s + 2 * kMmaBwdTile;                             // [2][tile]
+
+  const int b = int(blockIdx.x) / NH, h = int(blockIdx.x) % NH;
+  const int k0 = int(blockIdx.y) * kMmaBwdTile;
+  const size_t C3 = 3 * size_t(C);
+  const bf16* q_base = qkv + size_t(b) * T * C3 + size_t(h) * HS;
+  const bf16* do_base = dout + size_t(b) * T * C + size_t(h) * HS;
+  const float* lse_row = lse + (size_t(b) * NH + h) * T;
+  const float* delta_row = delta + (size_t(b) * NH + h) * T;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int g = lane / 4, t4 = lane % 4, mi = lane / 8, mr = lane % 8;
+  const int key_lo = k0 + warp * 16;
+  const int j0 = key_lo + g, j1 = j0 + 8;  // this lane's two keys
+  const bool warp_active = key_lo < T;     // keys past T need nothing
+  // Queries before k0 cannot see these keys; k0 is tile-aligned, so start at its tile.
+  const int n_tiles = (T + kMmaBwdTile - 1) / kMmaBwdTile - k0 / kMmaBwdTile;
+
+  // lse (log2 units) and D of query tile q0 into stats buffer sb: plain loads, seen by
+  // all after the barrier that follows; zeros past T.
+  auto load_stats = [&](int q0, int sb) {
+    if (threadIdx.x < kMmaBwdTile) {
+      const int t = q0 + int(threadIdx.x);
+      lse2_s[sb * kMmaBwdTile + threadIdx.x] = t < T ? lse_row[t] * kMmaLog2e : 0.f;
+      delta_s[sb * kMmaBwdTile + threadIdx.x] = t < T ? delta_row[t] : 0.f;
+    }
+  };
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Ks, q_base + C, C3, k0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Vs, q_base + 2 * C, C3, k0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Qs, q_base, C3, k0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(dOs, do_base, size_t(C), k0, T);
+  cp_async_commit();
+  load_stats(k0, 0);
+
+  uint32_t kf[kHeld][4], vf[kHeld][4];
+  float dk[kOt][4], dv[kOt][4];
+#pragma unroll
+  for (int n = 0; n < kOt; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[n][e] = dv[n][e] = 0.f;
+
+  for (int qt = 0; qt < n_tiles; ++qt) {
+    const int q0 = k0 + qt * kMmaBwdTile, buf = qt & 1;
+    if (qt + 1 < n_tiles) {  // the other buffer was freed by the last step's end barrier
+      const int nb = buf ^ 1;
+      load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Qs + nb * kMmaBwdTile * ld, q_base, C3,
+                                                       q0 + kMmaBwdTile, T);
+      load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(dOs + nb * kMmaBwdTile * ld, do_base,
+                                                       size_t(C), q0 + kMmaBwdTile, T);
+      load_stats(q0 + kMmaBwdTile, nb);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // this step's Q, dO (and K, V) have landed; its stats are stored
+
+    if constexpr (kHold) {
+      if (qt == 0 && warp_active) {
+#pragma unroll
+        for (int kc = 0; kc < kHeld; ++kc) {
+          const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+          ldmatrix_x4(kf[kc], Ks + off);
+          ldmatrix_x4(vf[kc], Vs + off);
+        }
+      }
+    }
+    if (warp_active) {
+      const bf16* Qt = Qs + buf * kMmaBwdTile * ld;
+      const bf16* dOt = dOs + buf * kMmaBwdTile * ld;
+      const float* lse2_t = lse2_s + buf * kMmaBwdTile;
+      const float* delta_t = delta_s + buf * kMmaBwdTile;
+#pragma unroll
+      for (int pass = 0; pass < kMmaBwdTile / kPass; ++pass) {
+        const int c0 = pass * kPass;  // the pass's first query, in the tile
+        if (q0 + c0 + kPass - 1 < key_lo) continue;  // every query before every key
+        // Some query of the pass before some key of the warp, or past T.
+        const bool mask = q0 + c0 <= key_lo + 15 || q0 + c0 + kPass - 1 >= T;
+        // S^T, dP^T (16 keys x 32 queries): B = Q^T, dO^T, i.e. their rows as stored.
+        float s[kPass / 8][4], dp[kPass / 8][4];
+#pragma unroll
+        for (int n = 0; n < kPass / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+        for (int kc = 0; kc < HS / 16; ++kc) {
+          uint32_t ak[4], av[4];
+          if constexpr (kHold) {
+#pragma unroll
+            for (int x = 0; x < 4; ++x) {
+              ak[x] = kf[kc][x];
+              av[x] = vf[kc][x];
+            }
+          } else {
+            const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+            ldmatrix_x4(ak, Ks + off);
+            ldmatrix_x4(av, Vs + off);
+          }
+#pragma unroll
+          for (int np = 0; np < kPass / 16; ++np) {
+            const int off = (c0 + np * 16 + (mi / 2) * 8 + mr) * ld + kc * 16 + (mi % 2) * 8;
+            uint32_t r[4];
+            ldmatrix_x4(r, Qt + off);
+            const uint32_t bq0[2] = {r[0], r[1]}, bq1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(s[2 * np], ak, bq0);
+            mma_m16n8k16_bf16(s[2 * np + 1], ak, bq1);
+            ldmatrix_x4(r, dOt + off);
+            const uint32_t bd0[2] = {r[0], r[1]}, bd1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(dp[2 * np], av, bd0);
+            mma_m16n8k16_bf16(dp[2 * np + 1], av, bd1);
+          }
+        }
+        // P^T = exp(s - lse_i), dS^T = P^T (dP^T - D_i) scale; element e of tile n is key
+        // (e < 2 ? j0 : j1), query q0 + c with c = c0 + 8n + 2t4 + e % 2; 0 unless
+        // key <= query < T. (The select, not a product, so inf past the diagonal is gone.)
+#pragma unroll
+        for (int n = 0; n < kPass / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = c0 + 8 * n + 2 * t4 + e % 2, i = q0 + c, j = e < 2 ? j0 : j1;
+            float p = exp2f(s[n][e] * scale_log2 - lse2_t[c]);
+            float ds = p * (dp[n][e] - delta_t[c]) * scale;
+            if (mask && (j > i || i >= T)) p = ds = 0.f;
+            s[n][e] = p;
+            dp[n][e] = ds;
+          }
+        // dV_w += P^T dO, dK_w += dS^T Q over the pass's queries (k), B = dO, Q read
+        // transposed.
+#pragma unroll
+        for (int kc = 0; kc < kPass / 16; ++kc) {
+          const uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]),
+                                  pack_bf16(s[2 * kc][2], s[2 * kc][3]),
+                                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                  pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+          const uint32_t da[4] = {pack_bf16(dp[2 * kc][0], dp[2 * kc][1]),
+                                  pack_bf16(dp[2 * kc][2], dp[2 * kc][3]),
+                                  pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
+                                  pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+#pragma unroll
+          for (int dpair = 0; dpair < HS / 16; ++dpair) {
+            const int off =
+                (c0 + kc * 16 + (mi % 2) * 8 + mr) * ld + dpair * 16 + (mi / 2) * 8;
+            uint32_t r[4];
+            ldmatrix_x4_trans(r, dOt + off);
+            const uint32_t bd0[2] = {r[0], r[1]}, bd1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(dv[2 * dpair], pa, bd0);
+            mma_m16n8k16_bf16(dv[2 * dpair + 1], pa, bd1);
+            ldmatrix_x4_trans(r, Qt + off);
+            const uint32_t bq0[2] = {r[0], r[1]}, bq1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(dk[2 * dpair], da, bq0);
+            mma_m16n8k16_bf16(dk[2 * dpair + 1], da, bq1);
+          }
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with this buffer before it is refilled
+  }
+
+  if (warp_active) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int j = r == 0 ? j0 : j1;
+      if (j >= T) continue;
+      bf16* dk_row = dqkv + (size_t(b) * T + j) * C3 + C + size_t(h) * HS + 2 * t4;
+      accumulate_row<kOt>(dk_row, dk, r);
+      accumulate_row<kOt>(dk_row + C, dv, r);
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+// dQ of one 64-query tile over the key tiles it sees. Grid (B * NH, query tiles), the last
+// query tiles (most keys) first; 4 warps, warp w owns queries q0 + 16w + [0, 16). Per key
+// tile (K, V double-buffered by cp.async), in passes of 32 keys: S = Q_w K^T and
+// dP = dO_w V^T, dS in registers, dQ_w += dS K with dS as A fragments; added to dqkv
+// once, deterministic.
+template <int HS>
+__global__ void __launch_bounds__(kMmaBwdThreads)
+    attention_backward_dq_mma_kernel(bf16* dqkv, const bf16* dout, const float* lse,
+                                     const float* delta, const bf16* qkv, int T, int C, int NH,
+                                     float scale_log2, float scale) {
+#ifdef GPT_ATTENTION_MMA_ARCH
+  static_assert(HS % 16 == 0 && HS <= 128, "head size: 16-wide mma steps, at most 128");
+  constexpr int ld = HS + kMmaPad, kOt = HS / 8;
+  constexpr bool kHold = HS <= 64;  // Q_w, dO_w A fragments in registers (as in dK/dV)
+  constexpr int kHeld = kHold ? HS / 16 : 1;
+  extern __shared__ __align__(128) unsigned char mma_smem[];
+  bf16* Qs = reinterpret_cast<bf16*>(mma_smem);
+  bf16* dOs = Qs + kMmaBwdTile * ld;
+  bf16* Ks = dOs + kMmaBwdTile * ld;     // [2][kMmaBwdTile][ld]
+  bf16* Vs = Ks + 2 * kMmaBwdTile * ld;  // [2][kMmaBwdTile][ld]
+
+  const int b = int(blockIdx.x) / NH, h = int(blockIdx.x) % NH;
+  const int q0 = int(gridDim.y - 1 - blockIdx.y) * kMmaBwdTile;
+  const size_t C3 = 3 * size_t(C);
+  const bf16* q_base = qkv + size_t(b) * T * C3 + size_t(h) * HS;
+  const bf16* do_base = dout + size_t(b) * T * C + size_t(h) * HS;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int g = lane / 4, t4 = lane % 4, mi = lane / 8, mr = lane % 8;
+  const int row_lo = q0 + warp * 16, row_hi = row_lo + 15;
+  const int i0 = row_lo + g, i1 = i0 + 8;  // this lane's two queries
+  const bool warp_active = row_lo < T;
+  float lse2[2], dd[2];  // lse (log2 units) and D of rows i0, i1; zeros past T
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = r == 0 ? i0 : i1;
+    const size_t at = (size_t(b) * NH + h) * T + i;
+    lse2[r] = i < T ? lse[at] * kMmaLog2e : 0.f;
+    dd[r] = i < T ? delta[at] : 0.f;
+  }
+  const int k_end = min(T, q0 + kMmaBwdTile);
+  const int n_tiles = (k_end + kMmaBwdTile - 1) / kMmaBwdTile;
+
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Qs, q_base, C3, q0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(dOs, do_base, size_t(C), q0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Ks, q_base + C, C3, 0, T);
+  load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Vs, q_base + 2 * C, C3, 0, T);
+  cp_async_commit();
+
+  uint32_t qf[kHeld][4], of[kHeld][4];
+  float dq[kOt][4];
+#pragma unroll
+  for (int n = 0; n < kOt; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+
+  for (int kt = 0; kt < n_tiles; ++kt) {
+    const int k0 = kt * kMmaBwdTile, buf = kt & 1;
+    if (kt + 1 < n_tiles) {
+      const int nb = buf ^ 1;
+      load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Ks + nb * kMmaBwdTile * ld, q_base + C,
+                                                       C3, k0 + kMmaBwdTile, T);
+      load_rows_async<kMmaBwdTile, HS, kMmaBwdThreads>(Vs + nb * kMmaBwdTile * ld,
+                                                       q_base + 2 * C, C3, k0 + kMmaBwdTile, T);
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    if constexpr (kHold) {
+      if (kt == 0 && warp_active) {
+#pragma unroll
+        for (int kc = 0; kc < kHeld; ++kc) {
+          const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+          ldmatrix_x4(qf[kc], Qs + off);
+          ldmatrix_x4(of[kc], dOs + off);
+        }
+      }
+    }
+    if (warp_active && k0 <= row_hi) {
+      const bf16* Kt = Ks + buf * kMmaBwdTile * ld;
+      const bf16* Vt = Vs + buf * kMmaBwdTile * ld;
+#pragma unroll
+      for (int pass = 0; pass < kMmaBwdTile / kMmaPass; ++pass) {
+        const int c0 = pass * kMmaPass, kp0 = k0 + c0;  // the pass's first key
+        if (kp0 > row_hi) continue;                     // every key after every query
+        // Some key of the pass after some row (keys past T are after every row < T).
+        const bool mask = kp0 + kMmaPass - 1 > row_lo;
+        float s[kMmaPass / 8][4], dp[kMmaPass / 8][4];
+#pragma unroll
+        for (int n = 0; n < kMmaPass / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+        for (int kc = 0; kc < HS / 16; ++kc) {
+          uint32_t aq[4], ao[4];
+          if constexpr (kHold) {
+#pragma unroll
+            for (int x = 0; x < 4; ++x) {
+              aq[x] = qf[kc][x];
+              ao[x] = of[kc][x];
+            }
+          } else {
+            const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+            ldmatrix_x4(aq, Qs + off);
+            ldmatrix_x4(ao, dOs + off);
+          }
+#pragma unroll
+          for (int np = 0; np < kMmaPass / 16; ++np) {
+            const int off = (c0 + np * 16 + (mi / 2) * 8 + mr) * ld + kc * 16 + (mi % 2) * 8;
+            uint32_t r[4];
+            ldmatrix_x4(r, Kt + off);
+            const uint32_t bk0[2] = {r[0], r[1]}, bk1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(s[2 * np], aq, bk0);
+            mma_m16n8k16_bf16(s[2 * np + 1], aq, bk1);
+            ldmatrix_x4(r, Vt + off);
+            const uint32_t bv0[2] = {r[0], r[1]}, bv1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(dp[2 * np], ao, bv0);
+            mma_m16n8k16_bf16(dp[2 * np + 1], ao, bv1);
+          }
+        }
+        // dS = exp(s - lse_i) (dP - D_i) scale; element e of tile n is row e / 2 (query
+        // i0 or i1), key kp0 + 8n + 2t4 + e % 2; 0 past the diagonal (a select: inf there).
+#pragma unroll
+        for (int n = 0; n < kMmaPass / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = e / 2, i = r == 0 ? i0 : i1, j = kp0 + 8 * n + 2 * t4 + e % 2;
+            float ds = exp2f(s[n][e] * scale_log2 - lse2[r]) * (dp[n][e] - dd[r]) * scale;
+            if (mask && j > i) ds = 0.f;
+            dp[n][e] = ds;
+          }
+        // dQ_w += dS K over the pass's keys (k); B = K read transposed.
+#pragma unroll
+        for (int kc = 0; kc < kMmaPass / 16; ++kc) {
+          const uint32_t da[4] = {pack_bf16(dp[2 * kc][0], dp[2 * kc][1]),
+                                  pack_bf16(dp[2 * kc][2], dp[2 * kc][3]),
+                                  pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
+                                  pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+#pragma unroll
+          for (int dpair = 0; dpair < HS / 16; ++dpair) {
+            uint32_t r[4];
+            ldmatrix_x4_trans(
+                r, Kt + (c0 + kc * 16 + (mi % 2) * 8 + mr) * ld + dpair * 16 + (mi / 2) * 8);
+            const uint32_t bk0[2] = {r[0], r[1]}, bk1[2] = {r[2], r[3]};
+            mma_m16n8k16_bf16(dq[2 * dpair], da, bk0);
+            mma_m16n8k16_bf16(dq[2 * dpair + 1], da, bk1);
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  if (warp_active) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = r == 0 ? i0 : i1;
+      if (i < T) accumulate_row<kOt>(dqkv + (size_t(b) * T + i) * C3 + size_t(h) * HS + 2 * t4,
+                                     dq, r);
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
 // ---- launchers ----
 
 namespace {
@@ -364,6 +758,33 @@ void attention_forward_mma(bf16* out, float* lse, const bf16* qkv, int B, int T,
     launch(attention_forward_mma_kernel<64>);
   else if (HS == 128)
     launch(attention_forward_mma_kernel<128>);
+  else
+    fail(std::string("cuda ") + op + ": the mma kernels take head size 64 or 128, got " +
+         std::to_string(HS));
+}
+
+// ptxas (sm_90, nvcc 13.0), 128 threads: see the kernels' comments for the registers.
+void attention_backward_mma(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
+                            const bf16* qkv, int B, int T, int C, int NH, int HS) {
+  const char* op = "attention_backward";
+  const dim3 grid = mma_grid(B, T, NH, kMmaBwdTile, op);
+  const float scale = 1.f / std::sqrt(float(HS));
+  const float scale_log2 = kMmaLog2e * scale;
+  const size_t smem_dkv = mma_backward_dkv_smem(HS), smem_dq = mma_backward_dq_smem(HS);
+  auto launch = [&](auto dkv_kernel, auto dq_kernel) {
+    allow_mma_smem(dkv_kernel, smem_dkv, op);
+    dkv_kernel<<<grid, kMmaBwdThreads, smem_dkv, stream()>>>(dqkv, dout, lse, delta, qkv, T, C,
+                                                             NH, scale_log2, scale);
+    GPT_LAUNCH_CHECK(op, "attention_backward_dkv_mma_kernel");
+    allow_mma_smem(dq_kernel, smem_dq, op);
+    dq_kernel<<<grid, kMmaBwdThreads, smem_dq, stream()>>>(dqkv, dout, lse, delta, qkv, T, C, NH,
+                                                           scale_log2, scale);
+    GPT_LAUNCH_CHECK(op, "attention_backward_dq_mma_kernel");
+  };
+  if (HS == 64)
+    launch(attention_backward_dkv_mma_kernel<64>, attention_backward_dq_mma_kernel<64>);
+  else if (HS == 128)
+    launch(attention_backward_dkv_mma_kernel<128>, attention_backward_dq_mma_kernel<128>);
   else
     fail(std::string("cuda ") + op + ": the mma kernels take head size 64 or 128, got " +
          std::to_string(HS));

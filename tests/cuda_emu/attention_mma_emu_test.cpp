@@ -1,5 +1,5 @@
-// core/cuda/attention_mma.cu's bf16 attention kernels (inline-PTX mma.sync, ldmatrix,
-// cp.async), run on the CPU under cuda_emulator.h (label `unit`, no GPU needed).
+// core/cuda/attention_mma.cu's bf16 attention kernels (forward, dK/dV and dQ backward;
+// inline-PTX mma.sync, ldmatrix, cp.async), run on the CPU under cuda_emulator.h (label `unit`, no GPU needed).
 //
 // Why: the kernels were written without a GPU. This catches missing barriers and
 // cp.async waits, masking and tail-tile mistakes, shared-memory overlaps, reads of
@@ -8,7 +8,8 @@
 //
 // What it checks, per shape (HS 64 and 128; T = 1, below, at and past one 64-key tile
 // and one 128-query tile; several batches and heads):
-//  * MatchesDoubleReference: against a double-precision reference;
+//  * MatchesDoubleReference: forward and backward (into zeros and onto existing values)
+//    against a double-precision reference;
 //  * ScheduleIndependent: bit-identical results under two schedules, which also move
 //    the moments at which cp.async copies land (a missing __syncthreads, __syncwarp or
 //    cp.async wait makes them differ, or brings in NaN from the NaN-filled shared memory).
@@ -31,6 +32,8 @@ using gpt::cuda::bf16;
 
 struct Outputs {
   Vec out, lse;
+  Vec dqkv_zero;  // backward into zeros
+  Vec dqkv_acc;   // backward added to dqkv_base
 };
 
 template <int HS> Outputs run_kernels(const Shape& s, const Inputs& in, unsigned seed) {
@@ -47,6 +50,25 @@ template <int HS> Outputs run_kernels(const Shape& s, const Inputs& in, unsigned
                                      scale_log2);
   });
   res.out = to_float(out);
+  // The backward from the reference forward (as the GPU test does), into zeros and onto
+  // dqkv_base.
+  const float scale = 1.f / std::sqrt(float(HS));
+  const std::vector<bf16> dout = to_bf16(in.dout);
+  const dim3 bgrid(unsigned(s.B * NH), unsigned((T + kMmaBwdTile - 1) / kMmaBwdTile));
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<bf16> dqkv = to_bf16(pass == 0 ? Vec(in.qkv.size(), 0.f) : in.dqkv_base);
+    launch(bgrid, kMmaBwdThreads, mma_backward_dkv_smem(HS), seed + 1000, [&] {
+      attention_backward_dkv_mma_kernel<HS>(dqkv.data(), dout.data(), in.lse.data(),
+                                            in.delta.data(), qkv.data(), T, C, NH, scale_log2,
+                                            scale);
+    });
+    launch(bgrid, kMmaBwdThreads, mma_backward_dq_smem(HS), seed + 2000, [&] {
+      attention_backward_dq_mma_kernel<HS>(dqkv.data(), dout.data(), in.lse.data(),
+                                           in.delta.data(), qkv.data(), T, C, NH, scale_log2,
+                                           scale);
+    });
+    (pass == 0 ? res.dqkv_zero : res.dqkv_acc) = to_float(dqkv);
+  }
   return res;
 }
 
@@ -60,8 +82,8 @@ Outputs run_kernels(const Shape& s, const Inputs& in, unsigned seed) {
 // T around the 64-key step and the 128-query tile, T = 1 (one visible key), batches and
 // heads, sharp softmaxes (the running max moves more).
 const Shape kShapes[] = {
-    {1, 1, 1, 64, 1.f},   {1, 63, 1, 64, 1.f},   {1, 64, 1, 64, 2.f},  {1, 65, 1, 64, 1.f},
-    {1, 129, 1, 64, 1.f}, {2, 200, 2, 64, 1.5f}, {2, 1, 1, 128, 1.f},  {1, 63, 1, 128, 1.f},
+    {1, 1, 1, 64, 1.f},   {1, 63, 1, 64, 1.f},   {1, 64, 1, 64, 2.f},  {2, 65, 1, 64, 1.f},
+    {1, 129, 1, 64, 1.f}, {1, 200, 2, 64, 1.5f}, {2, 1, 1, 128, 1.f},  {1, 63, 1, 128, 1.f},
     {1, 64, 1, 128, 1.f}, {1, 65, 1, 128, 2.f},  {1, 129, 1, 128, 1.f}, {1, 200, 1, 128, 1.f},
 };
 
@@ -69,11 +91,22 @@ class AttentionMmaEmu : public testing::TestWithParam<Shape> {};
 
 TEST_P(AttentionMmaEmu, MatchesDoubleReference) {
   const Shape s = GetParam();
+  const int C = s.NH * s.HS;
   const Inputs in = make_inputs(s);
+  Vec grad;
+  reference_backward(s, in, grad);
+  Vec acc = in.dqkv_base;
+  for (size_t i = 0; i < acc.size(); ++i) acc[i] += grad[i];
   const Outputs got = run_kernels(s, in, 11);
-  // bf16 inputs and outputs, P rounded to bf16 for the P V mma: ~3e-3 is typical.
+  // bf16 inputs and outputs, P and dS rounded to bf16 for their mmas: ~3e-3 is typical.
   EXPECT_LE(rel_err(got.out, in.out), 1e-2) << "out";
   EXPECT_LE(rel_err(got.lse, in.lse), 1e-3) << "lse";
+  if (s.T > 1) {  // at T = 1, dq and dk are 0 up to rounding (dv: in the check below)
+    for (int part = 0; part < 3; ++part)
+      EXPECT_LE(rel_err(qkv_part(got.dqkv_zero, C, part), qkv_part(grad, C, part)), 1e-2)
+          << "d" << "qkv"[part];
+  }
+  EXPECT_LE(rel_err(got.dqkv_acc, acc), 1e-2) << "dqkv accumulated onto existing values";
 }
 
 TEST_P(AttentionMmaEmu, ScheduleIndependent) {
@@ -83,6 +116,8 @@ TEST_P(AttentionMmaEmu, ScheduleIndependent) {
   const Outputs b = run_kernels(s, in, 777);
   EXPECT_EQ(bit_differences(a.out, b.out), "") << "out";
   EXPECT_EQ(bit_differences(a.lse, b.lse), "") << "lse";
+  EXPECT_EQ(bit_differences(a.dqkv_zero, b.dqkv_zero), "") << "dqkv";
+  EXPECT_EQ(bit_differences(a.dqkv_acc, b.dqkv_acc), "") << "dqkv accumulated";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionMmaEmu, testing::ValuesIn(kShapes),
