@@ -18,7 +18,10 @@
 // All math is fp32 on CUDA cores; bf16 tensors are converted on load. These kernels are
 // exact (fp32 matches the CPU to 1e-5) and take any head size up to 128. bf16 activations
 // with a head size that is a multiple of 16 go to the tensor-core kernels instead
-// (attention_tc.cu), unless GPT_ATTENTION=simple asks for these.
+// (attention_tc.cu), unless GPT_ATTENTION=simple asks for these. GPT_ATTENTION=mma
+// sends bf16 with head size 64 or 128 to the inline-PTX mma.sync kernels
+// (attention_mma.cu). The wmma kernels stay the default until the mma ones have been
+// run and measured on a GPU (they were written and emulator-tested without one).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -345,18 +348,24 @@ template <class Kernel> void allow_smem(Kernel kernel, size_t bytes, const char*
                                             int(bytes)));
 }
 
-// GPT_ATTENTION=simple keeps bf16 on these kernels (a baseline for the tensor-core path);
+// Which kernels bf16 attention takes: `automatic` the wmma tensor-core kernels where they
+// apply; `simple` these fp32 ones (a baseline for the tensor-core paths); `mma` the
+// inline-PTX kernels where they apply, else as automatic. GPT_ATTENTION=auto|simple|mma,
 // read once, on first use.
-bool& simple_forced() {
-  static bool forced = [] {
+enum class AttentionKernels { automatic, simple, mma };
+AttentionKernels& attention_kernels() {
+  static AttentionKernels kernels = [] {
     const char* v = std::getenv("GPT_ATTENTION");
     const std::string mode = v ? v : "";
-    if (mode != "" && mode != "auto" && mode != "simple")
-      fail("GPT_ATTENTION must be 'simple' or 'auto' (or unset), got '" + mode + "'");
-    return mode == "simple";
+    if (mode != "" && mode != "auto" && mode != "simple" && mode != "mma")
+      fail("GPT_ATTENTION must be 'simple', 'mma' or 'auto' (or unset), got '" + mode + "'");
+    return mode == "simple" ? AttentionKernels::simple
+           : mode == "mma"  ? AttentionKernels::mma
+                            : AttentionKernels::automatic;
   }();
-  return forced;
+  return kernels;
 }
+bool simple_forced() { return attention_kernels() == AttentionKernels::simple; }
 
 // The tensor-core kernels take bf16, head sizes in 16-wide mma tiles up to 128, and
 // tensors they can move 16 bytes at a time.
@@ -367,11 +376,24 @@ bool use_tensor_cores(const Dims& d, DType dt, std::initializer_list<const void*
   return attention_tc_available();
 }
 
+// The mma kernels: asked for (GPT_ATTENTION=mma), and where the wmma ones apply, for the
+// head sizes they are instantiated for.
+bool use_mma(const Dims& d, DType dt, std::initializer_list<const void*> tensors) {
+  return attention_kernels() == AttentionKernels::mma && attention_mma_supports(int(d.HS)) &&
+         use_tensor_cores(d, dt, tensors) && attention_mma_available();
+}
+
 }  // namespace
 
 bool set_attention_kernel_for_tests(bool simple) {
   const bool previous = simple_forced();
-  simple_forced() = simple;
+  attention_kernels() = simple ? AttentionKernels::simple : AttentionKernels::automatic;
+  return previous;
+}
+
+bool set_attention_mma_for_tests(bool mma) {
+  const bool previous = attention_kernels() == AttentionKernels::mma;
+  attention_kernels() = mma ? AttentionKernels::mma : AttentionKernels::automatic;
   return previous;
 }
 
@@ -383,6 +405,11 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
   check_numel(out, d.B * d.T * d.C, op, "out");
   check_numel(lse, d.B * d.NH * d.T, op, "lse");
   if (d.B * d.T == 0) return;
+  if (use_mma(d, qkv.dtype, {out.raw(), qkv.raw()})) {
+    attention_forward_mma(out.data<bf16>(), lse.f32(), qkv.data<bf16>(), int(d.B), int(d.T),
+                          int(d.C), int(d.NH), int(d.HS));
+    return;
+  }
   if (use_tensor_cores(d, qkv.dtype, {out.raw(), qkv.raw()})) {
     attention_forward_tc(out.data<bf16>(), lse.f32(), qkv.data<bf16>(), int(d.B), int(d.T),
                          int(d.C), int(d.NH), int(d.HS));
@@ -425,6 +452,7 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
   const size_t smem_dkv = 4 * tile_bytes + 2 * kTile * sizeof(float);
   const size_t smem_dq = 4 * tile_bytes;
   const bool tensor_cores = use_tensor_cores(d, qkv.dtype, {dqkv.raw(), dout.raw(), qkv.raw()});
+  const bool mma = use_mma(d, qkv.dtype, {dqkv.raw(), dout.raw(), qkv.raw()});
   dispatch_float(qkv.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     attention_backward_delta_kernel<T><<<grid_for(rows * 32, 256, rows * 32), 256, 0, stream()>>>(
@@ -432,6 +460,12 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
         int(d.HS));
     GPT_LAUNCH_CHECK(op, "attention_backward_delta_kernel");
     if constexpr (std::is_same_v<T, bf16>) {
+      if (mma) {
+        attention_backward_mma(dqkv.data<bf16>(), dout.data<bf16>(), lse.f32(), delta,
+                               qkv.data<bf16>(), int(d.B), int(d.T), int(d.C), int(d.NH),
+                               int(d.HS));
+        return;
+      }
       if (tensor_cores) {
         attention_backward_tc(dqkv.data<bf16>(), dout.data<bf16>(), lse.f32(), delta,
                               qkv.data<bf16>(), int(d.B), int(d.T), int(d.C), int(d.NH),

@@ -167,6 +167,10 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
 // Forces (true) or releases (false) the fp32 CUDA-core attention kernels for bf16, as
 // GPT_ATTENTION=simple does; returns the previous setting. For tests.
 bool set_attention_kernel_for_tests(bool simple);
+// Forces (true) or releases (false) the inline-PTX mma kernels where they apply, as
+// GPT_ATTENTION=mma does; returns the previous setting. For tests. Either setter, when
+// releasing, goes back to the default (not to what the other one had set).
+bool set_attention_mma_for_tests(bool mma);
 // attention_tc.cu: the bf16 tensor-core path behind attention.cu's launchers (HS a
 // multiple of 16 up to 128, 16-byte-aligned tensors, dimensions already checked; delta is
 // rowsum(dout * out) as [B, NH, T]).
@@ -181,6 +185,8 @@ bool attention_mma_supports(int HS);
 bool attention_mma_available();
 void attention_forward_mma(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
                            int HS);
+void attention_backward_mma(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
+                            const bf16* qkv, int B, int T, int C, int NH, int HS);
 // cross_entropy.cu
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,

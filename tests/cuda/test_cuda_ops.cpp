@@ -23,6 +23,7 @@
 namespace gpt {
 namespace cuda {
 bool set_attention_kernel_for_tests(bool simple);  // core/cuda/attention.cu
+bool set_attention_mma_for_tests(bool mma);        // core/cuda/attention.cu
 }
 namespace {
 
@@ -535,6 +536,80 @@ TEST(CudaOps, AttentionTensorCoresDeterministic) {
     EXPECT_TRUE(bit_identical(out[0], out[1])) << "out";
     EXPECT_TRUE(bit_identical(lse[0], lse[1])) << "lse";
     EXPECT_TRUE(bit_identical(dqkv[0], dqkv[1])) << "dqkv";
+  }
+}
+
+// ---- bf16 attention on inline-PTX mma.sync (core/cuda/attention_mma.cu) ----
+//
+// The same checks with GPT_ATTENTION=mma's kernels (HS 64 and 128; other head sizes
+// keep the wmma ones, so the cases stay on the supported sizes).
+
+// The mma kernels for bf16 while alive, as GPT_ATTENTION=mma.
+struct MmaAttentionKernels {
+  bool previous = cuda::set_attention_mma_for_tests(true);
+  ~MmaAttentionKernels() { cuda::set_attention_mma_for_tests(previous); }
+};
+
+TEST(CudaOps, AttentionMmaBf16) {
+  REQUIRE_GPU();
+  MmaAttentionKernels mma;
+  const TcCase cases[] = {
+      {1, 1024, 2, 64, 1.f},  // GPT-2's head size and block size
+      {2, 77, 3, 64, 1.f},    // T not a multiple of the 64-key step
+      {1, 129, 2, 64, 2.f},   // one row into a second 128-query tile; a sharp softmax
+      {1, 63, 2, 128, 1.f},   // a single partial tile
+      {1, 200, 2, 128, 1.f},  // the largest head
+      {1, 2048, 1, 64, 1.5f},
+      {2, 300, 2, 128, 1.5f},
+      {3, 1, 2, 64, 1.f},  // one token: a single visible key
+      {2, 1, 2, 128, 1.f},
+  };
+  for (const TcCase& k : cases) check_attention_bf16(k);
+}
+
+// Same inputs, same bits, on the mma kernels.
+TEST(CudaOps, AttentionMmaDeterministic) {
+  REQUIRE_GPU();
+  MmaAttentionKernels mma;
+  for (int HS : {64, 128}) {
+    SCOPED_TRACE("HS" + std::to_string(HS));
+    const DType dt = DType::BF16;
+    const int B = 2, T = 300, NH = 4, C = NH * HS;
+    Tensor qkv = gpu_tensor(randn(size_t(B * T * 3 * C), 90), {B, T, 3 * C}, dt);
+    Tensor dout = gpu_tensor(randn(size_t(B * T * C), 91), {B, T, C}, dt);
+    Vec d0 = randn(size_t(B * T * 3 * C), 92);
+    Tensor out[2], lse[2], dqkv[2];
+    for (int run = 0; run < 2; ++run) {
+      out[run] = gpu_poison({B, T, C}, dt);
+      lse[run] = gpu_poison({B, NH, T}, DType::F32);
+      G().attention_forward(out[run], lse[run], qkv, NH);
+      dqkv[run] = gpu_tensor(d0, {B, T, 3 * C}, dt);
+      G().attention_backward(dqkv[run], dout, out[run], lse[run], qkv, NH);
+    }
+    EXPECT_TRUE(bit_identical(out[0], out[1])) << "out";
+    EXPECT_TRUE(bit_identical(lse[0], lse[1])) << "lse";
+    EXPECT_TRUE(bit_identical(dqkv[0], dqkv[1])) << "dqkv";
+  }
+}
+
+// The mma forward agrees with the wmma one (both round P to bf16 before P V; they differ
+// in summation order only).
+TEST(CudaOps, AttentionMmaMatchesWmma) {
+  REQUIRE_GPU();
+  for (int HS : {64, 128}) {
+    SCOPED_TRACE("HS" + std::to_string(HS));
+    const DType dt = DType::BF16;
+    const int B = 2, T = 333, NH = 3, C = NH * HS;
+    Tensor qkv = gpu_tensor(randn(size_t(B * T * 3 * C), 93), {B, T, 3 * C}, dt);
+    Tensor out_w = gpu_poison({B, T, C}, dt), lse_w = gpu_poison({B, NH, T}, DType::F32);
+    G().attention_forward(out_w, lse_w, qkv, NH);
+    Tensor out_m = gpu_poison({B, T, C}, dt), lse_m = gpu_poison({B, NH, T}, DType::F32);
+    {
+      MmaAttentionKernels mma;
+      G().attention_forward(out_m, lse_m, qkv, NH);
+    }
+    EXPECT_LE(rel_err(out_m, out_w), 1e-2) << "out";
+    EXPECT_LE(rel_err(lse_m, lse_w), 1e-4) << "lse";
   }
 }
 
