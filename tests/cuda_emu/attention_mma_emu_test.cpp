@@ -84,7 +84,7 @@ Outputs run_kernels(const Shape& s, const Inputs& in, unsigned seed) {
 const Shape kShapes[] = {
     {1, 1, 1, 64, 1.f},   {1, 63, 1, 64, 1.f},   {1, 64, 1, 64, 2.f},  {2, 65, 1, 64, 1.f},
     {1, 129, 1, 64, 1.f}, {1, 200, 2, 64, 1.5f}, {2, 1, 1, 128, 1.f},  {1, 63, 1, 128, 1.f},
-    {1, 64, 1, 128, 1.f}, {1, 65, 1, 128, 2.f},  {1, 129, 1, 128, 1.f}, {1, 200, 1, 128, 1.f},
+    {1, 64, 1, 128, 1.f}, {2, 65, 2, 128, 2.f},  {1, 129, 1, 128, 1.f}, {1, 200, 1, 128, 1.f},
 };
 
 class AttentionMmaEmu : public testing::TestWithParam<Shape> {};
