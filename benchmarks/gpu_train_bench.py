@@ -7,6 +7,7 @@ A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). Build
   python3 benchmarks/gpu_train_bench.py [--pretrain build/launch/pretrain]
       [--models gpt2-124M,gpt2-350M,gpt2-774M,gpt2-1.5B] [--dtype bf16|fp32]
       [--recompute full] [--micro-batch 16] [--seq-len 1024] [--vocab 50304] [--peak-tflops 989]
+      [--attention-variants mma,simple]
       [--out build/bench/gpu_train_bench.json]
 
 Per model, both sides train the GPT-2 preset with the same B, T, AdamW settings, LR
@@ -21,6 +22,9 @@ The vocabulary is GPT-2's 50,257 padded to 50,304 (a multiple of 128, as nanoGPT
 llm.c train it) on both sides: bf16 rows of the head's GEMMs are then 16-byte aligned;
 the extra rows are a 0.03% larger model and count in N. `--vocab 50257` measures the
 unpadded shape.
+--attention-variants also runs ours with each listed GPT_ATTENTION value (the attention
+kernels of core/cuda: the default wmma tensor-core path, `mma` for the inline-PTX
+mma.sync kernels, `simple` for the CUDA-core ones), reported as ours_<value>.
 Each runs `warmup` untimed steps (allocation, autotuning, compilation) then `steps`
 timed ones; the headline is the median over timed steps (other jobs only slow steps).
 MFU = tokens/s x FLOPs per token (6N + 12·L·C·T, N counted as GPTConfig::num_params)
@@ -74,6 +78,8 @@ def parse_args(argv=None):
     ap.add_argument("--no-compile", action="store_true", help="torch side without torch.compile")
     ap.add_argument("--torch-python", default=sys.executable,
                     help="interpreter for the torch side (needs torch >= 2.0 for compile/SDPA)")
+    ap.add_argument("--attention-variants", default="",
+                    help="comma list of GPT_ATTENTION values to run ours with as well")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--out", default=os.path.join(root, "build", "bench", "gpu_train_bench.json"))
@@ -84,15 +90,19 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def run_ours(a, name):
-    """pretrain on synthetic tokens; returns its per-step records after warm-up."""
+def run_ours(a, name, attention=None):
+    """pretrain on synthetic tokens; returns its per-step records after warm-up.
+    attention: a GPT_ATTENTION value for this run (None: as inherited)."""
     require_executable(a.pretrain, "gpu_train_bench")
     extra = [("dtype", a.dtype)]
     if a.recompute != "none":
         extra.append(("recompute", a.recompute))
     sections = train_sections([("preset", name), ("vocab_size", a.vocab)], a.micro_batch, a.seq_len, a.warmup + a.steps,
                               a.device, extra_train=extra)
-    train, start = run_pretrain(a.pretrain, sections, name)
+    env = None
+    if attention:
+        env = dict(os.environ, GPT_ATTENTION=attention)
+    train, start = run_pretrain(a.pretrain, sections, name, env=env)
     timed = [r for r in train if r["step"] > a.warmup]  # the log counts steps from 1
     return {"per_step_ms": [r["step_ms"] for r in timed],
             "params_reported": start.get("params") if start else None}
@@ -210,7 +220,11 @@ def main():
                                               m["block_size"]),
              "flops_per_token": flops_per_token(m["n_layer"], m["n_embd"], m["vocab_size"],
                                                 m["block_size"], a.seq_len)}
-        for side, fn, skip in (("ours", run_ours, a.skip_ours), ("torch", run_torch, a.skip_torch)):
+        sides = [("ours", run_ours, a.skip_ours)]
+        for v in filter(None, a.attention_variants.split(",")):
+            sides.append(("ours_" + v, lambda a_, n_, v=v: run_ours(a_, n_, v), a.skip_ours))
+        sides.append(("torch", run_torch, a.skip_torch))
+        for side, fn, skip in sides:
             if skip:
                 continue
             try:  # one side failing (say, out of memory at 1.5B) leaves the other's numbers
@@ -221,8 +235,9 @@ def main():
             summarise(r, side, m, a)
         if "torch" in r and "device_name" in r["torch"]:
             results.setdefault("device_name", r["torch"]["device_name"])
-        if "ours_tokens_per_s" in r and "torch_tokens_per_s" in r:
-            r["ratio_ours_over_torch"] = r["ours_tokens_per_s"] / r["torch_tokens_per_s"]
+        for side, _, _ in sides[:-1]:
+            if side + "_tokens_per_s" in r and "torch_tokens_per_s" in r:
+                r["ratio_%s_over_torch" % side] = r[side + "_tokens_per_s"] / r["torch_tokens_per_s"]
         results["models"][name] = r
         print("%-9s B=%d T=%d %s%s: ours %s tok/s %s ms MFU %s | torch %s tok/s %s ms MFU %s | "
               "ratio %s" % (name, a.micro_batch, a.seq_len, a.dtype,
@@ -232,12 +247,16 @@ def main():
                             fmt(r.get("torch_tokens_per_s")), fmt(r.get("torch_step_ms"), "%.1f"),
                             fmt(pct(r.get("torch_mfu")), "%.1f%%"),
                             fmt(r.get("ratio_ours_over_torch"), "%.3f")), flush=True)
+        for side, _, _ in sides[1:-1]:
+            print("%-9s   %s: %s tok/s %s ms MFU %s | ratio %s"
+                  % ("", side, fmt(r.get(side + "_tokens_per_s")), fmt(r.get(side + "_step_ms"), "%.1f"),
+                     fmt(pct(r.get(side + "_mfu")), "%.1f%%"),
+                     fmt(r.get("ratio_%s_over_torch" % side), "%.3f")), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
-    keys = ("ours_tokens_per_s", "ours_step_ms", "ours_mfu", "torch_tokens_per_s",
-            "torch_step_ms", "torch_mfu", "ratio_ours_over_torch")
-    summary = {n: {k: r.get(k) for k in keys} for n, r in results["models"].items()}
+    summary = {n: {k: v for k, v in r.items() if k.startswith(("ours", "torch", "ratio"))
+                   and not isinstance(v, dict)} for n, r in results["models"].items()}
     print("RESULT gpu_train_bench " + json.dumps({"device": results.get("device_name", a.device),
                                                   "dtype": a.dtype, "recompute": a.recompute,
                                                   "B": a.micro_batch, "T": a.seq_len,
