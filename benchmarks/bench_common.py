@@ -59,7 +59,8 @@ def train_sections(model_keys, B, T, steps, device, threads=None, extra_train=()
 
 
 def run_pretrain(pretrain, sections, tag, env=None):
-    """Runs pretrain on the config; returns (train records, start record) of metrics.jsonl.
+    """Runs pretrain on the config; returns (train records, {kind: last record of that kind})
+    of metrics.jsonl (kinds: start, end, op_profile, ...).
     Raises RuntimeError with the tail of its output when it fails."""
     with tempfile.TemporaryDirectory(prefix="bench_%s_" % tag) as run_dir:
         ini = os.path.join(run_dir, "bench.ini")
@@ -71,15 +72,15 @@ def run_pretrain(pretrain, sections, tag, env=None):
             raise RuntimeError("pretrain failed (%d):\n%s%s" % (proc.returncode,
                                                                proc.stdout[-2000:],
                                                                proc.stderr[-2000:]))
-        train, start = [], None
+        train, others = [], {}
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             for line in f:
                 rec = json.loads(line)
                 if rec.get("kind") == "train":
                     train.append(rec)
-                elif rec.get("kind") == "start":
-                    start = rec
-    return train, start
+                else:
+                    others[rec.get("kind")] = rec
+    return train, others
 
 
 def require_executable(path, bench):

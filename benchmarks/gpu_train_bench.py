@@ -7,7 +7,7 @@ A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). Build
   python3 benchmarks/gpu_train_bench.py [--pretrain build/launch/pretrain]
       [--models gpt2-124M,gpt2-350M,gpt2-774M,gpt2-1.5B] [--dtype bf16|fp32]
       [--recompute full] [--micro-batch 16] [--seq-len 1024] [--vocab 50304] [--peak-tflops 989]
-      [--attention-variants mma,simple]
+      [--attention-variants mma,simple] [--profile-ops]
       [--out build/bench/gpu_train_bench.json]
 
 Per model, both sides train the GPT-2 preset with the same B, T, AdamW settings, LR
@@ -25,6 +25,9 @@ unpadded shape.
 --attention-variants also runs ours with each listed GPT_ATTENTION value (the attention
 kernels of core/cuda: the default wmma tensor-core path, `mma` for the inline-PTX
 mma.sync kernels, `simple` for the CUDA-core ones), reported as ours_<value>.
+--profile-ops adds one more run of ours with train.profile_ops (every op timed between
+device synchronisations, so that run is slower and is not the headline) and prints each
+op's share of the step.
 Each runs `warmup` untimed steps (allocation, autotuning, compilation) then `steps`
 timed ones; the headline is the median over timed steps (other jobs only slow steps).
 MFU = tokens/s x FLOPs per token (6N + 12·L·C·T, N counted as GPTConfig::num_params)
@@ -80,6 +83,8 @@ def parse_args(argv=None):
                     help="interpreter for the torch side (needs torch >= 2.0 for compile/SDPA)")
     ap.add_argument("--attention-variants", default="",
                     help="comma list of GPT_ATTENTION values to run ours with as well")
+    ap.add_argument("--profile-ops", action="store_true",
+                    help="one more run of ours with train.profile_ops: time per op")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--out", default=os.path.join(root, "build", "bench", "gpu_train_bench.json"))
@@ -90,20 +95,26 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def run_ours(a, name, attention=None):
+def run_ours(a, name, attention=None, profile=False):
     """pretrain on synthetic tokens; returns its per-step records after warm-up.
-    attention: a GPT_ATTENTION value for this run (None: as inherited)."""
+    attention: a GPT_ATTENTION value for this run (None: as inherited); profile: with
+    train.profile_ops, returning its op_profile record too."""
     require_executable(a.pretrain, "gpu_train_bench")
     extra = [("dtype", a.dtype)]
     if a.recompute != "none":
         extra.append(("recompute", a.recompute))
+    if profile:
+        extra.append(("profile_ops", True))
     sections = train_sections([("preset", name), ("vocab_size", a.vocab)], a.micro_batch, a.seq_len, a.warmup + a.steps,
                               a.device, extra_train=extra)
     env = None
     if attention:
         env = dict(os.environ, GPT_ATTENTION=attention)
-    train, start = run_pretrain(a.pretrain, sections, name, env=env)
+    train, records = run_pretrain(a.pretrain, sections, name, env=env)
+    if profile:
+        return records.get("op_profile") or {"error": "pretrain wrote no op_profile record"}
     timed = [r for r in train if r["step"] > a.warmup]  # the log counts steps from 1
+    start = records.get("start")
     return {"per_step_ms": [r["step_ms"] for r in timed],
             "params_reported": start.get("params") if start else None}
 
@@ -238,6 +249,13 @@ def main():
         for side, _, _ in sides[:-1]:
             if side + "_tokens_per_s" in r and "torch_tokens_per_s" in r:
                 r["ratio_%s_over_torch" % side] = r[side + "_tokens_per_s"] / r["torch_tokens_per_s"]
+        if a.profile_ops and not a.skip_ours:
+            try:
+                prof = r["ours_op_profile"] = run_ours(a, name, profile=True)
+                print_op_profile(name, prof)
+            except RuntimeError as e:
+                r["ours_op_profile"] = {"error": str(e)}
+                print("gpu_train_bench: %s op profile: %s" % (name, e), file=sys.stderr)
         results["models"][name] = r
         print("%-9s B=%d T=%d %s%s: ours %s tok/s %s ms MFU %s | torch %s tok/s %s ms MFU %s | "
               "ratio %s" % (name, a.micro_batch, a.seq_len, a.dtype,
@@ -261,6 +279,17 @@ def main():
                                                   "dtype": a.dtype, "recompute": a.recompute,
                                                   "B": a.micro_batch, "T": a.seq_len,
                                                   "models": summary}))
+
+
+def print_op_profile(name, prof):
+    if "ops" not in prof:
+        print("%s op profile: %s" % (name, prof.get("error")))
+        return
+    print("%s op profile (profiled run, mean of %d steps): step %.1f ms, ops %.1f ms, outside %.1f ms"
+          % (name, prof["steps"], prof["step_ms"], prof["ops_ms"], prof["step_ms"] - prof["ops_ms"]))
+    for o in prof["ops"][:14]:
+        print("    %-32s %8.2f ms %5.1f%% %6.1f calls"
+              % (o["op"], o["ms"], 100 * o["ms"] / prof["step_ms"], o["calls"]))
 
 
 def model_shape(name, a):

@@ -1,15 +1,21 @@
 #include "core/ops.h"
 
 #include "core/error.h"
+#include "core/op_profile.h"
 
 namespace gpt {
 
-const Ops& ops_for(Device device) {
+static const Ops& backend_ops(Device device) {
   if (device == Device::CPU) return cpu_ops();
   const Ops* cuda = cuda_ops_or_null();
   GPT_CHECK(cuda != nullptr, "device 'cuda' requested but this build has no usable CUDA backend "
                              "(rebuild with nvcc present, or set device = cpu)");
   return *cuda;
+}
+
+const Ops& ops_for(Device device) {
+  const Ops& ops = backend_ops(device);
+  return op_profiling() ? profiled_ops(ops) : ops;
 }
 
 bool device_available(Device device) {

@@ -25,7 +25,8 @@ struct TrainConfig {
   int threads = 0;  // 0: every core
   std::string device = "cpu";
   std::string recompute = "none";
-  std::string dtype = "fp32";  // fp32 | bf16 (bf16 activations + compute copies, fp32 master)  // activation recomputation: none | selective | full
+  std::string dtype = "fp32";  // fp32 | bf16 (bf16 activations + compute copies, fp32 master)
+  bool profile_ops = false;    // time every op (core/op_profile.h) and print where steps go
 
   int64_t eval_every = 0;  // steps; 0 = never
   int eval_steps = 10;

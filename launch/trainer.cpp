@@ -11,6 +11,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/op_profile.h"
 #include "core/model/memory_plan.h"
 #include "core/ops.h"
 #include "launch/data_sources.h"
@@ -54,6 +55,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     openblas_set_num_threads(cfg_.threads);
   }
   topo_.validate_model(cfg_.model);
+  set_op_profiling(cfg_.profile_ops);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   const Recompute recompute = parse_recompute(cfg_.recompute);
   const DType compute = cfg_.dtype == "bf16" ? DType::BF16 : DType::F32;
@@ -183,7 +185,11 @@ void Trainer::run() {
                            .num("tokens_per_step", double(tokens_per_step))
                            .str("config", cfg_.text));
 
+  // With train.profile_ops, the steps after this run's first (which allocates and tunes).
+  int64_t profiled_steps = 0;
+  double profiled_ms = 0;
   for (int64_t step = start; step < cfg_.steps; ++step) {
+    if (step == start + 1) reset_op_profile();
     auto t0 = Clock::now();
     // Activations and backend scratch are allocated during the first step (and grown
     // later only by evaluation and sampling).
@@ -207,6 +213,7 @@ void Trainer::run() {
     tokens_seen_ += tokens_per_step;
     last_loss_ = loss;
     const double tps = tokens_per_step / (ms / 1e3);
+    if (step > start) ++profiled_steps, profiled_ms += ms;
     if (step == start)
       say("memory measured after the first step: peak %.1f MiB of tensors (plan %.1f MiB, workspace aside)\n",
           double(memory_stats(device_).peak - memory_at_start_) / (1 << 20),
@@ -223,7 +230,9 @@ void Trainer::run() {
                              .num("tokens_per_s", tps)
                              .num("step_ms", ms));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
+      set_op_profiling(false);  // the profile covers training steps only
       float vl = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });
+      set_op_profiling(cfg_.profile_ops);
       say("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
       log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
     }
@@ -231,8 +240,35 @@ void Trainer::run() {
     if (periodic || (cfg_.save_final && step + 1 == cfg_.steps)) save_checkpoint(step + 1);
     std::fflush(stdout);
   }
+  if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
   if (cfg_.sample_tokens > 0 && is_logger()) print_sample();
+}
+
+// Per step, each op's share, and what the step spends outside the ops (communication,
+// host work between ops); printed and written to metrics.jsonl as an "op_profile" line.
+void Trainer::print_op_profile(int64_t steps, double step_ms) {
+  if (!is_logger()) return;  // every rank profiles its own ops; rank 0 speaks for them
+  const std::vector<OpTime> ops = op_profile(device_);
+  double in_ops = 0;
+  for (const OpTime& o : ops) in_ops += o.seconds * 1e3 / double(steps);
+  std::printf("op profile (%s, mean of %lld steps after the first; each op synchronised, so steps ran slower):\n"
+      "  step %.2f ms = ops %.2f ms + outside the ops %.2f ms\n",
+      device_name(device_), (long long)steps, step_ms, in_ops, step_ms - in_ops);
+  std::string json = "[";
+  for (const OpTime& o : ops) {
+    const double ms = o.seconds * 1e3 / double(steps);
+    std::printf("  %-32s %9.3f ms %6.1f%% %7.1f calls\n", o.name.c_str(), ms, 100.0 * ms / step_ms,
+        double(o.calls) / double(steps));
+    if (json.size() > 1) json += ",";
+    json += "{\"op\":" + MetricsLog::quote(o.name) + ",\"ms\":" + std::to_string(ms) +
+            ",\"calls\":" + std::to_string(double(o.calls) / double(steps)) + "}";
+  }
+  log_->write("op_profile", MetricsLog::Line()
+                                .num("steps", double(steps))
+                                .num("step_ms", step_ms)
+                                .num("ops_ms", in_ops)
+                                .raw("ops", json + "]"));
 }
 
 // Collective: the optimizer moments may be sharded (ZeRO-1) and are gathered to rank 0,

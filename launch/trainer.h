@@ -29,6 +29,7 @@ class Trainer {
  private:
   float train_step(int64_t step);
   float evaluate();
+  void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);
   int64_t load_checkpoint(const std::string& path);
   void prune_checkpoints();
