@@ -69,6 +69,7 @@
 // Under ASan the fiber switches are annotated; its one-time warning that it "doesn't
 // fully support makecontext/swapcontext" is expected.
 #ifdef GPT_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -99,7 +100,7 @@ struct PendingCopy {
 
 struct Thread {
   ucontext_t ctx;
-  std::unique_ptr<char[]> stack;
+  char* stack = nullptr;  // from g_stack_pool
   State state = State::runnable;
   unsigned shfl_seq = 0, mma_seq = 0, ldm_seq = 0;  // which half of the exchange buffers
   std::vector<PendingCopy> open_group;             // cp.async copies not yet committed
@@ -119,8 +120,20 @@ struct Sched {
   size_t main_stack_size = 0;
 };
 inline Sched* g_sched = nullptr;
+// Thread stacks, kept from block to block: allocating 256 of them per block (and, under
+// ASan, poisoning them on free) took most of a small kernel's emulation time.
+inline std::vector<std::unique_ptr<char[]>> g_stack_pool;
 inline unsigned char* g_smem = nullptr;
 inline size_t g_smem_bytes = 0;
+// Static __shared__ arrays of the running block (cuda_emulator_builtins.h): made on
+// first use by any of its threads, checked and freed when the block ends.
+struct StaticShared {
+  const void* key;
+  unsigned char* mem;
+  size_t bytes;
+};
+inline std::vector<StaticShared> g_static_smem;
+constexpr size_t kStaticSmemGuard = 256;
 
 constexpr size_t kStackBytes = size_t(256) << 10;  // sanitizers enlarge frames
 constexpr size_t kSmemGuard = size_t(64) << 10;   // checked for stray writes
@@ -139,7 +152,7 @@ inline void switch_to(int next, bool finished = false) {
 #ifdef GPT_EMU_ASAN
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(finished ? nullptr : &fake_stack,
-                                 next < 0 ? s.main_stack : s.threads[size_t(next)].stack.get(),
+                                 next < 0 ? s.main_stack : s.threads[size_t(next)].stack,
                                  next < 0 ? s.main_stack_size : kStackBytes);
 #endif
   if (swapcontext(from, to) != 0) die("swapcontext");
@@ -247,10 +260,17 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   g_smem = static_cast<unsigned char*>(mem);
   g_smem_bytes = smem_bytes;
   g_sched = &s;
-  for (Thread& t : s.threads) {
-    t.stack.reset(new char[kStackBytes]);
+  while (g_stack_pool.size() < size_t(threads))
+    g_stack_pool.emplace_back(new char[kStackBytes]);
+  for (int i = 0; i < threads; ++i) {
+    Thread& t = s.threads[size_t(i)];
+    t.stack = g_stack_pool[size_t(i)].get();
+#ifdef GPT_EMU_ASAN
+    // A previous block's frames that never returned (thread_entry's) leave poison.
+    __asan_unpoison_memory_region(t.stack, kStackBytes);
+#endif
     if (getcontext(&t.ctx) != 0) die("getcontext");
-    t.ctx.uc_stack.ss_sp = t.stack.get();
+    t.ctx.uc_stack.ss_sp = t.stack;
     t.ctx.uc_stack.ss_size = kStackBytes;
     t.ctx.uc_link = nullptr;  // threads never return from thread_entry
     makecontext(&t.ctx, thread_entry, 0);
@@ -258,6 +278,12 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   schedule();
   for (size_t i = 0; i < kSmemGuard; ++i)
     if (g_smem[smem_bytes + i] != 0xff) die("write past the end of dynamic shared memory");
+  for (const StaticShared& a : g_static_smem) {
+    for (size_t i = 0; i < kStaticSmemGuard; ++i)
+      if (a.mem[a.bytes + i] != 0xff) die("write past the end of a static __shared__ array");
+    std::free(a.mem);
+  }
+  g_static_smem.clear();
   std::free(mem);
   g_sched = nullptr;
   g_smem = nullptr;
@@ -267,7 +293,7 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
 // Per-warp exchange buffers, double-buffered by each lane's sequence number: a fast
 // lane may start the next exchange while a slow one still reads this one.
 struct WarpBufs {
-  float shfl[2][32];
+  uint64_t shfl[2][32];  // any shuffled type up to 8 bytes (cuda_emulator_builtins.h)
   float a[2][16][16], b[2][16][16], c[2][16][16];
   const uint16_t* ldm_rows[2][32];  // ldmatrix row addresses
 };
@@ -293,13 +319,6 @@ inline void init_layouts(unsigned seed) {
 
 inline void __syncthreads() { emu::block_barrier(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barrier(); }
-inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
-  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
-  auto& buf = emu::g_warp[emu::tid() / 32].shfl[t.shfl_seq++ % 2];
-  buf[emu::lane()] = v;
-  emu::warp_barrier();
-  return buf[emu::lane() ^ lane_mask];
-}
 using std::max;
 using std::min;
 
@@ -500,3 +519,4 @@ template <int N> void cp_async_wait() {
   emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
   while (t.groups.size() > size_t(N)) emu::land_oldest_group();
 }
+#include "cuda_emulator_builtins.h"
