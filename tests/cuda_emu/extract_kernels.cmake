@@ -45,6 +45,21 @@ math(EXPR common_len "${common_end} - ${common_begin}")
 string(SUBSTRING "${common}" ${common_begin} ${common_len} helpers)
 string(REGEX REPLACE "\ninline AnyFloat any_float\\(const Tensor& t\\)[^\n]*\n"
        "\n// (any_float: host only)\n" helpers "${helpers}")
+# And grid_for, the launchers' grid-size helper (host code), so that the tests' launches
+# use it rather than a copy.
+string(FIND "${common}" "\ninline unsigned grid_for(" grid_begin)
+if(grid_begin EQUAL -1)
+  message(FATAL_ERROR "${COMMON}: no 'inline unsigned grid_for(' for tests/cuda_emu")
+endif()
+string(SUBSTRING "${common}" ${grid_begin} -1 grid_for)
+string(FIND "${grid_for}" "\n}\n" grid_len)
+math(EXPR grid_len "${grid_len} + 3")
+string(SUBSTRING "${grid_for}" 0 ${grid_len} grid_for)
+string(SUBSTRING "${common}" 0 ${grid_begin} grid_head)
+string(REGEX MATCHALL "\n" grid_lines "${grid_head}")
+list(LENGTH grid_lines grid_line)
+math(EXPR grid_line "${grid_line} + 2")
+string(APPEND helpers "\n#line ${grid_line} \"${COMMON}\"${grid_for}")
 string(FIND "${helpers}" "Tensor" left)
 if(NOT left EQUAL -1)
   message(FATAL_ERROR "${COMMON}: the device helpers mention Tensor; tests/cuda_emu/"
