@@ -112,6 +112,10 @@ struct Sched {
   std::vector<Thread> threads;
   int current = -1;  // -1: the launching (main) context
   int block_arrived = 0;
+  // The runnable threads, in no particular order (pos: index in it, -1 when not
+  // runnable), so that picking one costs O(1) rather than a scan of the block.
+  std::vector<int> run_list, run_pos;
+  int done = 0;
   std::vector<int> warp_arrived;
   std::mt19937 rng;
   const std::function<void()>* body = nullptr;
@@ -162,22 +166,35 @@ inline void switch_to(int next, bool finished = false) {
   (void)finished;
 }
 
+inline void set_state(int i, State st) {
+  Sched& s = *g_sched;
+  Thread& t = s.threads[size_t(i)];
+  if (t.state == st) return;
+  if (t.state == State::runnable) {  // swap-remove from run_list
+    const int p = s.run_pos[size_t(i)], last = s.run_list.back();
+    s.run_list[size_t(p)] = last;
+    s.run_pos[size_t(last)] = p;
+    s.run_list.pop_back();
+    s.run_pos[size_t(i)] = -1;
+  } else if (st == State::runnable) {
+    s.run_pos[size_t(i)] = int(s.run_list.size());
+    s.run_list.push_back(i);
+  }
+  if (st == State::done) ++s.done;
+  t.state = st;
+}
+
 // Hands over to a random runnable thread (possibly the caller); to the launcher when
 // every thread is done; dies when the rest all wait at barriers that cannot complete.
 inline void schedule(bool finished = false) {
   Sched& s = *g_sched;
-  int runnable[1024], count = 0;
-  bool all_done = true;
-  for (int i = 0; i < s.n; ++i) {
-    if (s.threads[size_t(i)].state == State::runnable) runnable[count++] = i;
-    all_done &= s.threads[size_t(i)].state == State::done;
-  }
+  const int count = int(s.run_list.size());
   if (count == 0) {
-    if (!all_done) die("deadlock: threads wait at barriers nobody else reaches");
+    if (s.done != s.n) die("deadlock: threads wait at barriers nobody else reaches");
     switch_to(-1, finished);
     return;
   }
-  switch_to(runnable[std::uniform_int_distribution<int>(0, count - 1)(s.rng)], finished);
+  switch_to(s.run_list[size_t(std::uniform_int_distribution<int>(0, count - 1)(s.rng))], finished);
 }
 
 // Lands the oldest committed cp.async group of the running thread.
@@ -196,11 +213,11 @@ inline void maybe_land_early() {
 inline void block_barrier() {
   maybe_land_early();
   Sched& s = *g_sched;
-  s.threads[size_t(tid())].state = State::at_block_barrier;
+  set_state(tid(), State::at_block_barrier);
   if (++s.block_arrived == s.n) {
     s.block_arrived = 0;
-    for (Thread& t : s.threads)
-      if (t.state == State::at_block_barrier) t.state = State::runnable;
+    for (int i = 0; i < s.n; ++i)
+      if (s.threads[size_t(i)].state == State::at_block_barrier) set_state(i, State::runnable);
   }
   schedule();
 }
@@ -209,12 +226,11 @@ inline void warp_barrier() {
   maybe_land_early();
   Sched& s = *g_sched;
   const int w = tid() / 32;
-  s.threads[size_t(tid())].state = State::at_warp_barrier;
+  set_state(tid(), State::at_warp_barrier);
   if (++s.warp_arrived[size_t(w)] == 32) {
     s.warp_arrived[size_t(w)] = 0;
     for (int i = w * 32; i < w * 32 + 32; ++i)
-      if (s.threads[size_t(i)].state == State::at_warp_barrier)
-        s.threads[size_t(i)].state = State::runnable;
+      if (s.threads[size_t(i)].state == State::at_warp_barrier) set_state(i, State::runnable);
   }
   schedule();
 }
@@ -238,7 +254,7 @@ inline void thread_entry() {
   bool in_flight = !me.open_group.empty();
   for (const auto& group : me.groups) in_flight |= !group.empty();
   if (in_flight) die("a thread exits with cp.async copies never waited for");
-  s.threads[size_t(tid())].state = State::done;
+  set_state(tid(), State::done);
   schedule(true);
   die("a finished thread was resumed");
 }
@@ -252,6 +268,10 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   s.n = threads;
   s.threads = std::vector<Thread>(size_t(threads));
   s.warp_arrived.assign(size_t(threads / 32), 0);
+  for (int i = 0; i < threads; ++i) {
+    s.run_list.push_back(i);
+    s.run_pos.push_back(i);
+  }
   s.rng.seed(seed);
   s.body = &body;
   void* mem = nullptr;
