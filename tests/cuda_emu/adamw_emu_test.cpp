@@ -50,6 +50,9 @@ template <class T> double sum_squares_emu(const Tensor& x, unsigned seed) {
 struct AdamCase {
   int n, offset;  // elements, and the view's offset in elements (odd: no float4)
 };
+std::ostream& operator<<(std::ostream& o, const AdamCase& c) {
+  return o << "n" << c.n << "_offset" << c.offset;
+}
 
 class AdamWEmu : public ::testing::TestWithParam<AdamCase> {};
 

@@ -17,6 +17,9 @@ struct Case {
   DType dt;
   int N, V;
 };
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+  return o << gpt::dtype_name(c.dt) << "_N" << c.N << "_V" << c.V;
+}
 
 struct Buffers {
   Tensor logits, grad, targets, losses, fb_losses;  // grad: logits, then in place

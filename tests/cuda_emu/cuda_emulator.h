@@ -1,5 +1,7 @@
-// Host emulation of the CUDA features that core/cuda/attention_tc.cu's kernels use, so
-// that g++ can run them on a machine without a GPU (attention_tc_emu_test.cpp).
+// Host emulation of the CUDA features that core/cuda's hand-written kernels use, so
+// that g++ can run them on a machine without a GPU (tests/cuda_emu/*_emu_test.cpp).
+// The warp shuffles, static __shared__ arrays and the grid launch are in
+// cuda_emulator_builtins.h, included at the end.
 //
 // Why: those kernels were grown without a GPU. This is the cheapest check that their
 // synchronisation, masking, tiling and shared-memory carving are right before (and
@@ -12,7 +14,10 @@
 //    wmma::mma_sync) the scheduler hands over to a RANDOM runnable thread (seeded). A
 //    missing barrier then shows up as a result that depends on the schedule: the test
 //    compares runs under two seeds bit for bit;
-//  * barriers that some threads never reach: reported as a deadlock;
+//  * barriers that some threads never reach: reported as a deadlock (so are warp
+//    shuffles that some lanes of the warp never reach);
+//  * static __shared__ arrays (also inside __device__ functions): one per block, seen
+//    by all its threads, NaN-filled, with a guard zone;
 //  * dynamic shared memory filled with NaN (0xff bytes), so reading what no thread
 //    wrote poisons the result; wmma tiles must lie inside it, and a guard zone after
 //    it is checked for stray writes when the block ends;
@@ -39,7 +44,9 @@
 //    Missing __threadfence or volatile, bank conflicts and races between blocks
 //    (blocks run one after another) go unseen too;
 //  * timing, occupancy, register pressure, spills, launch bounds, the 48 KiB dynamic
-//    shared-memory opt-in, and anything in the launchers (they are not compiled here).
+//    shared-memory opt-in, and anything in the launchers (they are not compiled here:
+//    each test replays its launcher's grid, block and shared memory by hand, so a
+//    launcher changed without its test goes unseen).
 #pragma once
 #include <cuda_bf16.h>
 #include <ucontext.h>
@@ -259,6 +266,21 @@ inline void thread_entry() {
   die("a finished thread was resumed");
 }
 
+// A fiber for one thread on `stack` (getcontext returns twice: kept out of loops, whose
+// counters it could clobber).
+inline void init_thread(Thread& t, char* stack) {
+  t.stack = stack;
+#ifdef GPT_EMU_ASAN
+  // A previous block's frames that never returned (thread_entry's) leave poison.
+  __asan_unpoison_memory_region(t.stack, kStackBytes);
+#endif
+  if (getcontext(&t.ctx) != 0) die("getcontext");
+  t.ctx.uc_stack.ss_sp = t.stack;
+  t.ctx.uc_stack.ss_size = kStackBytes;
+  t.ctx.uc_link = nullptr;  // threads never return from thread_entry
+  makecontext(&t.ctx, thread_entry, 0);
+}
+
 // Runs body() as every thread of block blockIdx (threads: a multiple of 32, at most
 // 1024), with smem_bytes of NaN-filled dynamic shared memory; `seed` picks the schedule.
 inline void run_block(int threads, size_t smem_bytes, unsigned seed,
@@ -282,19 +304,7 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   g_sched = &s;
   while (g_stack_pool.size() < size_t(threads))
     g_stack_pool.emplace_back(new char[kStackBytes]);
-  for (int i = 0; i < threads; ++i) {
-    Thread& t = s.threads[size_t(i)];
-    t.stack = g_stack_pool[size_t(i)].get();
-#ifdef GPT_EMU_ASAN
-    // A previous block's frames that never returned (thread_entry's) leave poison.
-    __asan_unpoison_memory_region(t.stack, kStackBytes);
-#endif
-    if (getcontext(&t.ctx) != 0) die("getcontext");
-    t.ctx.uc_stack.ss_sp = t.stack;
-    t.ctx.uc_stack.ss_size = kStackBytes;
-    t.ctx.uc_link = nullptr;  // threads never return from thread_entry
-    makecontext(&t.ctx, thread_entry, 0);
-  }
+  for (size_t i = 0; i < s.threads.size(); ++i) init_thread(s.threads[i], g_stack_pool[i].get());
   schedule();
   for (size_t i = 0; i < kSmemGuard; ++i)
     if (g_smem[smem_bytes + i] != 0xff) die("write past the end of dynamic shared memory");

@@ -25,6 +25,9 @@ struct Case {
   DType dt;
   int n;
 };
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+  return o << gpt::dtype_name(c.dt) << "_n" << c.n;
+}
 
 class ElementwiseEmu : public ::testing::TestWithParam<Case> {};
 
@@ -152,7 +155,9 @@ TEST(ConvertEmu, FloatToBf16BitExact) {
         ASSERT_EQ(r.data<uint16_t>()[i], want) << "CPU op, element " << i;
       }
       ASSERT_EQ(dst[off + n], 0xdead) << "wrote past the end, n " << n;
-      if (off > 0) ASSERT_EQ(dst[off - 1], 0xdead) << "wrote before the start, n " << n;
+      if (off > 0) {
+        ASSERT_EQ(dst[off - 1], 0xdead) << "wrote before the start, n " << n;
+      }
     }
   }
 }

@@ -1,10 +1,14 @@
 # Extracts the kernel half of a CUDA file for the host emulator (cuda_emulator.h):
-#   cmake -DSRC=core/cuda/attention_tc.cu -DOUT=attention_tc_kernels.inc -P extract_kernels.cmake
-# Everything before the line "// ---- launchers ----" is kept; <mma.h> and
-# core/cuda/cuda_common.cuh give way to the emulator, and each dynamic shared-memory
-# declaration `extern __shared__ __align__(N) unsigned char name[];` becomes a pointer to
-# the emulated block's shared memory. A #line directive keeps compiler messages pointing
-# at SRC. Run at build time (a custom command that depends on SRC), so the test always
+#   cmake -DSRC=core/cuda/attention_tc.cu -DOUT=attention_tc_kernels.inc
+#         -DCOMMON=core/cuda/cuda_common.cuh [-DEND="// ---- cuBLASLt ----"]
+#         -P extract_kernels.cmake
+# Everything before the line "// ---- launchers ----" (or END) is kept; <mma.h> and
+# core/cuda/cuda_common.cuh give way to the emulator plus cuda_common.cuh's own device
+# helpers and grid_for, compiled as they are; each dynamic shared-memory declaration
+# `extern __shared__ __align__(N) unsigned char name[];` becomes a pointer to the
+# emulated block's shared memory, and each static `__shared__ T a[N], b[M];` a
+# reference to one array per block (emu::block_shared). #line directives keep compiler
+# messages pointing at SRC and COMMON. Run at build time (a custom command that depends on SRC), so the test always
 # exercises the kernels as they are in the tree; anything it does not recognise fails
 # the build rather than testing something else.
 if(NOT SRC OR NOT OUT OR NOT COMMON)

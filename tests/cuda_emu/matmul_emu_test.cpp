@@ -15,6 +15,10 @@ struct Case {
   DType act, dbias;
   int N, OC;
 };
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+  return o << gpt::dtype_name(c.act) << "_dbias_" << gpt::dtype_name(c.dbias) << "_N" << c.N
+           << "_OC" << c.OC;
+}
 
 // matmul_backward's dbias part, replayed.
 template <class T> void dbias_emu(Tensor& dbias, const Tensor& dout, int N, int OC, unsigned seed) {
