@@ -47,20 +47,21 @@ template <class A, class Tag> A& block_shared(Tag) {
   return *reinterpret_cast<A*>(mem);
 }
 
-// Runs kernel() over a 1D or 2D grid of 1D blocks, block after block (x fastest), each
-// block with its own schedule seed; the launchers' <<<grid, threads, smem>>> in a call.
+// Runs kernel() over a grid of 1D blocks, block after block (x fastest), each block
+// with its own schedule seed; the launchers' <<<grid, threads, smem>>> in a call.
 template <class Kernel>
 void launch(dim3 grid, int threads, size_t smem, unsigned seed, Kernel&& kernel) {
-  if (grid.x == 0 || grid.y == 0 || grid.z != 1) die("grid: x, y >= 1 and z == 1 here");
-  if (grid.y > 65535) die("gridDim.y > 65535");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) die("an empty grid");
+  if (grid.y > 65535 || grid.z > 65535) die("gridDim.y or gridDim.z > 65535");
   gridDim = grid;
   blockDim = dim3(unsigned(threads));
   unsigned block_seed = seed;
-  for (unsigned y = 0; y < grid.y; ++y)
-    for (unsigned x = 0; x < grid.x; ++x) {
-      blockIdx = make_uint3(x, y, 0);
-      run_block(threads, smem, block_seed++, kernel);
-    }
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = make_uint3(x, y, z);
+        run_block(threads, smem, block_seed++, kernel);
+      }
 }
 
 }  // namespace emu

@@ -77,11 +77,15 @@ string(REPLACE "\n#include \"core/cuda/cuda_common.cuh\"\n"
 string(REGEX REPLACE
        "extern __shared__ __align__\\([0-9]+\\) unsigned char ([A-Za-z_][A-Za-z_0-9]*)\\[\\];"
        "unsigned char* \\1 = emu::smem();" kernels "${kernels}")
+string(REGEX REPLACE
+       "extern __shared__ (float|double) ([A-Za-z_][A-Za-z_0-9]*)\\[\\];"
+       "\\1* \\2 = reinterpret_cast<\\1*>(emu::smem());" kernels "${kernels}")
 string(FIND "${kernels}" "extern __shared__" left)
 if(NOT left EQUAL -1)
   message(FATAL_ERROR "${SRC}: an 'extern __shared__' declaration that tests/cuda_emu/"
                       "extract_kernels.cmake does not recognise (it expects "
-                      "'extern __shared__ __align__(N) unsigned char name[];')")
+                      "'extern __shared__ __align__(N) unsigned char name[];' or "
+                      "'extern __shared__ float name[];')")
 endif()
 # Static shared arrays, `__shared__ float a[32], b[32];` (also inside __device__
 # functions), become references to one array per block (emu::block_shared; a lambda
