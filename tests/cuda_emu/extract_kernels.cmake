@@ -72,6 +72,9 @@ endif()
 
 # One line for one line, so that the #line directive stays true.
 string(REPLACE "\n#include <mma.h>\n" "\n// (mma.h: cuda_emulator.h)\n" kernels "${kernels}")
+# CUB is called by encoder.cu's launcher only; its test stands in for the sort.
+string(REPLACE "\n#include <cub/device/device_radix_sort.cuh>\n"
+               "\n// (cub: the launcher's, not the kernels')\n" kernels "${kernels}")
 string(REPLACE "\n#include \"core/cuda/cuda_common.cuh\"\n"
                "\n// (cuda_common.cuh: bf16 above)\n" kernels "${kernels}")
 string(REGEX REPLACE
