@@ -151,6 +151,20 @@ TEST_P(LayernormEmu, FusedMatchesPlainOnTheSum) {
   EXPECT_EQ(same_bits(again.rstd, b.rrstd), "") << "rstd";
 }
 
+// The fused kernel's sum may alias a (the residual stream updated in place): the same
+// bits as into a separate buffer.
+TEST_P(LayernormEmu, ResidualSumMayAliasInput) {
+  const Case c = GetParam();
+  Buffers b = make_buffers(c);
+  Buffers aliased = clone_all(b);
+  run(c, b, 1);
+  aliased.sum = aliased.a;  // the same storage
+  run(c, aliased, 1);
+  EXPECT_EQ(same_bits(aliased.a, b.sum), "") << "sum";
+  EXPECT_EQ(same_bits(aliased.rout, b.rout), "") << "out";
+  EXPECT_EQ(same_bits(aliased.rmean, b.rmean), "") << "mean";
+}
+
 TEST_P(LayernormEmu, ScheduleIndependent) {
   const Case c = GetParam();
   Buffers x = make_buffers(c);
