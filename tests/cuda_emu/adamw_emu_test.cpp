@@ -26,7 +26,9 @@ void adamw_emu(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const gp
   s.decay = 1.f - a.lr * a.weight_decay;
   s.step_size = a.lr / bc1;
   s.bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, float(a.step)));
-  const auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; };
+  const auto aligned = [](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
+  };
   const size_t n4 = aligned(param) && aligned(grad) && aligned(m) && aligned(v) ? n / 4 : 0;
   *used_float4 = n4 > 0;
   emu::launch(dim3(grid_for(n4 > 0 ? n4 : n, kThreads)), kThreads, 0, seed, [&] {

@@ -73,7 +73,8 @@ template <class T> T __shfl_sync(unsigned mask, T v, int src_lane, int width = 3
   return emu::shuffle(mask, v, width, [&](int) { return src_lane; });
 }
 template <class T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  return emu::shuffle(mask, v, width, [&](int l) { return l + int(delta) < 32 ? l + int(delta) : l; });
+  return emu::shuffle(mask, v, width,
+                      [&](int l) { return l + int(delta) < 32 ? l + int(delta) : l; });
 }
 template <class T> T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   return emu::shuffle(mask, v, width, [&](int l) { return l >= int(delta) ? l - int(delta) : l; });

@@ -16,22 +16,25 @@ using namespace emu_test;
 using gpt::cuda::grid_for;
 using gpt::cuda::kThreads;
 
-// One grid-stride launch as the elementwise launchers make it.
-template <class Kernel> void launch_n(size_t n, unsigned seed, Kernel&& k) {
-  emu::launch(dim3(grid_for(n, kThreads)), kThreads, 0, seed, k);
+// One grid-stride launch as the elementwise launchers make it. max_blocks: grid_for's
+// cap (65536 in the launchers, reached on the GPU from 16.7 M elements); a small one
+// makes each thread loop, as it does there.
+template <class Kernel> void launch_n(size_t n, unsigned seed, size_t max_blocks, Kernel&& k) {
+  emu::launch(dim3(grid_for(n, kThreads, max_blocks)), kThreads, 0, seed, k);
 }
 
 struct Case {
   DType dt;
   int n;
+  size_t max_blocks = 65536;
 };
 std::ostream& operator<<(std::ostream& o, const Case& c) {
-  return o << gpt::dtype_name(c.dt) << "_n" << c.n;
+  return o << gpt::dtype_name(c.dt) << "_n" << c.n << "_max_blocks" << c.max_blocks;
 }
 
 class ElementwiseEmu : public ::testing::TestWithParam<Case> {};
 
-template <class T> void check_ops(int n) {
+template <class T> void check_ops(int n, size_t max_blocks) {
   using namespace gpt::cuda;
   const DType dt = dtype_of<T>(), other = dt == DType::F32 ? DType::BF16 : DType::F32;
   const size_t N = size_t(n);
@@ -41,30 +44,31 @@ template <class T> void check_ops(int n) {
   const Tensor dout = tensor({n}, dt, randn(N, 24));
 
   Tensor out = tensor({n}, dt, std::vector<float>(N, NAN)), ref = clone(out);
-  launch_n(N, 1, [&] { add_kernel<T>(out.data<T>(), a.data<T>(), b.data<T>(), N); });
+  launch_n(N, 1, max_blocks,
+           [&] { add_kernel<T>(out.data<T>(), a.data<T>(), b.data<T>(), N); });
   cpu.add(ref, a, b);
   EXPECT_EQ(same_bits(out, ref), "") << "add (one rounding: exact)";
 
   for (const Tensor* src : {&b, &other_src}) {
     Tensor dst = clone(a), dref = clone(a);
-    launch_n(N, 2, [&] { accumulate_kernel<T>(dst.data<T>(), any(*src), N); });
+    launch_n(N, 2, max_blocks, [&] { accumulate_kernel<T>(dst.data<T>(), any(*src), N); });
     cpu.accumulate(dref, *src);
     EXPECT_EQ(same_bits(dst, dref), "")
         << "accumulate from " << gpt::dtype_name(src->dtype) << " (one rounding: exact)";
   }
 
   Tensor x = clone(a), xref = clone(a);
-  launch_n(N, 3, [&] { scale_kernel<T>(x.data<T>(), -0.3f, N); });
+  launch_n(N, 3, max_blocks, [&] { scale_kernel<T>(x.data<T>(), -0.3f, N); });
   cpu.scale(xref, -0.3f);
   EXPECT_EQ(same_bits(x, xref), "") << "scale (one rounding: exact)";
 
   Tensor g = tensor({n}, dt, std::vector<float>(N, NAN)), gref = clone(g);
-  launch_n(N, 4, [&] { gelu_forward_kernel<T>(g.data<T>(), a.data<T>(), N); });
+  launch_n(N, 4, max_blocks, [&] { gelu_forward_kernel<T>(g.data<T>(), a.data<T>(), N); });
   cpu.gelu_forward(gref, a);
   EXPECT_EQ(close_to(g, gref), "") << "gelu_forward";
 
   Tensor dinp = clone(b), dref = clone(b);  // accumulates into b's values
-  launch_n(N, 5, [&] {
+  launch_n(N, 5, max_blocks, [&] {
     gelu_backward_kernel<T>(dinp.data<T>(), a.data<T>(), dout.data<T>(), N);
   });
   cpu.gelu_backward(dref, a, dout);
@@ -74,17 +78,20 @@ template <class T> void check_ops(int n) {
 TEST_P(ElementwiseEmu, MatchesCpuBackend) {
   const Case c = GetParam();
   if (c.dt == DType::F32)
-    check_ops<float>(c.n);
+    check_ops<float>(c.n, c.max_blocks);
   else
-    check_ops<bf16>(c.n);
+    check_ops<bf16>(c.n, c.max_blocks);
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, ElementwiseEmu,
                          ::testing::Values(Case{DType::F32, 1000}, Case{DType::BF16, 1000},
-                                           Case{DType::F32, 7}, Case{DType::BF16, 513}),
+                                           Case{DType::F32, 7}, Case{DType::BF16, 513},
+                                           Case{DType::F32, 1000, 2},
+                                           Case{DType::BF16, 1000, 3}),
                          [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(gpt::dtype_name(i.param.dt)) + "_n" +
-                                  std::to_string(i.param.n);
+                           std::ostringstream s;
+                           s << i.param;
+                           return s.str();
                          });
 
 // convert's launcher (launch_convert in elementwise.cu), replayed: the wide kernel when
@@ -141,7 +148,8 @@ TEST(ConvertEmu, FloatToBf16BitExact) {
   alignas(32) static float src[kMax + 16];
   alignas(32) static uint16_t dst[kMax + 16];
   for (size_t n : {size_t(4096), kMax, size_t(5), size_t(8), size_t(1)}) {
-    Tensor s = tensor({int64_t(n)}, DType::F32, std::vector<float>(all.begin(), all.begin() + long(n)));
+    const std::vector<float> head(all.begin(), all.begin() + long(n));
+    Tensor s = tensor({int64_t(n)}, DType::F32, head);
     Tensor r = gpt::empty({int64_t(n)}, DType::BF16);
     gpt::cpu_ops().convert(r, s);
     for (size_t off : {size_t(0), size_t(1)}) {

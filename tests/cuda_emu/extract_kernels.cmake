@@ -8,9 +8,9 @@
 # `extern __shared__ __align__(N) unsigned char name[];` becomes a pointer to the
 # emulated block's shared memory, and each static `__shared__ T a[N], b[M];` a
 # reference to one array per block (emu::block_shared). #line directives keep compiler
-# messages pointing at SRC and COMMON. Run at build time (a custom command that depends on SRC), so the test always
-# exercises the kernels as they are in the tree; anything it does not recognise fails
-# the build rather than testing something else.
+# messages pointing at SRC and COMMON. Run at build time (a custom command that depends
+# on SRC), so the test always exercises the kernels as they are in the tree; anything
+# it does not recognise fails the build rather than testing something else.
 if(NOT SRC OR NOT OUT OR NOT COMMON)
   message(FATAL_ERROR "usage: cmake -DSRC=<file.cu> -DOUT=<file.inc> "
                       "-DCOMMON=<cuda_common.cuh> [-DEND=<end marker>] -P extract_kernels.cmake")
