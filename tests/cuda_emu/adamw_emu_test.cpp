@@ -13,9 +13,10 @@ namespace {
 using namespace emu_test;
 using gpt::cuda::AdamWScalars;
 
-// adamw_update's launcher, replayed.
+// adamw_update's launcher, replayed. max_blocks: grid_for's cap (65536 there; smaller
+// here makes the grid-stride loops step, as 4 x 16.7 M parameters do on the GPU).
 void adamw_emu(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const gpt::AdamWArgs& a,
-               unsigned seed, bool* used_float4) {
+               unsigned seed, size_t max_blocks, bool* used_float4) {
   using namespace gpt::cuda;
   const size_t n = size_t(param.numel());
   const float bc1 = 1.f - std::pow(a.beta1, float(a.step));
@@ -31,7 +32,7 @@ void adamw_emu(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const gp
   };
   const size_t n4 = aligned(param) && aligned(grad) && aligned(m) && aligned(v) ? n / 4 : 0;
   *used_float4 = n4 > 0;
-  emu::launch(dim3(grid_for(n4 > 0 ? n4 : n, kThreads)), kThreads, 0, seed, [&] {
+  emu::launch(dim3(grid_for(n4 > 0 ? n4 : n, kThreads, max_blocks)), kThreads, 0, seed, [&] {
     adamw_kernel(param.f32(), grad.f32(), m.f32(), v.f32(), n, n4, s);
   });
 }
@@ -51,9 +52,10 @@ template <class T> double sum_squares_emu(const Tensor& x, unsigned seed) {
 
 struct AdamCase {
   int n, offset;  // elements, and the view's offset in elements (odd: no float4)
+  size_t max_blocks = 65536;
 };
 std::ostream& operator<<(std::ostream& o, const AdamCase& c) {
-  return o << "n" << c.n << "_offset" << c.offset;
+  return o << "n" << c.n << "_offset" << c.offset << "_max_blocks" << c.max_blocks;
 }
 
 class AdamWEmu : public ::testing::TestWithParam<AdamCase> {};
@@ -70,7 +72,7 @@ TEST_P(AdamWEmu, MatchesCpuBackend) {
   for (int64_t step = 1; step <= 3; ++step) {
     const gpt::AdamWArgs a{3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
     bool float4 = false;
-    adamw_emu(p, g, m, v, a, unsigned(step), &float4);
+    adamw_emu(p, g, m, v, a, unsigned(step), c.max_blocks, &float4);
     EXPECT_EQ(float4, c.offset % 4 == 0 && c.n >= 4);
     gpt::cpu_ops().adamw_update(rp, g, rm, rv, a);
     // The same fp32 operations in the same order on the same host: the same bits.
@@ -82,10 +84,12 @@ TEST_P(AdamWEmu, MatchesCpuBackend) {
 
 INSTANTIATE_TEST_SUITE_P(Ranges, AdamWEmu,
                          ::testing::Values(AdamCase{1000, 0}, AdamCase{1003, 0},
-                                           AdamCase{1003, 1}, AdamCase{3, 0}),
+                                           AdamCase{1003, 1}, AdamCase{3, 0},
+                                           AdamCase{1003, 0, 1}, AdamCase{1003, 1, 2}),
                          [](const ::testing::TestParamInfo<AdamCase>& i) {
-                           return "n" + std::to_string(i.param.n) + "_offset" +
-                                  std::to_string(i.param.offset);
+                           std::ostringstream s;
+                           s << i.param;
+                           return s.str();
                          });
 
 // (Each run emulates 513 blocks of 256 threads, about 1.5 s under the sanitizers:
