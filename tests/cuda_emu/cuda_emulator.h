@@ -1,5 +1,7 @@
-// Host emulation of the CUDA features that core/cuda/attention_tc.cu's kernels use, so
-// that g++ can run them on a machine without a GPU (attention_tc_emu_test.cpp).
+// Host emulation of the CUDA features that core/cuda's hand-written kernels use, so
+// that g++ can run them on a machine without a GPU (tests/cuda_emu/*_emu_test.cpp).
+// The warp shuffles, static __shared__ arrays and the grid launch are in
+// cuda_emulator_builtins.h, included at the end.
 //
 // Why: those kernels were grown without a GPU. This is the cheapest check that their
 // synchronisation, masking, tiling and shared-memory carving are right before (and
@@ -12,7 +14,10 @@
 //    wmma::mma_sync) the scheduler hands over to a RANDOM runnable thread (seeded). A
 //    missing barrier then shows up as a result that depends on the schedule: the test
 //    compares runs under two seeds bit for bit;
-//  * barriers that some threads never reach: reported as a deadlock;
+//  * barriers that some threads never reach: reported as a deadlock (so are warp
+//    shuffles that some lanes of the warp never reach);
+//  * static __shared__ arrays (also inside __device__ functions): one per block, seen
+//    by all its threads, NaN-filled, with a guard zone;
 //  * dynamic shared memory filled with NaN (0xff bytes), so reading what no thread
 //    wrote poisons the result; wmma tiles must lie inside it, and a guard zone after
 //    it is checked for stray writes when the block ends;
@@ -39,7 +44,9 @@
 //    Missing __threadfence or volatile, bank conflicts and races between blocks
 //    (blocks run one after another) go unseen too;
 //  * timing, occupancy, register pressure, spills, launch bounds, the 48 KiB dynamic
-//    shared-memory opt-in, and anything in the launchers (they are not compiled here).
+//    shared-memory opt-in, and anything in the launchers (they are not compiled here:
+//    each test replays its launcher's grid, block and shared memory by hand, so a
+//    launcher changed without its test goes unseen).
 #pragma once
 #include <cuda_bf16.h>
 #include <ucontext.h>
@@ -69,6 +76,7 @@
 // Under ASan the fiber switches are annotated; its one-time warning that it "doesn't
 // fully support makecontext/swapcontext" is expected.
 #ifdef GPT_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -99,7 +107,7 @@ struct PendingCopy {
 
 struct Thread {
   ucontext_t ctx;
-  std::unique_ptr<char[]> stack;
+  char* stack = nullptr;  // from g_stack_pool
   State state = State::runnable;
   unsigned shfl_seq = 0, mma_seq = 0, ldm_seq = 0;  // which half of the exchange buffers
   std::vector<PendingCopy> open_group;             // cp.async copies not yet committed
@@ -111,6 +119,10 @@ struct Sched {
   std::vector<Thread> threads;
   int current = -1;  // -1: the launching (main) context
   int block_arrived = 0;
+  // The runnable threads, in no particular order (pos: index in it, -1 when not
+  // runnable), so that picking one costs O(1) rather than a scan of the block.
+  std::vector<int> run_list, run_pos;
+  int done = 0;
   std::vector<int> warp_arrived;
   std::mt19937 rng;
   const std::function<void()>* body = nullptr;
@@ -119,8 +131,20 @@ struct Sched {
   size_t main_stack_size = 0;
 };
 inline Sched* g_sched = nullptr;
+// Thread stacks, kept from block to block: allocating 256 of them per block (and, under
+// ASan, poisoning them on free) took most of a small kernel's emulation time.
+inline std::vector<std::unique_ptr<char[]>> g_stack_pool;
 inline unsigned char* g_smem = nullptr;
 inline size_t g_smem_bytes = 0;
+// Static __shared__ arrays of the running block (cuda_emulator_builtins.h): made on
+// first use by any of its threads, checked and freed when the block ends.
+struct StaticShared {
+  const void* key;
+  unsigned char* mem;
+  size_t bytes;
+};
+inline std::vector<StaticShared> g_static_smem;
+constexpr size_t kStaticSmemGuard = 256;
 
 constexpr size_t kStackBytes = size_t(256) << 10;  // sanitizers enlarge frames
 constexpr size_t kSmemGuard = size_t(64) << 10;   // checked for stray writes
@@ -139,7 +163,7 @@ inline void switch_to(int next, bool finished = false) {
 #ifdef GPT_EMU_ASAN
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(finished ? nullptr : &fake_stack,
-                                 next < 0 ? s.main_stack : s.threads[size_t(next)].stack.get(),
+                                 next < 0 ? s.main_stack : s.threads[size_t(next)].stack,
                                  next < 0 ? s.main_stack_size : kStackBytes);
 #endif
   if (swapcontext(from, to) != 0) die("swapcontext");
@@ -149,22 +173,35 @@ inline void switch_to(int next, bool finished = false) {
   (void)finished;
 }
 
+inline void set_state(int i, State st) {
+  Sched& s = *g_sched;
+  Thread& t = s.threads[size_t(i)];
+  if (t.state == st) return;
+  if (t.state == State::runnable) {  // swap-remove from run_list
+    const int p = s.run_pos[size_t(i)], last = s.run_list.back();
+    s.run_list[size_t(p)] = last;
+    s.run_pos[size_t(last)] = p;
+    s.run_list.pop_back();
+    s.run_pos[size_t(i)] = -1;
+  } else if (st == State::runnable) {
+    s.run_pos[size_t(i)] = int(s.run_list.size());
+    s.run_list.push_back(i);
+  }
+  if (st == State::done) ++s.done;
+  t.state = st;
+}
+
 // Hands over to a random runnable thread (possibly the caller); to the launcher when
 // every thread is done; dies when the rest all wait at barriers that cannot complete.
 inline void schedule(bool finished = false) {
   Sched& s = *g_sched;
-  int runnable[1024], count = 0;
-  bool all_done = true;
-  for (int i = 0; i < s.n; ++i) {
-    if (s.threads[size_t(i)].state == State::runnable) runnable[count++] = i;
-    all_done &= s.threads[size_t(i)].state == State::done;
-  }
+  const int count = int(s.run_list.size());
   if (count == 0) {
-    if (!all_done) die("deadlock: threads wait at barriers nobody else reaches");
+    if (s.done != s.n) die("deadlock: threads wait at barriers nobody else reaches");
     switch_to(-1, finished);
     return;
   }
-  switch_to(runnable[std::uniform_int_distribution<int>(0, count - 1)(s.rng)], finished);
+  switch_to(s.run_list[size_t(std::uniform_int_distribution<int>(0, count - 1)(s.rng))], finished);
 }
 
 // Lands the oldest committed cp.async group of the running thread.
@@ -183,11 +220,11 @@ inline void maybe_land_early() {
 inline void block_barrier() {
   maybe_land_early();
   Sched& s = *g_sched;
-  s.threads[size_t(tid())].state = State::at_block_barrier;
+  set_state(tid(), State::at_block_barrier);
   if (++s.block_arrived == s.n) {
     s.block_arrived = 0;
-    for (Thread& t : s.threads)
-      if (t.state == State::at_block_barrier) t.state = State::runnable;
+    for (int i = 0; i < s.n; ++i)
+      if (s.threads[size_t(i)].state == State::at_block_barrier) set_state(i, State::runnable);
   }
   schedule();
 }
@@ -196,12 +233,11 @@ inline void warp_barrier() {
   maybe_land_early();
   Sched& s = *g_sched;
   const int w = tid() / 32;
-  s.threads[size_t(tid())].state = State::at_warp_barrier;
+  set_state(tid(), State::at_warp_barrier);
   if (++s.warp_arrived[size_t(w)] == 32) {
     s.warp_arrived[size_t(w)] = 0;
     for (int i = w * 32; i < w * 32 + 32; ++i)
-      if (s.threads[size_t(i)].state == State::at_warp_barrier)
-        s.threads[size_t(i)].state = State::runnable;
+      if (s.threads[size_t(i)].state == State::at_warp_barrier) set_state(i, State::runnable);
   }
   schedule();
 }
@@ -225,9 +261,24 @@ inline void thread_entry() {
   bool in_flight = !me.open_group.empty();
   for (const auto& group : me.groups) in_flight |= !group.empty();
   if (in_flight) die("a thread exits with cp.async copies never waited for");
-  s.threads[size_t(tid())].state = State::done;
+  set_state(tid(), State::done);
   schedule(true);
   die("a finished thread was resumed");
+}
+
+// A fiber for one thread on `stack` (getcontext returns twice: kept out of loops, whose
+// counters it could clobber).
+inline void init_thread(Thread& t, char* stack) {
+  t.stack = stack;
+#ifdef GPT_EMU_ASAN
+  // A previous block's frames that never returned (thread_entry's) leave poison.
+  __asan_unpoison_memory_region(t.stack, kStackBytes);
+#endif
+  if (getcontext(&t.ctx) != 0) die("getcontext");
+  t.ctx.uc_stack.ss_sp = t.stack;
+  t.ctx.uc_stack.ss_size = kStackBytes;
+  t.ctx.uc_link = nullptr;  // threads never return from thread_entry
+  makecontext(&t.ctx, thread_entry, 0);
 }
 
 // Runs body() as every thread of block blockIdx (threads: a multiple of 32, at most
@@ -239,6 +290,10 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   s.n = threads;
   s.threads = std::vector<Thread>(size_t(threads));
   s.warp_arrived.assign(size_t(threads / 32), 0);
+  for (int i = 0; i < threads; ++i) {
+    s.run_list.push_back(i);
+    s.run_pos.push_back(i);
+  }
   s.rng.seed(seed);
   s.body = &body;
   void* mem = nullptr;
@@ -247,17 +302,18 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
   g_smem = static_cast<unsigned char*>(mem);
   g_smem_bytes = smem_bytes;
   g_sched = &s;
-  for (Thread& t : s.threads) {
-    t.stack.reset(new char[kStackBytes]);
-    if (getcontext(&t.ctx) != 0) die("getcontext");
-    t.ctx.uc_stack.ss_sp = t.stack.get();
-    t.ctx.uc_stack.ss_size = kStackBytes;
-    t.ctx.uc_link = nullptr;  // threads never return from thread_entry
-    makecontext(&t.ctx, thread_entry, 0);
-  }
+  while (g_stack_pool.size() < size_t(threads))
+    g_stack_pool.emplace_back(new char[kStackBytes]);
+  for (size_t i = 0; i < s.threads.size(); ++i) init_thread(s.threads[i], g_stack_pool[i].get());
   schedule();
   for (size_t i = 0; i < kSmemGuard; ++i)
     if (g_smem[smem_bytes + i] != 0xff) die("write past the end of dynamic shared memory");
+  for (const StaticShared& a : g_static_smem) {
+    for (size_t i = 0; i < kStaticSmemGuard; ++i)
+      if (a.mem[a.bytes + i] != 0xff) die("write past the end of a static __shared__ array");
+    std::free(a.mem);
+  }
+  g_static_smem.clear();
   std::free(mem);
   g_sched = nullptr;
   g_smem = nullptr;
@@ -267,7 +323,7 @@ inline void run_block(int threads, size_t smem_bytes, unsigned seed,
 // Per-warp exchange buffers, double-buffered by each lane's sequence number: a fast
 // lane may start the next exchange while a slow one still reads this one.
 struct WarpBufs {
-  float shfl[2][32];
+  uint64_t shfl[2][32];  // any shuffled type up to 8 bytes (cuda_emulator_builtins.h)
   float a[2][16][16], b[2][16][16], c[2][16][16];
   const uint16_t* ldm_rows[2][32];  // ldmatrix row addresses
 };
@@ -293,13 +349,6 @@ inline void init_layouts(unsigned seed) {
 
 inline void __syncthreads() { emu::block_barrier(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barrier(); }
-inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
-  emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
-  auto& buf = emu::g_warp[emu::tid() / 32].shfl[t.shfl_seq++ % 2];
-  buf[emu::lane()] = v;
-  emu::warp_barrier();
-  return buf[emu::lane() ^ lane_mask];
-}
 using std::max;
 using std::min;
 
@@ -500,3 +549,4 @@ template <int N> void cp_async_wait() {
   emu::Thread& t = emu::g_sched->threads[size_t(emu::tid())];
   while (t.groups.size() > size_t(N)) emu::land_oldest_group();
 }
+#include "cuda_emulator_builtins.h"

@@ -1,0 +1,107 @@
+// core/cuda/cross_entropy.cu's kernels on the CPU under cuda_emulator.h (label `unit`),
+// against the CPU backend: the forward (losses) and the fused forward-backward (losses,
+// and the gradient written over the logits in place), f32 and bf16 logits, with ignored
+// targets (-1), V below, above and not a multiple of the 512-thread block, and GPT-2's
+// V = 50257. Each launch mirrors its launcher: one block of kThreads per row.
+// ScheduleIndependent wants the same bits under two thread schedules (the block's
+// merge is a fixed tree: no atomics).
+#include "cross_entropy_kernels.inc"
+
+#include "emu_op_test_support.h"
+
+namespace {
+
+using namespace emu_test;
+
+struct Case {
+  DType dt;
+  int N, V;
+};
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+  return o << gpt::dtype_name(c.dt) << "_N" << c.N << "_V" << c.V;
+}
+
+struct Buffers {
+  Tensor logits, grad, targets, losses, fb_losses;  // grad: logits, then in place
+};
+
+Buffers make_buffers(const Case& c) {
+  const size_t NV = size_t(c.N) * c.V;
+  Buffers b;
+  b.logits = tensor({c.N, c.V}, c.dt, randn(NV, 11, 3.f));
+  b.grad = clone(b.logits);
+  b.targets = gpt::empty({c.N}, DType::I32);
+  std::mt19937 rng(12);
+  for (int n = 0; n < c.N; ++n)  // every third row ignored; the rest anywhere in [0, V)
+    b.targets.i32()[n] = n % 3 == 1 ? -1 : int(rng() % unsigned(c.V));
+  if (c.N > 2) b.targets.i32()[2] = c.V - 1;  // the last column
+  b.losses = tensor({c.N}, DType::F32, std::vector<float>(size_t(c.N), NAN));
+  b.fb_losses = clone(b.losses);
+  return b;
+}
+
+constexpr float kDloss = 0.37f;
+
+template <class T> void run_kernels(Buffers& b, int N, int V, unsigned seed) {
+  using namespace gpt::cuda;
+  emu::launch(dim3(unsigned(N)), kThreads, 0, seed, [&] {
+    cross_entropy_forward_kernel<T>(b.losses.f32(), b.logits.data<T>(), b.targets.i32(), V);
+  });
+  emu::launch(dim3(unsigned(N)), kThreads, 0, seed + 100, [&] {
+    cross_entropy_forward_backward_kernel<T>(b.fb_losses.f32(), b.grad.data<T>(),
+                                             b.targets.i32(), V, kDloss);
+  });
+}
+
+void run(const Case& c, Buffers& b, unsigned seed) {
+  if (c.dt == DType::F32)
+    run_kernels<float>(b, c.N, c.V, seed);
+  else
+    run_kernels<bf16>(b, c.N, c.V, seed);
+}
+
+class CrossEntropyEmu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CrossEntropyEmu, MatchesCpuBackend) {
+  const Case c = GetParam();
+  Buffers emu = make_buffers(c);
+  Buffers ref = make_buffers(c);
+  run(c, emu, 1);
+  const gpt::Ops& cpu = gpt::cpu_ops();
+  cpu.cross_entropy_forward(ref.losses, ref.logits, ref.targets);
+  cpu.cross_entropy_forward_backward(ref.fb_losses, ref.grad, ref.targets, kDloss);
+  const double f32 = tolerance(DType::F32);
+  EXPECT_EQ(close_to(host(emu.losses), host(ref.losses), f32), "") << "losses";
+  EXPECT_EQ(close_to(host(emu.fb_losses), host(ref.fb_losses), f32), "") << "fused losses";
+  EXPECT_EQ(close_to(emu.grad, ref.grad), "") << "gradient";
+  EXPECT_EQ(same_bits(emu.losses, emu.fb_losses), "") << "forward vs fused losses";
+  for (int n = 0; n < c.N; ++n) {
+    if (emu.targets.i32()[n] >= 0) continue;
+    EXPECT_EQ(emu.losses.f32()[n], 0.f) << "row " << n;
+    const std::vector<float> g = host(emu.grad);
+    for (int v = 0; v < c.V; ++v)
+      ASSERT_EQ(g[size_t(n) * c.V + v], 0.f) << "ignored row " << n << ", column " << v;
+  }
+}
+
+TEST_P(CrossEntropyEmu, ScheduleIndependent) {
+  const Case c = GetParam();
+  Buffers x = make_buffers(c), y = make_buffers(c);
+  run(c, x, 1);
+  run(c, y, 999);
+  EXPECT_EQ(same_bits(x.losses, y.losses), "") << "losses";
+  EXPECT_EQ(same_bits(x.fb_losses, y.fb_losses), "") << "fused losses";
+  EXPECT_EQ(same_bits(x.grad, y.grad), "") << "gradient";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CrossEntropyEmu,
+    ::testing::Values(Case{DType::F32, 5, 1000}, Case{DType::BF16, 5, 1000},
+                      Case{DType::F32, 4, 100}, Case{DType::BF16, 4, 37},
+                      Case{DType::F32, 1, 50257}, Case{DType::BF16, 1, 50257}),
+    [](const ::testing::TestParamInfo<Case>& i) {
+      return std::string(gpt::dtype_name(i.param.dt)) + "_N" + std::to_string(i.param.N) +
+             "_V" + std::to_string(i.param.V);
+    });
+
+}  // namespace

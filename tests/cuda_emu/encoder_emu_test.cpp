@@ -1,0 +1,111 @@
+// core/cuda/encoder.cu's kernels on the CPU under cuda_emulator.h (label `unit`),
+// against the CPU backend: the embedding forward, and the backward (dwpe summed over
+// the batch; dwte by token segments after the sort, both accumulating), for f32 and
+// bf16 activations and parameters, with repeated tokens. The launcher's
+// cub::DeviceRadixSort::SortPairs (stable, by token) is stood in for by
+// std::stable_sort here: the sort itself is CUB's and not tested; the kernels around it
+// are, with the launcher's grids and blocks.
+#include <algorithm>
+#include <numeric>
+
+#include "encoder_kernels.inc"
+
+#include "emu_op_test_support.h"
+
+namespace {
+
+using namespace emu_test;
+
+struct Case {
+  DType act, param;
+  int B, T, C, V;
+};
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+  return o << gpt::dtype_name(c.act) << "_params_" << gpt::dtype_name(c.param) << "_B" << c.B
+           << "_T" << c.T << "_C" << c.C << "_V" << c.V;
+}
+
+template <class T>
+void backward_emu(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens, int B,
+                  int T_, int C, int V, unsigned seed) {
+  using namespace gpt::cuda;
+  const int N = B * T_;
+  std::vector<unsigned> keys(size_t(N), 0xdeadbeefu), pos(size_t(N), 0xdeadbeefu);
+  emu::launch(dim3(unsigned((N + kThreads - 1) / kThreads)), kThreads, 0, seed, [&] {
+    encoder_sort_input_kernel(keys.data(), pos.data(), tokens.i32(), N);
+  });
+  // cub::DeviceRadixSort::SortPairs: stable, ascending keys.
+  const size_t count = keys.size();
+  std::vector<size_t> order(count);
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  std::vector<unsigned> keys_out(count), pos_out(count);
+  for (size_t i = 0; i < count; ++i) {
+    keys_out[i] = keys[order[i]];
+    pos_out[i] = pos[order[i]];
+  }
+  emu::launch(dim3(unsigned(N)), kSegmentThreads, 0, seed + 100, [&] {
+    encoder_backward_wte_kernel<T>(any(dwte), dout.data<T>(), keys_out.data(), pos_out.data(), N,
+                                   C, unsigned(V));
+  });
+  const size_t n = size_t(T_) * C;
+  emu::launch(dim3(grid_for(n, kThreads)), kThreads, 0, seed + 200, [&] {
+    encoder_backward_wpe_kernel<T>(any(dwpe), dout.data<T>(), B, T_, C);
+  });
+}
+
+class EncoderEmu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(EncoderEmu, MatchesCpuBackend) {
+  const Case c = GetParam();
+  const int maxT = c.T + 3;  // the position table is longer than the sequence
+  Tensor tokens = gpt::empty({c.B, c.T}, DType::I32);
+  std::mt19937 rng(91);
+  for (int i = 0; i < c.B * c.T; ++i) tokens.i32()[i] = int(rng() % unsigned(c.V));
+  tokens.i32()[0] = c.V - 1;
+  const Tensor wte = tensor({c.V, c.C}, c.param, randn(size_t(c.V) * c.C, 92));
+  const Tensor wpe = tensor({maxT, c.C}, c.param, randn(size_t(maxT) * c.C, 93));
+  const size_t NC = size_t(c.B) * c.T * c.C;
+  Tensor out = tensor({c.B, c.T, c.C}, c.act, std::vector<float>(NC, NAN)), ref = clone(out);
+  const Tensor dout = tensor({c.B, c.T, c.C}, c.act, randn(NC, 94));
+  Tensor dwte = tensor({c.V, c.C}, c.param, randn(size_t(c.V) * c.C, 95, 0.1f));
+  Tensor dwpe = tensor({maxT, c.C}, c.param, randn(size_t(maxT) * c.C, 96, 0.1f));
+  Tensor ref_dwte = clone(dwte), ref_dwpe = clone(dwpe);
+  Tensor again_dwte = clone(dwte), again_dwpe = clone(dwpe);
+
+  using gpt::cuda::grid_for;
+  const size_t total = NC;
+  auto forward = [&](auto tag) {
+    using T = decltype(tag);
+    emu::launch(dim3(grid_for(total, gpt::cuda::kThreads)), gpt::cuda::kThreads, 0, 1, [&] {
+      gpt::cuda::encoder_forward_kernel<T>(out.data<T>(), tokens.i32(), any(wte), any(wpe), c.T,
+                                           c.C, total);
+    });
+    backward_emu<T>(dwte, dwpe, dout, tokens, c.B, c.T, c.C, c.V, 1);
+    backward_emu<T>(again_dwte, again_dwpe, dout, tokens, c.B, c.T, c.C, c.V, 555);
+  };
+  if (c.act == DType::F32)
+    forward(float{});
+  else
+    forward(bf16{});
+  gpt::cpu_ops().encoder_forward(ref, tokens, wte, wpe);
+  gpt::cpu_ops().encoder_backward(ref_dwte, ref_dwpe, dout, tokens);
+  EXPECT_EQ(same_bits(out, ref), "") << "out (one rounding: exact)";
+  EXPECT_EQ(close_to(dwte, ref_dwte), "") << "dwte";
+  EXPECT_EQ(close_to(dwpe, ref_dwpe), "") << "dwpe";
+  EXPECT_EQ(same_bits(dwte, again_dwte), "") << "dwte, two schedules";
+  EXPECT_EQ(same_bits(dwpe, again_dwpe), "") << "dwpe, two schedules";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, EncoderEmu,
+                         ::testing::Values(Case{DType::F32, DType::F32, 3, 20, 130, 17},
+                                           Case{DType::BF16, DType::BF16, 2, 9, 64, 5},
+                                           Case{DType::BF16, DType::F32, 2, 9, 40, 300}),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                           std::ostringstream s;
+                           s << i.param;
+                           return s.str();
+                         });
+
+}  // namespace
