@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace gpt {
 
@@ -36,11 +37,15 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
   // A fixed [1, W] window: causal attention makes the padding after the last real
   // token irrelevant, and a fixed shape lets the model reuse its buffers every token.
   Tensor window = zeros({1, W}, DType::I32, Device::CPU);
+  // One device copy of the window for the whole draw: a tensor freed per token would
+  // synchronise the GPU each time.
+  Tensor input = to_device(window, model.device());
+  const Ops& ops = ops_for(model.device());
   for (int i = 0; i < cfg.tokens; ++i) {
     int n = int(std::min<size_t>(tokens.size(), size_t(W)));
     std::fill(window.i32(), window.i32() + W, 0);
     std::copy(tokens.end() - n, tokens.end(), window.i32());
-    Tensor input = to_device(window, model.device());
+    ops.copy_from_host(input.raw(), window.raw(), window.nbytes());
     model.forward(input, nullptr);
     std::vector<float> logits = to_host_f32(model.logits().slice(int64_t(n - 1) * V, {V}));
     int32_t next = sample_token(logits.data(), drawable, cfg.temperature, cfg.top_k, rng);
