@@ -23,11 +23,16 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+// What to change when a run does not fit, for the start-up check and later failures.
+constexpr const char* kFitAdvice =
+    "use a smaller train.micro_batch (raising train.grad_accum keeps the batch), "
+    "train.recompute = full, or parallel.zero1 = true over more ranks";
+
 // The start-up check compares the memory plan with the free memory, but the plan only
 // estimates what the backend allocates for itself (cuBLASLt workspace, kernel scratch,
 // CUB sort storage) and leaves out the communicator's buffers, so a run that passes it
-// by a small margin can still fail its first allocations. Such a failure ends like the check's would: with the
-// plan and what to change, not only the allocator's error.
+// by a small margin can still fail its first allocations. Such a failure ends like the
+// check's would: with the plan and what to change, not only the allocator's error.
 template <class F>
 auto explain_out_of_memory(const MemoryPlan& plan, Device device, const std::string& when, F&& f)
     -> decltype(f()) {
@@ -37,8 +42,7 @@ auto explain_out_of_memory(const MemoryPlan& plan, Device device, const std::str
     const std::string what = e.what();
     if (what.find("out of memory") == std::string::npos) throw;
     fail("out of memory " + when + " on " + device_name(device) + " (" + what + "); the memory plan is " +
-         plan.describe() + "; use a smaller train.micro_batch (raising "
-         "train.grad_accum keeps the batch), train.recompute = full, or parallel.zero1 = true over more ranks");
+         plan.describe() + "; " + kFitAdvice);
   }
 }
 }  // namespace
@@ -65,8 +69,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)
     fail("out of memory: the run needs " + plan_.describe() + " on " + device_name(device_) + ", which has " +
-         std::to_string(free_bytes >> 20) + " MiB free; use a smaller train.micro_batch (raising "
-         "train.grad_accum keeps the batch), train.recompute = full, or parallel.zero1 = true over more ranks");
+         std::to_string(free_bytes >> 20) + " MiB free; " + kFitAdvice);
   reset_peak_memory(device_);
   memory_at_start_ = memory_stats(device_).current;
   model_ = std::make_unique<GPT>(cfg_.model, store_, recompute);

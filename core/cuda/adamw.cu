@@ -26,6 +26,18 @@ struct AdamWScalars {
   float beta1, beta2, eps, decay, step_size, bc2_sqrt;
 };
 
+// The step's scalars, computed once on the host (bias corrections, decoupled decay).
+inline AdamWScalars adamw_scalars(const AdamWArgs& a) {
+  AdamWScalars s;
+  s.beta1 = a.beta1;
+  s.beta2 = a.beta2;
+  s.eps = a.eps;
+  s.decay = 1.f - a.lr * a.weight_decay;
+  s.step_size = a.lr / (1.f - std::pow(a.beta1, float(a.step)));
+  s.bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, float(a.step)));
+  return s;
+}
+
 __device__ __forceinline__ void adamw_one(float& p, float g, float& m, float& v,
                                           const AdamWScalars& s) {
   m = s.beta1 * m + (1.f - s.beta1) * g;
@@ -101,14 +113,7 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const
   check_numel(m, int64_t(n), op, "m");
   check_numel(v, int64_t(n), op, "v");
   if (n == 0) return;
-  const float bc1 = 1.f - std::pow(a.beta1, float(a.step));
-  AdamWScalars s;
-  s.beta1 = a.beta1;
-  s.beta2 = a.beta2;
-  s.eps = a.eps;
-  s.decay = 1.f - a.lr * a.weight_decay;
-  s.step_size = a.lr / bc1;
-  s.bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, float(a.step)));
+  const AdamWScalars s = adamw_scalars(a);
   const auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; };
   const size_t n4 = aligned(param) && aligned(grad) && aligned(m) && aligned(v) ? n / 4 : 0;
   adamw_kernel<<<grid_for(n4 > 0 ? n4 : n, kThreads), kThreads, 0, stream()>>>(

@@ -308,6 +308,17 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Calls f(std::integral_constant<int, NS>) with the fewest head-dim slots per lane (the
+// kernels' NS); here, before the launchers, so the emulator tests choose as they do.
+template <class F> void dispatch_slots(int64_t HS, F&& f) {
+  if (HS <= 32)
+    f(std::integral_constant<int, 1>{});
+  else if (HS <= 64)
+    f(std::integral_constant<int, 2>{});
+  else
+    f(std::integral_constant<int, 4>{});
+}
+
 // ---- launchers ----
 
 namespace {
@@ -331,15 +342,6 @@ Dims check_qkv(const Tensor& qkv, int NH, const char* op) {
   return d;
 }
 
-// Calls f(std::integral_constant<int, NS>) with the fewest head-dim slots per lane.
-template <class F> void dispatch_slots(int64_t HS, F&& f) {
-  if (HS <= 32)
-    f(std::integral_constant<int, 1>{});
-  else if (HS <= 64)
-    f(std::integral_constant<int, 2>{});
-  else
-    f(std::integral_constant<int, 4>{});
-}
 
 // Dynamic shared memory above 48 KiB must be opted into per kernel.
 template <class Kernel> void allow_smem(Kernel kernel, size_t bytes, const char* op) {

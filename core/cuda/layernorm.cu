@@ -146,21 +146,31 @@ __global__ void layernorm_param_finish_kernel(AnyFloat dweight, AnyFloat dbias,
 
 // ---- launchers ----
 
-void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
-                       const Tensor& weight, const Tensor& bias) {
-  const char* op = "layernorm_forward";
-  check_float(inp, op, "inp");
-  check_dtype(out, inp.dtype, op, "out");
+namespace {
+// What both forward ops write: out [N, C] in the activations' dtype, the F32 statistics
+// mean and rstd [N], from parameters weight and bias [C] of either float dtype.
+void check_normalized_out(const Tensor& out, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& weight, const Tensor& bias, DType act, int64_t N,
+                          int64_t C, const char* op) {
+  check_dtype(out, act, op, "out");
   check_dtype(mean, DType::F32, op, "mean");
   check_dtype(rstd, DType::F32, op, "rstd");
   check_float(weight, op, "weight");
   check_float(bias, op, "bias");
-  const int64_t C = inp.dim(-1), N = inp.numel() / C;
   check_numel(out, N * C, op, "out");
   check_numel(mean, N, op, "mean");
   check_numel(rstd, N, op, "rstd");
   check_numel(weight, C, op, "weight");
   check_numel(bias, C, op, "bias");
+}
+}  // namespace
+
+void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& inp,
+                       const Tensor& weight, const Tensor& bias) {
+  const char* op = "layernorm_forward";
+  check_float(inp, op, "inp");
+  const int64_t C = inp.dim(-1), N = inp.numel() / C;
+  check_normalized_out(out, mean, rstd, weight, bias, inp.dtype, N, C, op);
   if (N == 0) return;
   const unsigned blocks = unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
   dispatch_float(inp.dtype, op, [&](auto tag) {
@@ -179,19 +189,10 @@ void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& 
   check_float(a, op, "a");
   check_dtype(b, a.dtype, op, "b");
   check_dtype(sum, a.dtype, op, "sum");
-  check_dtype(out, a.dtype, op, "out");
-  check_dtype(mean, DType::F32, op, "mean");
-  check_dtype(rstd, DType::F32, op, "rstd");
-  check_float(weight, op, "weight");
-  check_float(bias, op, "bias");
   const int64_t C = a.dim(-1), N = a.numel() / C;
   check_numel(b, N * C, op, "b");
   check_numel(sum, N * C, op, "sum");
-  check_numel(out, N * C, op, "out");
-  check_numel(mean, N, op, "mean");
-  check_numel(rstd, N, op, "rstd");
-  check_numel(weight, C, op, "weight");
-  check_numel(bias, C, op, "bias");
+  check_normalized_out(out, mean, rstd, weight, bias, a.dtype, N, C, op);
   if (N == 0) return;
   const unsigned blocks = unsigned((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
   dispatch_float(a.dtype, op, [&](auto tag) {

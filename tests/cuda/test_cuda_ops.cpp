@@ -515,9 +515,9 @@ TEST(CudaOps, AttentionTensorCoresBf16) {
   for (const TcCase& k : cases) check_attention_bf16(k);
 }
 
-// Same inputs, same bits: forward and backward (no atomics, fixed summation order).
-TEST(CudaOps, AttentionTensorCoresDeterministic) {
-  REQUIRE_GPU();
+// Same inputs, same bits: bf16 forward and backward with the kernels selected now, for
+// HS 64 and 128 (no atomics, fixed summation order).
+void check_attention_bf16_deterministic() {
   for (int HS : {64, 128}) {
     SCOPED_TRACE("HS" + std::to_string(HS));
     const DType dt = DType::BF16;
@@ -537,6 +537,11 @@ TEST(CudaOps, AttentionTensorCoresDeterministic) {
     EXPECT_TRUE(bit_identical(lse[0], lse[1])) << "lse";
     EXPECT_TRUE(bit_identical(dqkv[0], dqkv[1])) << "dqkv";
   }
+}
+
+TEST(CudaOps, AttentionTensorCoresDeterministic) {
+  REQUIRE_GPU();
+  check_attention_bf16_deterministic();
 }
 
 // ---- bf16 attention on inline-PTX mma.sync (core/cuda/attention_mma.cu) ----
@@ -571,25 +576,7 @@ TEST(CudaOps, AttentionMmaBf16) {
 TEST(CudaOps, AttentionMmaDeterministic) {
   REQUIRE_GPU();
   MmaAttentionKernels mma;
-  for (int HS : {64, 128}) {
-    SCOPED_TRACE("HS" + std::to_string(HS));
-    const DType dt = DType::BF16;
-    const int B = 2, T = 300, NH = 4, C = NH * HS;
-    Tensor qkv = gpu_tensor(randn(size_t(B * T * 3 * C), 90), {B, T, 3 * C}, dt);
-    Tensor dout = gpu_tensor(randn(size_t(B * T * C), 91), {B, T, C}, dt);
-    Vec d0 = randn(size_t(B * T * 3 * C), 92);
-    Tensor out[2], lse[2], dqkv[2];
-    for (int run = 0; run < 2; ++run) {
-      out[run] = gpu_poison({B, T, C}, dt);
-      lse[run] = gpu_poison({B, NH, T}, DType::F32);
-      G().attention_forward(out[run], lse[run], qkv, NH);
-      dqkv[run] = gpu_tensor(d0, {B, T, 3 * C}, dt);
-      G().attention_backward(dqkv[run], dout, out[run], lse[run], qkv, NH);
-    }
-    EXPECT_TRUE(bit_identical(out[0], out[1])) << "out";
-    EXPECT_TRUE(bit_identical(lse[0], lse[1])) << "lse";
-    EXPECT_TRUE(bit_identical(dqkv[0], dqkv[1])) << "dqkv";
-  }
+  check_attention_bf16_deterministic();
 }
 
 // The mma forward agrees with the wmma one (both round P to bf16 before P V; they differ

@@ -4,6 +4,7 @@
 // bias corrections change) and sum_squares (f32 and bf16, fewer and more elements than
 // its fixed 512 x 256 threads), whose reduction order is fixed: the same bits under
 // any schedule. Each launch mirrors its launcher, including the host-side scalars.
+#include "core/ops.h"  // AdamWArgs, for adamw.cu's host-side adamw_scalars()
 #include "adamw_kernels.inc"
 
 #include "emu_op_test_support.h"
@@ -19,14 +20,7 @@ void adamw_emu(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const gp
                unsigned seed, size_t max_blocks, bool* used_float4) {
   using namespace gpt::cuda;
   const size_t n = size_t(param.numel());
-  const float bc1 = 1.f - std::pow(a.beta1, float(a.step));
-  AdamWScalars s;
-  s.beta1 = a.beta1;
-  s.beta2 = a.beta2;
-  s.eps = a.eps;
-  s.decay = 1.f - a.lr * a.weight_decay;
-  s.step_size = a.lr / bc1;
-  s.bc2_sqrt = std::sqrt(1.f - std::pow(a.beta2, float(a.step)));
+  const AdamWScalars s = adamw_scalars(a);
   const auto aligned = [](const Tensor& t) {
     return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
   };

@@ -3,6 +3,8 @@
 // shapes, bf16-valued inputs, the reference forward and backward, error measures and a
 // grid launcher. Include after the extracted kernels (they bring cuda_emulator.h).
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -204,6 +206,39 @@ inline Vec qkv_part(const Vec& x, int C, int part) {
     y.insert(y.end(), row + long(part) * C, row + long(part + 1) * C);
   }
   return y;
+}
+
+// What a test's run of the kernels gives: forward, then backward twice from the
+// reference forward (into zeros, and added to dqkv_base).
+struct Outputs {
+  Vec out, lse;
+  Vec dqkv_zero;  // backward into zeros
+  Vec dqkv_acc;   // backward added to dqkv_base
+};
+
+// got against the double-precision reference. bf16 inputs and outputs (and P, dS rounded
+// to bf16 for their products): ~3e-3 is typical, the tolerances leave room for that.
+inline void expect_matches_reference(const Shape& s, const Inputs& in, const Outputs& got) {
+  const int C = s.NH * s.HS;
+  Vec grad;
+  reference_backward(s, in, grad);
+  Vec acc = in.dqkv_base;
+  for (size_t i = 0; i < acc.size(); ++i) acc[i] += grad[i];
+  EXPECT_LE(rel_err(got.out, in.out), 1e-2) << "out";
+  EXPECT_LE(rel_err(got.lse, in.lse), 1e-3) << "lse";
+  if (s.T > 1) {  // at T = 1, dq and dk are 0 up to rounding (dv: in the check below)
+    for (int part = 0; part < 3; ++part)
+      EXPECT_LE(rel_err(qkv_part(got.dqkv_zero, C, part), qkv_part(grad, C, part)), 1e-2)
+          << "d" << "qkv"[part];
+  }
+  EXPECT_LE(rel_err(got.dqkv_acc, acc), 1e-2) << "dqkv accumulated onto existing values";
+}
+
+inline void expect_same_bits(const Outputs& a, const Outputs& b) {
+  EXPECT_EQ(bit_differences(a.out, b.out), "") << "out";
+  EXPECT_EQ(bit_differences(a.lse, b.lse), "") << "lse";
+  EXPECT_EQ(bit_differences(a.dqkv_zero, b.dqkv_zero), "") << "dqkv";
+  EXPECT_EQ(bit_differences(a.dqkv_acc, b.dqkv_acc), "") << "dqkv accumulated";
 }
 
 }  // namespace attention_emu

@@ -44,16 +44,6 @@ Buffers make_buffers(const Case& c) {
   return b;
 }
 
-// attention.cu's dispatch_slots: the fewest head-dim slots per lane.
-template <class F> void with_slots(int HS, F&& f) {
-  if (HS <= 32)
-    f(std::integral_constant<int, 1>{});
-  else if (HS <= 64)
-    f(std::integral_constant<int, 2>{});
-  else
-    f(std::integral_constant<int, 4>{});
-}
-
 template <class T> void run_kernels(const Case& c, Buffers& b, unsigned seed) {
   using namespace gpt::cuda;
   const int C = c.NH * c.HS;
@@ -65,7 +55,7 @@ template <class T> void run_kernels(const Case& c, Buffers& b, unsigned seed) {
   const size_t tile_bytes = size_t(kTile) * size_t(c.HS | 1) * sizeof(float);
   const size_t smem_dkv = 4 * tile_bytes + 2 * kTile * sizeof(float);
   const size_t smem_dq = 4 * tile_bytes;
-  with_slots(c.HS, [&](auto slots) {
+  gpt::cuda::dispatch_slots(c.HS, [&](auto slots) {
     constexpr int NS = decltype(slots)::value;
     emu::launch(grid, kThreads, smem, seed, [&] {
       attention_forward_kernel<T, NS>(b.out.data<T>(), b.lse.f32(), b.qkv.data<T>(), c.T, C,
