@@ -96,8 +96,8 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
         for (int64_t j = i + 1; j < d.T; ++j) p[j] = 0.f;
       }
       const int T = int(d.T), HS = int(d.HS), C3 = int(3 * d.C), C = int(d.C);
-      // dV += P^T dO
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.f, P.data(), T, dO, C, 1.f,
+      // dV = P^T dO
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.f, P.data(), T, dO, C, 0.f,
                   dv, C3);
       // dP = dO V^T
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HS, 1.f, dO, C, v, C3, 0.f,
@@ -110,10 +110,10 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
         const float* dp = dP.data() + i * d.T;
         for (int64_t j = 0; j <= i; ++j) p[j] = p[j] * (dp[j] - D) * scale;
       }
-      // dQ += dS K ; dK += dS^T Q
+      // dQ = dS K ; dK = dS^T Q
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HS, T, 1.f, P.data(), T, k, C3,
-                  1.f, dq, C3);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.f, P.data(), T, q, C3, 1.f,
+                  0.f, dq, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HS, T, 1.f, P.data(), T, q, C3, 0.f,
                   dk, C3);
     }
   }

@@ -1,7 +1,7 @@
 // CPU backend (OpenBLAS + OpenMP). The kernels compute in fp32 on fp32 tensors;
 // bf16 storage reaches them through the table in cpu_ops.cpp, and convert reads and writes both.
 // Each function implements one entry of the ops table in core/ops.h and keeps its
-// conventions (backward accumulates).
+// conventions (which gradients accumulate and which are overwritten).
 #pragma once
 #include "core/ops.h"
 

@@ -43,7 +43,7 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
 void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight) {
   F32Args a;
-  gpt::cpu::matmul_backward(a.out(dinp, true), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+  gpt::cpu::matmul_backward(a.out(dinp, false), a.out(dweight, true), a.out(dbias, true), a.in(dout),
                        a.in(inp), a.in(weight));
 }
 void gelu_forward(Tensor& out, const Tensor& inp) {
@@ -52,7 +52,7 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
 }
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   F32Args a;
-  gpt::cpu::gelu_backward(a.out(dinp, true), a.in(inp), a.in(dout));
+  gpt::cpu::gelu_backward(a.out(dinp, false), a.in(inp), a.in(dout));
 }
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
   F32Args a;
@@ -61,7 +61,7 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
                         const Tensor& qkv, int NH) {
   F32Args a;
-  gpt::cpu::attention_backward(a.out(dqkv, true), a.in(dout), a.in(out), lse, a.in(qkv), NH);
+  gpt::cpu::attention_backward(a.out(dqkv, false), a.in(dout), a.in(out), lse, a.in(qkv), NH);
 }
 void add(Tensor& out, const Tensor& x, const Tensor& y) {
   F32Args a;

@@ -31,7 +31,7 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
     float t = std::tanh(u);
     float sech2 = 1.f - t * t;
     float du = kGeluScale * (1.f + 3.f * 0.044715f * v * v);
-    dx[i] += dy[i] * (0.5f * (1.f + t) + 0.5f * v * sech2 * du);
+    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * sech2 * du);
   }
 }
 

@@ -29,9 +29,9 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
                      const Tensor& inp, const Tensor& weight) {
   const int64_t C = inp.dim(-1), N = inp.numel() / C, OC = weight.dim(0);
   const float* dy = dout.f32();
-  if (dinp)  // dinp[N,C] += dout[N,OC] @ weight[OC,C]
+  if (dinp)  // dinp[N,C] = dout[N,OC] @ weight[OC,C]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(C), int(OC), 1.f, dy,
-                int(OC), weight.f32(), int(C), 1.f, dinp->f32(), int(C));
+                int(OC), weight.f32(), int(C), 0.f, dinp->f32(), int(C));
   // dweight[OC,C] += dout^T @ inp
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(OC), int(C), int(N), 1.f, dy, int(OC),
               inp.f32(), int(C), 1.f, dweight.f32(), int(C));

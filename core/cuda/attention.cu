@@ -228,8 +228,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int sl = 0; sl < NS; ++sl) {
       const int d = lane + 32 * sl;
       if (d < HS) {
-        dk_out[d] = from_float<T>(to_float(dk_out[d]) + dk[r][sl]);
-        dv_out[d] = from_float<T>(to_float(dv_out[d]) + dv[r][sl]);
+        dk_out[d] = from_float<T>(dk[r][sl]);
+        dv_out[d] = from_float<T>(dv[r][sl]);
       }
     }
   }
@@ -303,7 +303,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int sl = 0; sl < NS; ++sl) {
       const int d = lane + 32 * sl;
-      if (d < HS) dq_out[d] = from_float<T>(to_float(dq_out[d]) + dq[r][sl]);
+      if (d < HS) dq_out[d] = from_float<T>(dq[r][sl]);
     }
   }
 }

@@ -20,7 +20,7 @@
 // accumulates dQ over the key tiles it sees; both recompute P = exp(s - lse) on the
 // fragments and feed P^T, dS^T, dS to the next mma from registers; 4 warps of 16 rows,
 // the streamed tiles double-buffered by cp.async. Each output element is summed by one
-// lane in a fixed order and added to dqkv with one rounding.
+// lane in a fixed order and written to dqkv with one rounding.
 //
 // Tiles live in shared memory as bf16 rows padded by 8 elements (16 bytes): the 8 row
 // addresses of one ldmatrix 8x8 matrix then fall in 8 different 16-byte bank groups.
@@ -150,22 +150,15 @@ __device__ void load_rows_async(bf16* dst, const bf16* src, size_t stride, int r
   }
 }
 
-// row += acc's row r (0: fragment rows g, 1: g + 8) for this lane's columns 8n + 2t4 and
-// +1 of every n8 tile; row points at column 2t4 (bf16 global memory, 4-byte aligned).
-// Rounds once: bf16 -> fp32, add, -> bf16.
+// row = acc's row r (0: fragment rows g, 1: g + 8) times factor, for this lane's columns
+// 8n + 2t4 and +1 of every n8 tile; row points at column 2t4 (bf16 global memory, 4-byte
+// aligned). Rounds once.
 template <int NT>
-__device__ void accumulate_row(bf16* row, const float (&acc)[NT][4], int r) {
+__device__ void store_row(bf16* row, const float (&acc)[NT][4], int r, float factor) {
   uint32_t* dst = reinterpret_cast<uint32_t*>(row);
 #pragma unroll
-  for (int n = 0; n < NT; ++n) {
-    union {
-      uint32_t u;
-      __nv_bfloat162 h;
-    } old;
-    old.u = dst[4 * n];
-    const float2 f = __bfloat1622float2(old.h);
-    dst[4 * n] = pack_bf16(f.x + acc[n][2 * r], f.y + acc[n][2 * r + 1]);
-  }
+  for (int n = 0; n < NT; ++n)
+    dst[4 * n] = pack_bf16(acc[n][2 * r] * factor, acc[n][2 * r + 1] * factor);
 }
 #endif  // GPT_ATTENTION_MMA_ARCH
 
@@ -341,11 +334,7 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
       const int i = r == 0 ? i0 : i1;
       if (i >= T) continue;
       if (t4 == 0) lse[(size_t(b) * NH + h) * T + i] = m[r] * kMmaLn2 + logf(l[r]);
-      uint32_t* o_row = reinterpret_cast<uint32_t*>(out + (size_t(b) * T + i) * C +
-                                                    size_t(h) * HS + 2 * t4);
-#pragma unroll
-      for (int n = 0; n < kOt; ++n)
-        o_row[4 * n] = pack_bf16(o[n][2 * r] * inv[r], o[n][2 * r + 1] * inv[r]);
+      store_row<kOt>(out + (size_t(b) * T + i) * C + size_t(h) * HS + 2 * t4, o, r, inv[r]);
     }
   }
 #else
@@ -359,7 +348,7 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
 // one's math), in passes of 32 queries: S^T = K_w Q^T and dP^T = V_w dO^T on the mma
 // fragments, P^T and dS^T in registers, then dV_w += P^T dO and dK_w += dS^T Q with P^T
 // and dS^T as A fragments. Every dK, dV element is summed by one lane in a fixed order
-// and added to dqkv once (one rounding): deterministic, no atomics.
+// and written to dqkv once (one rounding): deterministic, no atomics.
 // ptxas (sm_90, nvcc 13.0), no spills: HS 64 176 registers (2 blocks of 4 warps per SM,
 // 55 KiB of shared memory each); HS 128 255 (2 blocks, 103 KiB each).
 template <int HS>
@@ -543,8 +532,8 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
       const int j = r == 0 ? j0 : j1;
       if (j >= T) continue;
       bf16* dk_row = dqkv + (size_t(b) * T + j) * C3 + C + size_t(h) * HS + 2 * t4;
-      accumulate_row<kOt>(dk_row, dk, r);
-      accumulate_row<kOt>(dk_row + C, dv, r);
+      store_row<kOt>(dk_row, dk, r, 1.f);
+      store_row<kOt>(dk_row + C, dv, r, 1.f);
     }
   }
 #else
@@ -555,7 +544,7 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
 // dQ of one 64-query tile over the key tiles it sees. Grid (B * NH, query tiles), the last
 // query tiles (most keys) first; 4 warps, warp w owns queries q0 + 16w + [0, 16). Per key
 // tile (K, V double-buffered by cp.async), in passes of 32 keys: S = Q_w K^T and
-// dP = dO_w V^T, dS in registers, dQ_w += dS K with dS as A fragments; added to dqkv
+// dP = dO_w V^T, dS in registers, dQ_w += dS K with dS as A fragments; written to dqkv
 // once, deterministic. ptxas (sm_90, nvcc 13.0), no spills: HS 64 160 registers (3
 // blocks of 4 warps per SM, 54 KiB each), HS 128 168 (2 blocks, 102 KiB each).
 template <int HS>
@@ -708,8 +697,8 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int i = r == 0 ? i0 : i1;
-      if (i < T) accumulate_row<kOt>(dqkv + (size_t(b) * T + i) * C3 + size_t(h) * HS + 2 * t4,
-                                     dq, r);
+      if (i < T)
+        store_row<kOt>(dqkv + (size_t(b) * T + i) * C3 + size_t(h) * HS + 2 * t4, dq, r, 1.f);
     }
   }
 #else
@@ -773,7 +762,7 @@ void attention_forward_mma(bf16* out, float* lse, const bf16* qkv, int B, int T,
 }
 
 // delta: rowsum(dout * out) as [B, NH, T] (attention.cu computes it). dK/dV first, then
-// dQ, on the same stream; both add to dqkv.
+// dQ, on the same stream; together they write all of dqkv.
 void attention_backward_mma(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
                             const bf16* qkv, int B, int T, int C, int NH, int HS) {
   const char* op = "attention_backward";

@@ -127,12 +127,11 @@ union Bf16x8 {
   __nv_bfloat162 h[4];
 };
 
-// Writes (or, kAccumulate, adds to what is there, rounding once) one 16x16 accumulator
-// tile times `factor` into bf16 global memory. The tile goes through the warp's staging
-// area (stage: 256 floats, 32-byte aligned); then lane pair (2r, 2r+1) handles row r,
+// Writes one 16x16 accumulator tile times `factor` into bf16 global memory (one
+// rounding). The tile goes through the warp's staging area (stage: 256 floats, 32-byte
+// aligned); then lane pair (2r, 2r+1) handles row r,
 // columns (lane % 2) * 8 + [0, 8): dst points at this lane's 8 elements, or is null for a
 // row past T.
-template <bool kAccumulate>
 __device__ void store_tile(float* stage, const AccFrag& f, bf16* dst, float factor) {
   const int lane = threadIdx.x % 32;
   __syncwarp();  // earlier readers of stage are done
@@ -146,15 +145,6 @@ __device__ void store_tile(float* stage, const AccFrag& f, bf16* dst, float fact
   for (int k = 0; k < 8; ++k) v[k] *= factor;
   uint4* out = reinterpret_cast<uint4*>(dst);
   Bf16x8 pack;
-  if constexpr (kAccumulate) {
-    pack.u = *out;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 old = __bfloat1622float2(pack.h[k]);
-      v[2 * k] += old.x;
-      v[2 * k + 1] += old.y;
-    }
-  }
 #pragma unroll
   for (int k = 0; k < 4; ++k) pack.h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
   *out = pack.u;
@@ -287,7 +277,7 @@ __global__ void __launch_bounds__(kThreads)
   bf16* o_row = i < T ? out + (size_t(b) * T + i) * C + size_t(h) * HS + half * 8 : nullptr;
 #pragma unroll
   for (int n = 0; n < KT; ++n)
-    if (n < nt) store_tile<false>(S_w, o[n], o_row ? o_row + n * kFrag : nullptr, inv_l);
+    if (n < nt) store_tile(S_w, o[n], o_row ? o_row + n * kFrag : nullptr, inv_l);
 #else
   __trap();
 #endif
@@ -405,15 +395,15 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  // dK, dV of key row key0 + lane / 2 into dqkv (+=); the stage is this warp's P^T rows.
+  // dK, dV of key row key0 + lane / 2 into dqkv; the stage is this warp's P^T rows.
   const int key = key0 + lane / 2;
   bf16* dk_row =
       key < T ? dqkv + (size_t(b) * T + key) * C3 + C + size_t(h) * HS + (lane % 2) * 8 : nullptr;
 #pragma unroll
   for (int n = 0; n < KT; ++n) {
     if (n < nt) {
-      store_tile<true>(stage, dk[n], dk_row ? dk_row + n * kFrag : nullptr, 1.f);
-      store_tile<true>(stage, dv[n], dk_row ? dk_row + C + n * kFrag : nullptr, 1.f);
+      store_tile(stage, dk[n], dk_row ? dk_row + n * kFrag : nullptr, 1.f);
+      store_tile(stage, dv[n], dk_row ? dk_row + C + n * kFrag : nullptr, 1.f);
     }
   }
 #else
@@ -522,12 +512,12 @@ __global__ void __launch_bounds__(kThreads, KT >= 8 ? 2 : 4)
     }
   }
 
-  // dQ of query row i into dqkv (+=); the stage is this warp's dS rows.
+  // dQ of query row i into dqkv; the stage is this warp's dS rows.
   const int i = q0 + row0 + lane / 2;
   bf16* dq_row = i < T ? dqkv + (size_t(b) * T + i) * C3 + size_t(h) * HS + (lane % 2) * 8 : nullptr;
 #pragma unroll
   for (int n = 0; n < KT; ++n)
-    if (n < nt) store_tile<true>(stage, dq[n], dq_row ? dq_row + n * kFrag : nullptr, 1.f);
+    if (n < nt) store_tile(stage, dq[n], dq_row ? dq_row + n * kFrag : nullptr, 1.f);
 #else
   __trap();
 #endif

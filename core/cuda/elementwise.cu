@@ -80,9 +80,8 @@ __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
   }
 }
 
-// dinp += dout * gelu'(inp). Because it accumulates, dinp must NOT alias dout: in place
-// it would leave dout * (1 + gelu'(inp)), not the gradient (each element is read before
-// it is written, so aliasing is race-free but numerically wrong).
+// dinp = dout * gelu'(inp). Each element is read before it is written, so dinp may
+// alias dout.
 template <class T>
 __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n) {
   GRID_STRIDE(i, n) {
@@ -92,7 +91,7 @@ __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_
     float sech2 = 1.f - t * t;
     float du = kGeluScale * (1.f + 3.f * 0.044715f * v * v);
     float g = to_float(dout[i]) * (0.5f * (1.f + t) + 0.5f * v * sech2 * du);
-    dinp[i] = from_float<T>(to_float(dinp[i]) + g);
+    dinp[i] = from_float<T>(g);
   }
 }
 

@@ -3,7 +3,7 @@
 // cuBLASLt is column-major; a row-major X[r, c] is the column-major X^T, so every
 // product is written for the transposes:
 //   forward   out^T[OC,N]  = W^T'[C,OC]^T  . inp^T[C,N]    (m=OC, n=N,  k=C)
-//   dinp      dinp^T[C,N] += W^T[C,OC]     . dout^T[OC,N]  (m=C,  n=N,  k=OC)
+//   dinp      dinp^T[C,N]  = W^T[C,OC]     . dout^T[OC,N]  (m=C,  n=N,  k=OC)
 //   dweight   dW^T[C,OC]  += inp^T[C,N]    . dout[N,OC]    (m=C,  n=OC, k=N)
 // fp32 tensors use exact fp32 (CUBLAS_COMPUTE_32F) unless GPT_CUDA_TF32=1; bf16 tensors
 // multiply in bf16 with fp32 accumulation. The bias is fused as the BIAS epilogue; if
@@ -302,7 +302,7 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
   if (N == 0 || OC == 0 || C == 0) return;
   if (dinp)
     gemm(op, Gemm{false, false, C, N, OC, weight.raw(), C, dout.raw(), OC, dinp->raw(), C,
-                  inp.dtype, dinp->dtype, 1.f});
+                  inp.dtype, dinp->dtype, 0.f});
   gemm(op, Gemm{false, true, C, OC, N, inp.raw(), C, dout.raw(), OC, dweight.raw(), C, inp.dtype,
                 dweight.dtype, 1.f});
   if (dbias) {

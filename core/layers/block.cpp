@@ -66,9 +66,10 @@ void Block::run_forward(Tensor& x_out, const Tensor& x_in) {
 
 void Block::forward(Tensor& x_out, const Tensor& x_in) { run_forward(x_out, x_in); }
 
-static Tensor& zeroed(Tensor& t, const Tensor& like) {
+// A scratch gradient shaped like `like`. Not zeroed: the ops writing into these
+// (matmul, gelu and attention backward) overwrite their input gradient.
+static Tensor& sized(Tensor& t, const Tensor& like) {
   ensure(t, like.shape, like.dtype, like.device);
-  zero_(t);
   return t;
 }
 
@@ -85,14 +86,14 @@ void Block::backward(Tensor& dres, const Tensor& x_in, BlockScratch& s) {
   Tensor &ln1_out = *a_.ln1_out, &qkv_out = *a_.qkv_out, &atty = *a_.atty, &x2 = *a_.x2,
          &ln2_out = *a_.ln2_out, &fc_out = *a_.fc_out, &gelu_out = *a_.gelu_out;
   // MLP branch: dres is d(out), which flows unchanged into x2 and into mlp_proj.
-  mlp_proj->backward(&zeroed(s.dgelu, gelu_out), dres, gelu_out);
-  ops.gelu_backward(zeroed(s.dfch, fc_out), fc_out, s.dgelu);
-  fc->backward(&zeroed(s.dln, ln2_out), s.dfch, ln2_out);
+  mlp_proj->backward(&sized(s.dgelu, gelu_out), dres, gelu_out);
+  ops.gelu_backward(sized(s.dfch, fc_out), fc_out, s.dgelu);
+  fc->backward(&sized(s.dln, ln2_out), s.dfch, ln2_out);
   ln2.backward(dres, s.dln, x2);  // dres is now d(x2)
   // Attention branch.
-  attn_proj->backward(&zeroed(s.datty, atty), dres, atty);
-  ops.attention_backward(zeroed(s.dqkv, qkv_out), s.datty, atty, *a_.lse, qkv_out, n_head);
-  qkv->backward(&zeroed(s.dln, ln1_out), s.dqkv, ln1_out);
+  attn_proj->backward(&sized(s.datty, atty), dres, atty);
+  ops.attention_backward(sized(s.dqkv, qkv_out), s.datty, atty, *a_.lse, qkv_out, n_head);
+  qkv->backward(&sized(s.dln, ln1_out), s.dqkv, ln1_out);
   ln1.backward(dres, s.dln, x_in);  // dres is now d(x_in)
 }
 

@@ -52,10 +52,8 @@ float GPT::head_loss(const Tensor& targets, const float* dloss) {
   const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, V);
   ensure(logits_, {rows, V}, lnf_out_.dtype, dev);
   ensure(losses_, {N}, DType::F32, dev);
-  if (dloss) {
-    ensure(dlnf_, lnf_out_.shape, lnf_out_.dtype, dev);
-    zero_(dlnf_);
-  }
+  // Not zeroed: each chunk's matmul_backward overwrites its own rows of dlnf_.
+  if (dloss) ensure(dlnf_, lnf_out_.shape, lnf_out_.dtype, dev);
   const Tensor x = lnf_out_.view({N, C}), flat_targets = targets.view({N});
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);

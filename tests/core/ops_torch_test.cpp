@@ -35,12 +35,20 @@ class OpsVsTorch : public ::testing::Test {
     return t;
   }
   Tensor zeros_like(const Tensor& t) { return zeros(t.shape); }
+  // For gradients an op overwrites: NaN everywhere, so a value it fails to write (or
+  // adds to instead of writing) shows up.
+  Tensor poisoned_like(const Tensor& t) {
+    Tensor p = empty(t.shape);
+    std::fill(p.f32(), p.f32() + p.numel(), std::nanf(""));
+    return p;
+  }
   void expect_close(const Tensor& ours, const std::string& ref_name) {
     std::vector<float> a = to_host_f32(ours), b = to_host_f32(load(ref_name));
     ASSERT_EQ(a.size(), b.size()) << ref_name;
     double diff = 0.0, scale = 1e-30;
     for (size_t i = 0; i < a.size(); ++i) {
-      diff = std::max(diff, std::fabs(double(a[i]) - double(b[i])));
+      const double d = std::fabs(double(a[i]) - double(b[i]));
+      diff = std::isfinite(d) ? std::max(diff, d) : INFINITY;
       scale = std::max(scale, std::fabs(double(b[i])));
     }
     std::printf("  %-12s rel err %.3e\n", ref_name.c_str(), diff / scale);
@@ -58,7 +66,7 @@ class OpsVsTorch : public ::testing::Test {
 
 TEST_F(OpsVsTorch, AttentionOddHeadSize) {
   Tensor qkv = load("attn.qkv"), dout = load("attn.dout");
-  Tensor out = zeros({B, T, C}), lse = zeros({B, int64_t(NH), T}), dqkv = zeros_like(qkv);
+  Tensor out = zeros({B, T, C}), lse = zeros({B, int64_t(NH), T}), dqkv = poisoned_like(qkv);
   ops.attention_forward(out, lse, qkv, NH);
   expect_close(out, "attn.out");
   ops.attention_backward(dqkv, dout, out, lse, qkv, NH);
@@ -80,7 +88,7 @@ TEST_F(OpsVsTorch, LayerNormLargeMean) {
 
 TEST_F(OpsVsTorch, GeluTanh) {
   Tensor inp = load("gelu.inp"), dout = load("gelu.dout");
-  Tensor out = zeros_like(inp), dinp = zeros_like(inp);
+  Tensor out = zeros_like(inp), dinp = poisoned_like(inp);
   ops.gelu_forward(out, inp);
   expect_close(out, "gelu.out");
   ops.gelu_backward(dinp, inp, dout);

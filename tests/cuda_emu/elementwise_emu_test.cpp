@@ -1,6 +1,6 @@
 // core/cuda/elementwise.cu's kernels on the CPU under cuda_emulator.h (label `unit`),
 // against the CPU backend: add, accumulate (same and mixed dtypes), scale, GELU
-// forward and backward (accumulating), f32 and bf16; and convert f32 <-> bf16 bit for
+// forward and backward (overwriting), f32 and bf16; and convert f32 <-> bf16 bit for
 // bit against core/bf16.h, through both kernels (the 8-wide one for aligned pointers,
 // the scalar one for views at odd offsets), with NaN payloads, infinities, overflow to
 // infinity, subnormals and rounding ties, and every one of the 65536 bf16 patterns.
@@ -67,7 +67,7 @@ template <class T> void check_ops(int n, size_t max_blocks) {
   cpu.gelu_forward(gref, a);
   EXPECT_EQ(close_to(g, gref), "") << "gelu_forward";
 
-  Tensor dinp = clone(b), dref = clone(b);  // accumulates into b's values
+  Tensor dinp = tensor({n}, dt, std::vector<float>(N, NAN)), dref = clone(dinp);  // overwritten
   launch_n(N, 5, max_blocks, [&] {
     gelu_backward_kernel<T>(dinp.data<T>(), a.data<T>(), dout.data<T>(), N);
   });
