@@ -78,6 +78,7 @@ template <int Slot> Ops make_profiled(const Ops& base) {
   GPT_PROFILE_ENTRY(matmul_backward);
   GPT_PROFILE_ENTRY(gelu_forward);
   GPT_PROFILE_ENTRY(gelu_backward);
+  GPT_PROFILE_ENTRY(matmul_gelu_backward);
   GPT_PROFILE_ENTRY(attention_forward);
   GPT_PROFILE_ENTRY(attention_backward);
   GPT_PROFILE_ENTRY(add);

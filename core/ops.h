@@ -9,11 +9,11 @@
 //  * Backward ops ACCUMULATE (+=) into parameter gradients, so micro-batch
 //    accumulation needs no copies, and layernorm_backward into its input gradient too:
 //    that is the residual stream, which every block adds to.
-//  * matmul_backward, gelu_backward and attention_backward OVERWRITE their input
-//    gradient (dinp, dqkv): it lives in a scratch buffer that would otherwise have to be
-//    zeroed, then read back as zeros, once per op and step (about 10% of a GPU step at
-//    GPT-2 124M goes to that traffic). cross_entropy_forward_backward overwrites the
-//    logits with their gradient.
+//  * matmul_backward, gelu_backward, matmul_gelu_backward and attention_backward
+//    OVERWRITE their input gradient (dinp, dqkv): it lives in a scratch buffer that
+//    would otherwise have to be zeroed, then read back as zeros, once per op and step
+//    (about 10% of a GPU step at GPT-2 124M goes to that traffic).
+//    cross_entropy_forward_backward overwrites the logits with their gradient.
 //  * An optional argument is passed as nullptr (a Tensor* that may be null).
 //  * Linear weights are [OC, C] (PyTorch's layout); out = inp @ weight^T + bias.
 //  * Activations may be F32 or BF16 on backends that support BF16; parameters given
@@ -80,8 +80,14 @@ struct Ops {
 
   // GELU, tanh approximation (GPT-2's): elementwise over any shape.
   void (*gelu_forward)(Tensor& out, const Tensor& inp);
-  // dinp = gelu'(inp) * dout (overwritten).
+  // dinp = gelu'(inp) * dout (overwritten); dinp may alias dout.
   void (*gelu_backward)(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+  // The MLP's second linear layer and the GELU before it, backward in one pass:
+  // inp = gelu(pre) was the layer's input. dweight, dbias as matmul_backward;
+  // dinp = (dout @ weight) * gelu'(pre), overwritten, the product rounded once (it is
+  // never stored in the activation dtype). CUDA fuses it as cuBLASLt's DGELU epilogue.
+  void (*matmul_gelu_backward)(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                               const Tensor& inp, const Tensor& weight, const Tensor& pre);
 
   // Causal self-attention over packed qkv[B,T,3C] (q | k | v, heads contiguous in C).
   // out[B,T,C]; lse[B,NH,T] (F32) is the log-sum-exp of each softmax row, saved so

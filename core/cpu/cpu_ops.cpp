@@ -54,6 +54,16 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   F32Args a;
   gpt::cpu::gelu_backward(a.out(dinp, false), a.in(inp), a.in(dout));
 }
+// One F32Args scope: in bf16 the product stays fp32 until the GELU gradient is applied,
+// rounded once as the fused CUDA epilogue does.
+void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                          const Tensor& inp, const Tensor& weight, const Tensor& pre) {
+  F32Args a;
+  Tensor& d = a.out(dinp, false);
+  gpt::cpu::matmul_backward(&d, a.out(dweight, true), a.out(dbias, true), a.in(dout), a.in(inp),
+                            a.in(weight));
+  gpt::cpu::gelu_backward(d, a.in(pre), d);
+}
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
   F32Args a;
   gpt::cpu::attention_forward(a.out(out, false), lse, a.in(qkv), NH);
@@ -115,6 +125,7 @@ const Ops& cpu_ops() {
     t.matmul_backward = matmul_backward;
     t.gelu_forward = gelu_forward;
     t.gelu_backward = gelu_backward;
+    t.matmul_gelu_backward = matmul_gelu_backward;
     t.attention_forward = attention_forward;
     t.attention_backward = attention_backward;
     t.add = add;

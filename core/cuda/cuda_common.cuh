@@ -61,6 +61,7 @@ struct Context {
   size_t scratch_bytes = 0;
   unsigned* flag = nullptr;  // one device word for validation kernels
   bool tf32 = false;         // GPT_CUDA_TF32=1 lets fp32 matmuls use TF32 tensor cores
+  bool gelu_epilogue = true;  // GPT_CUDA_GELU_EPILOGUE=0: no cuBLASLt DGELU (matmul.cu)
   GemmPlanCache* gemm_plans = nullptr;  // created by the first matmul
 };
 Context& context();
@@ -156,6 +157,8 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
 // elementwise.cu
 void gelu_forward(Tensor& out, const Tensor& inp);
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                          const Tensor& inp, const Tensor& weight, const Tensor& pre);
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void accumulate(Tensor& dst, const Tensor& src);
 void scale(Tensor& x, float s);

@@ -60,6 +60,8 @@ Context& context() {
     GPT_CUDA_CHECK(op, cudaMalloc(reinterpret_cast<void**>(&c->flag), sizeof(unsigned)));
     const char* tf32 = std::getenv("GPT_CUDA_TF32");
     c->tf32 = tf32 && tf32[0] == '1';
+    const char* gelu = std::getenv("GPT_CUDA_GELU_EPILOGUE");
+    c->gelu_epilogue = !(gelu && gelu[0] == '0');
     return c;
   }();
   return *ctx;
@@ -252,6 +254,7 @@ const Ops* cuda_ops_or_null() {
     t.matmul_backward = cuda::matmul_backward;
     t.gelu_forward = cuda::gelu_forward;
     t.gelu_backward = cuda::gelu_backward;
+    t.matmul_gelu_backward = cuda::matmul_gelu_backward;
     t.attention_forward = cuda::attention_forward;
     t.attention_backward = cuda::attention_backward;
     t.add = cuda::add;

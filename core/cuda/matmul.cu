@@ -5,6 +5,11 @@
 //   forward   out^T[OC,N]  = W^T'[C,OC]^T  . inp^T[C,N]    (m=OC, n=N,  k=C)
 //   dinp      dinp^T[C,N]  = W^T[C,OC]     . dout^T[OC,N]  (m=C,  n=N,  k=OC)
 //   dweight   dW^T[C,OC]  += inp^T[C,N]    . dout[N,OC]    (m=C,  n=OC, k=N)
+// matmul_gelu_backward is the dinp product with the DGELU epilogue: D = (A B) * gelu'(aux),
+// aux the GELU's input, laid out as D. Used for bf16 only (fp32 mode is the exact
+// comparison with the CPU, and keeps the separate kernel), and only where cuBLASLt has an
+// algorithm for it; GPT_CUDA_GELU_EPILOGUE=0 turns it off (A/B timing, or a suspect
+// cuBLASLt GELU derivative).
 // fp32 tensors use exact fp32 (CUBLAS_COMPUTE_32F) unless GPT_CUDA_TF32=1; bf16 tensors
 // multiply in bf16 with fp32 accumulation. The bias is fused as the BIAS epilogue; if
 // cuBLASLt offers no algorithm for it (unusual dtype mix or alignment), the bias is
@@ -84,6 +89,8 @@ struct Gemm {
   float beta;
   const void* bias = nullptr;  // length m, fused epilogue
   DType bias_type = DType::F32;
+  const void* gelu_pre = nullptr;  // DGELU epilogue's aux: GELU inputs laid out as D
+  int64_t ld_pre = 0;
 };
 
 }  // namespace
@@ -99,9 +106,11 @@ struct GemmKey {
   bool trans_a, trans_b, has_bias, accumulates;
   DType ab_type, d_type, bias_type;
   uint32_t align_a, align_b, align_d, align_bias;
+  int64_t ld_pre;  // 0: no DGELU epilogue
+  uint32_t align_pre;
   auto tie() const {
     return std::tie(m, n, k, lda, ldb, ldd, trans_a, trans_b, has_bias, accumulates, ab_type,
-                    d_type, bias_type, align_a, align_b, align_d, align_bias);
+                    d_type, bias_type, align_a, align_b, align_d, align_bias, ld_pre, align_pre);
   }
   bool operator<(const GemmKey& o) const { return tie() < o.tie(); }
 };
@@ -141,9 +150,10 @@ struct Preference {
   }
 };
 
-// The heuristic is asked with this call's bias pointer set, as it was before plans were
-// cached; later calls share the key, so the same alignment class of bias.
-std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const void* bias) {
+// The heuristic is asked with this call's bias (or GELU input) pointer set, as it was
+// before plans were cached; later calls share the key, so the same alignment class.
+std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const void* bias,
+                                    const void* gelu_pre) {
   Context& ctx = context();
   const cublasComputeType_t compute =
       key.ab_type == DType::F32 && ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -164,6 +174,17 @@ std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const vo
                              plan->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
     GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
                              plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  }
+  if (key.ld_pre) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DGELU;
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                        &epi, sizeof epi));
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &key.ld_pre,
+                             sizeof key.ld_pre));
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
+                             plan->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &gelu_pre,
+                             sizeof gelu_pre));
   }
   const cudaDataType_t ab = cuda_type(key.ab_type), dt = cuda_type(key.d_type);
   GPT_CUBLAS_CHECK(op, cublasLtMatrixLayoutCreate(&plan->a, ab, key.trans_a ? key.k : key.m,
@@ -193,7 +214,7 @@ std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const vo
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(
       ctx.lt, plan->op, plan->a, plan->b, plan->d, plan->d, pref.p, 1, &best, &found);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-    if (key.has_bias) return plan;  // found = false: the caller falls back
+    if (key.has_bias || key.ld_pre) return plan;  // found = false: the caller falls back
     fail(std::string("cuda ") + op + ": cuBLASLt has no algorithm for m=" +
          std::to_string(key.m) + " n=" + std::to_string(key.n) + " k=" + std::to_string(key.k) +
          " (" + cublasLtGetStatusString(st) + ")");
@@ -203,7 +224,8 @@ std::unique_ptr<GemmPlan> make_plan(const char* op, const GemmKey& key, const vo
   return plan;
 }
 
-// D = A' B' + beta D (+ bias). Returns false only when a fused bias has no algorithm.
+// D = A' B' + beta D (+ bias), or with gelu_pre D = (A' B') * gelu'(gelu_pre). Returns false
+// only when a fused epilogue (bias, DGELU) has no algorithm or its operand is misaligned.
 bool gemm(const char* op, const Gemm& g) {
   Context& ctx = context();
   if (g.ab_type == DType::F32 && g.d_type != DType::F32)
@@ -212,11 +234,15 @@ bool gemm(const char* op, const Gemm& g) {
   // same); biases are slices of the flat parameter buffer at any offset, so a narrower
   // one takes the caller's broadcast fallback rather than risk a misaligned access.
   if (g.bias && alignment_of(g.bias) < 16) return false;
+  // The aux matrix's leading dimension must be a multiple of 8 (cublasLt.h); the same
+  // 16-byte rule as the bias is applied to its pointer.
+  if (g.gelu_pre && (g.ld_pre % 8 != 0 || alignment_of(g.gelu_pre) < 16)) return false;
   const GemmKey key{g.m, g.n, g.k, g.lda, g.ldb, g.ldd,
                     g.trans_a, g.trans_b, g.bias != nullptr, g.beta != 0.f,
                     g.ab_type, g.d_type, g.bias ? g.bias_type : DType::F32,
                     alignment_of(g.A), alignment_of(g.B), alignment_of(g.D),
-                    g.bias ? alignment_of(g.bias) : 0u};
+                    g.bias ? alignment_of(g.bias) : 0u,
+                    g.gelu_pre ? g.ld_pre : 0, g.gelu_pre ? alignment_of(g.gelu_pre) : 0u};
   if (!ctx.gemm_plans) ctx.gemm_plans = new GemmPlanCache;  // leaked with the Context
   auto& plans = ctx.gemm_plans->plans;
   auto it = plans.find(key);
@@ -224,7 +250,7 @@ bool gemm(const char* op, const Gemm& g) {
     // Destroying descriptors is safe with GEMMs still queued: cublasLtMatmul reads them
     // on the host when it enqueues.
     if (plans.size() >= GemmPlanCache::kMaxPlans) plans.clear();
-    it = plans.emplace(key, make_plan(op, key, g.bias)).first;
+    it = plans.emplace(key, make_plan(op, key, g.bias, g.gelu_pre)).first;
   }
   const GemmPlan& plan = *it->second;
   if (!plan.found) return false;
@@ -234,6 +260,10 @@ bool gemm(const char* op, const Gemm& g) {
   if (g.bias)
     GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(
                              plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+  if (g.gelu_pre)
+    GPT_CUBLAS_CHECK(op, cublasLtMatmulDescSetAttribute(plan.op,
+                                                        CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                                        &g.gelu_pre, sizeof g.gelu_pre));
   const float alpha = 1.f;
   GPT_CUBLAS_CHECK(op, cublasLtMatmul(ctx.lt, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &g.beta,
                                       g.D, plan.d, g.D, plan.d, &plan.algo, ctx.workspace,
@@ -280,9 +310,15 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
   gemm(op, g);
 }
 
-void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
-                     const Tensor& inp, const Tensor& weight) {
-  const char* op = "matmul_backward";
+namespace {
+
+// The argument checks both backward entries share; returns N, C, OC.
+struct BackwardDims {
+  int64_t N, C, OC;
+};
+BackwardDims check_backward(const char* op, const Tensor* dinp, const Tensor& dweight,
+                            const Tensor* dbias, const Tensor& dout, const Tensor& inp,
+                            const Tensor& weight) {
   check_float(inp, op, "inp");
   check_dtype(weight, inp.dtype, op, "weight");
   check_dtype(dout, inp.dtype, op, "dout");
@@ -299,27 +335,75 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
     check_float(*dbias, op, "dbias");
     check_numel(*dbias, OC, op, "dbias");
   }
-  if (N == 0 || OC == 0 || C == 0) return;
-  if (dinp)
-    gemm(op, Gemm{false, false, C, N, OC, weight.raw(), C, dout.raw(), OC, dinp->raw(), C,
-                  inp.dtype, dinp->dtype, 0.f});
+  return {N, C, OC};
+}
+
+// dweight += dout^T inp and dbias += column sums of dout (deterministic, two stages).
+void weight_and_bias_grads(const char* op, const BackwardDims& d, Tensor& dweight, Tensor* dbias,
+                           const Tensor& dout, const Tensor& inp) {
+  const int64_t N = d.N, C = d.C, OC = d.OC;
   gemm(op, Gemm{false, true, C, OC, N, inp.raw(), C, dout.raw(), OC, dweight.raw(), C, inp.dtype,
                 dweight.dtype, 1.f});
-  if (dbias) {
-    const int64_t rows = std::max<int64_t>(kMinRowsPerChunk, (N + kMaxChunks - 1) / kMaxChunks);
-    const int chunks = int((N + rows - 1) / rows);
-    float* part = static_cast<float*>(scratch(size_t(chunks) * size_t(OC) * sizeof(float), op));
-    const dim3 grid(unsigned((OC + kColThreads - 1) / kColThreads), unsigned(chunks));
-    dispatch_float(dout.dtype, op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      colsum_partial_kernel<T><<<grid, kColThreads, 0, stream()>>>(part, dout.data<T>(), int(N),
-                                                                    int(OC), int(rows));
-      GPT_LAUNCH_CHECK(op, "colsum_partial_kernel");
-    });
-    colsum_finish_kernel<<<unsigned((OC + 255) / 256), 256, 0, stream()>>>(any_float(*dbias),
-                                                                          part, chunks, int(OC));
-    GPT_LAUNCH_CHECK(op, "colsum_finish_kernel");
+  if (!dbias) return;
+  const int64_t rows = std::max<int64_t>(kMinRowsPerChunk, (N + kMaxChunks - 1) / kMaxChunks);
+  const int chunks = int((N + rows - 1) / rows);
+  float* part = static_cast<float*>(scratch(size_t(chunks) * size_t(OC) * sizeof(float), op));
+  const dim3 grid(unsigned((OC + kColThreads - 1) / kColThreads), unsigned(chunks));
+  dispatch_float(dout.dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    colsum_partial_kernel<T><<<grid, kColThreads, 0, stream()>>>(part, dout.data<T>(), int(N),
+                                                                  int(OC), int(rows));
+    GPT_LAUNCH_CHECK(op, "colsum_partial_kernel");
+  });
+  colsum_finish_kernel<<<unsigned((OC + 255) / 256), 256, 0, stream()>>>(any_float(*dbias), part,
+                                                                        chunks, int(OC));
+  GPT_LAUNCH_CHECK(op, "colsum_finish_kernel");
+}
+
+Gemm dinp_gemm(const BackwardDims& d, Tensor& dinp, const Tensor& dout, const Tensor& weight) {
+  return Gemm{false, false, d.C, d.N, d.OC, weight.raw(), d.C, dout.raw(), d.OC, dinp.raw(), d.C,
+              weight.dtype, dinp.dtype, 0.f};
+}
+
+}  // namespace
+
+void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                     const Tensor& inp, const Tensor& weight) {
+  const char* op = "matmul_backward";
+  const BackwardDims d = check_backward(op, dinp, dweight, dbias, dout, inp, weight);
+  if (d.N == 0 || d.OC == 0 || d.C == 0) return;
+  if (dinp) gemm(op, dinp_gemm(d, *dinp, dout, weight));
+  weight_and_bias_grads(op, d, dweight, dbias, dout, inp);
+}
+
+// Tests run the fused and the separate path side by side; returns the previous setting.
+bool set_gelu_epilogue_for_tests(bool on) {
+  const bool previous = context().gelu_epilogue;
+  context().gelu_epilogue = on;
+  return previous;
+}
+
+void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                          const Tensor& inp, const Tensor& weight, const Tensor& pre) {
+  const char* op = "matmul_gelu_backward";
+  const BackwardDims d = check_backward(op, &dinp, dweight, dbias, dout, inp, weight);
+  check_dtype(dinp, inp.dtype, op, "dinp");
+  check_dtype(pre, inp.dtype, op, "pre");
+  check_numel(pre, d.N * d.C, op, "pre");
+  if (d.N == 0 || d.OC == 0 || d.C == 0) return;
+  Gemm g = dinp_gemm(d, dinp, dout, weight);
+  bool fused = false;
+  if (inp.dtype == DType::BF16 && context().gelu_epilogue) {
+    g.gelu_pre = pre.raw();
+    g.ld_pre = d.C;
+    fused = gemm(op, g);
+    g.gelu_pre = nullptr;
   }
+  if (!fused) {  // the product, then the GELU gradient applied in place
+    gemm(op, g);
+    gelu_backward(dinp, pre, dinp);
+  }
+  weight_and_bias_grads(op, d, dweight, dbias, dout, inp);
 }
 
 }  // namespace gpt::cuda

@@ -86,8 +86,7 @@ void Block::backward(Tensor& dres, const Tensor& x_in, BlockScratch& s) {
   Tensor &ln1_out = *a_.ln1_out, &qkv_out = *a_.qkv_out, &atty = *a_.atty, &x2 = *a_.x2,
          &ln2_out = *a_.ln2_out, &fc_out = *a_.fc_out, &gelu_out = *a_.gelu_out;
   // MLP branch: dres is d(out), which flows unchanged into x2 and into mlp_proj.
-  mlp_proj->backward(&sized(s.dgelu, gelu_out), dres, gelu_out);
-  ops.gelu_backward(sized(s.dfch, fc_out), fc_out, s.dgelu);
+  mlp_proj->backward_through_gelu(sized(s.dfch, fc_out), dres, gelu_out, fc_out);
   fc->backward(&sized(s.dln, ln2_out), s.dfch, ln2_out);
   ln2.backward(dres, s.dln, x2);  // dres is now d(x2)
   // Attention branch.

@@ -23,7 +23,7 @@ Recompute parse_recompute(const std::string& name);  // "none" | "selective" | "
 
 // Gradient buffers shared by all blocks (only one block runs backward at a time).
 struct BlockScratch {
-  Tensor dln, dqkv, datty, dfch, dgelu;
+  Tensor dln, dqkv, datty, dfch;
 };
 
 struct BlockActs {

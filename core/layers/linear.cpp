@@ -20,6 +20,12 @@ void Linear::backward(Tensor* dinp, const Tensor& dout, const Tensor& inp) {
                                       weight->compute);
 }
 
+void Linear::backward_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp,
+                                  const Tensor& pre) {
+  ops_for(inp.device).matmul_gelu_backward(dpre, weight->grad, bias ? &bias->grad : nullptr, dout,
+                                           inp, weight->compute, pre);
+}
+
 LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t C) {
   weight = store.add(name + ".weight", {C}, /*decay=*/false, 0.f, 1.f);
   bias = store.add(name + ".bias", {C}, /*decay=*/false, 0.f, 0.f);

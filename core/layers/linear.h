@@ -13,8 +13,12 @@ class Linear {
          float init_std);
   virtual ~Linear() = default;
   virtual void forward(Tensor& out, const Tensor& inp);
-  // Accumulates into dinp (if given) and into the parameter gradients.
+  // Writes dinp (if given); accumulates into the parameter gradients.
   virtual void backward(Tensor* dinp, const Tensor& dout, const Tensor& inp);
+  // The same for a layer whose input was inp = gelu(pre): dpre is the gradient with
+  // respect to pre, the GELU's backward fused into the product (ops matmul_gelu_backward).
+  virtual void backward_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp,
+                                     const Tensor& pre);
 
   int64_t in_features, out_features;
   Param* weight;

@@ -48,7 +48,7 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   per_block += 4 * f;
   const size_t model_level = ((L + 1) * C  // residual stream, one per block boundary
                               + 3 * C      // final LayerNorm output, its grad, dres
-                              + 13 * C)    // backward scratch shared by the blocks
+                              + 9 * C)     // backward scratch shared by the blocks
                                  * a +
                              2 * f;        // final LayerNorm statistics
   p.activations = (L * per_block + shared + model_level) * tok;

@@ -24,6 +24,7 @@ namespace gpt {
 namespace cuda {
 bool set_attention_kernel_for_tests(bool simple);  // core/cuda/attention.cu
 bool set_attention_mma_for_tests(bool mma);        // core/cuda/attention.cu
+bool set_gelu_epilogue_for_tests(bool on);         // core/cuda/matmul.cu
 }
 namespace {
 
@@ -287,6 +288,45 @@ TEST(CudaOps, MatmulForwardBackward) {
       H().matmul_backward(nullptr, dw_r, nullptr, cpu_tensor(dout, {k.N, k.OC}), cx, cw);
       EXPECT_CLOSE(dw, dw_r, dt);
     }
+  }
+}
+
+// The MLP's fused backward (cuBLASLt's DGELU epilogue in bf16) against the CPU op, with
+// the epilogue on and off: shapes where it applies (C a multiple of 8), where it cannot
+// (C = 65: the separate kernel), and GPT-2 124M's MLP projection rows.
+TEST(CudaOps, MatmulGeluBackward) {
+  REQUIRE_GPU();
+  struct Case { int N, C, OC; };
+  for (bool epilogue : {true, false}) {
+    const bool previous = cuda::set_gelu_epilogue_for_tests(epilogue);
+    for (Case k : {Case{7, 8, 3}, Case{33, 65, 97}, Case{130, 3072, 768}}) {
+      for (DType dt : kFloatTypes) {
+        SCOPED_TRACE(std::to_string(k.N) + "x" + std::to_string(k.C) + "->" +
+                     std::to_string(k.OC) + " " + dtype_name(dt) +
+                     (epilogue ? " epilogue" : " separate"));
+        const Shape in_shape{k.N, k.C}, w_shape{k.OC, k.C}, out_shape{k.N, k.OC};
+        Vec pre = as_stored(randn(size_t(k.N * k.C), 100, 2.f), dt);
+        Tensor cpre = cpu_tensor(pre, in_shape), cx = empty(in_shape);
+        H().gelu_forward(cx, cpre);
+        Vec x = as_stored(to_host_f32(cx), dt);
+        cx = cpu_tensor(x, in_shape);
+        Vec w = as_stored(randn(size_t(k.OC * k.C), 101, 0.05f), dt);
+        Vec dout = as_stored(randn(size_t(k.N * k.OC), 102), dt);
+        Vec dw0 = randn(size_t(k.OC * k.C), 103), db0 = randn(size_t(k.OC), 104);
+        Tensor dpre = gpu_poison(in_shape, dt), dw = gpu_tensor(dw0, w_shape, DType::F32);
+        Tensor db = gpu_tensor(db0, {k.OC}, DType::F32);
+        Tensor dpre_r = empty(in_shape), dw_r = cpu_tensor(dw0, w_shape), db_r = cpu_tensor(db0, {k.OC});
+        G().matmul_gelu_backward(dpre, dw, &db, gpu_tensor(dout, out_shape, dt),
+                                 gpu_tensor(x, in_shape, dt), gpu_tensor(w, w_shape, dt),
+                                 gpu_tensor(pre, in_shape, dt));
+        H().matmul_gelu_backward(dpre_r, dw_r, &db_r, cpu_tensor(dout, out_shape), cx,
+                                 cpu_tensor(w, w_shape), cpre);
+        EXPECT_CLOSE(dpre, dpre_r, dt);
+        EXPECT_CLOSE(dw, dw_r, dt);
+        EXPECT_CLOSE(db, db_r, dt);
+      }
+    }
+    cuda::set_gelu_epilogue_for_tests(previous);
   }
 }
 
