@@ -7,7 +7,8 @@ A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). Build
   python3 benchmarks/gpu_train_bench.py [--pretrain build/launch/pretrain]
       [--models gpt2-124M,gpt2-350M,gpt2-774M,gpt2-1.5B] [--dtype bf16|fp32]
       [--recompute full] [--micro-batch 16] [--seq-len 1024] [--vocab 50304] [--peak-tflops 989]
-      [--attention-variants mma,simple] [--profile-ops]
+      [--attention-variants mma,simple] [--env-variants GPT_CUDA_GELU_EPILOGUE=0]
+      [--profile-ops]
       [--out build/bench/gpu_train_bench.json]
 
 Per model, both sides train the GPT-2 preset with the same B, T, AdamW settings, LR
@@ -25,6 +26,9 @@ unpadded shape.
 --attention-variants also runs ours with each listed GPT_ATTENTION value (the attention
 kernels of core/cuda: the default wmma tensor-core path, `mma` for the inline-PTX
 mma.sync kernels, `simple` for the CUDA-core ones), reported as ours_<value>.
+--env-variants does the same for any environment settings: a comma list of runs, each
+NAME=VALUE (several joined by +), e.g. GPT_CUDA_GELU_EPILOGUE=0 for the MLP backward
+without cuBLASLt's DGELU epilogue; reported as ours_<settings>.
 --profile-ops adds one more run of ours with train.profile_ops (every op timed between
 device synchronisations, so that run is slower and is not the headline) and prints each
 op's share of the step.
@@ -39,6 +43,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -83,6 +88,8 @@ def parse_args(argv=None):
                     help="interpreter for the torch side (needs torch >= 2.0 for compile/SDPA)")
     ap.add_argument("--attention-variants", default="",
                     help="comma list of GPT_ATTENTION values to run ours with as well")
+    ap.add_argument("--env-variants", default="",
+                    help="comma list of NAME=VALUE[+NAME=VALUE] settings to run ours with as well")
     ap.add_argument("--profile-ops", action="store_true",
                     help="one more run of ours with train.profile_ops: time per op")
     ap.add_argument("--skip-ours", action="store_true")
@@ -95,9 +102,9 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def run_ours(a, name, attention=None, profile=False):
+def run_ours(a, name, env_extra=None, profile=False):
     """pretrain on synthetic tokens; returns its per-step records after warm-up.
-    attention: a GPT_ATTENTION value for this run (None: as inherited); profile: with
+    env_extra: environment settings for this run (say GPT_ATTENTION); profile: with
     train.profile_ops, returning its op_profile record too."""
     require_executable(a.pretrain, "gpu_train_bench")
     extra = [("dtype", a.dtype)]
@@ -107,9 +114,7 @@ def run_ours(a, name, attention=None, profile=False):
         extra.append(("profile_ops", True))
     sections = train_sections([("preset", name), ("vocab_size", a.vocab)], a.micro_batch, a.seq_len, a.warmup + a.steps,
                               a.device, extra_train=extra)
-    env = None
-    if attention:
-        env = dict(os.environ, GPT_ATTENTION=attention)
+    env = dict(os.environ, **env_extra) if env_extra else None
     train, records = run_pretrain(a.pretrain, sections, name, env=env)
     if profile:
         return records.get("op_profile") or {"error": "pretrain wrote no op_profile record"}
@@ -117,6 +122,20 @@ def run_ours(a, name, attention=None, profile=False):
     start = records.get("start")
     return {"per_step_ms": [r["step_ms"] for r in timed],
             "params_reported": start.get("params") if start else None}
+
+
+def variants(a):
+    """(side name, environment settings) of each extra run of ours."""
+    out = [("ours_" + v, {"GPT_ATTENTION": v}) for v in filter(None, a.attention_variants.split(","))]
+    for spec in filter(None, a.env_variants.split(",")):
+        env = {}
+        for setting in spec.split("+"):
+            key, eq, value = setting.partition("=")
+            if not eq or not key:
+                sys.exit("gpu_train_bench: --env-variants wants NAME=VALUE, got '%s'" % setting)
+            env[key] = value
+        out.append(("ours_" + re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_").lower(), env))
+    return out
 
 
 def torch_worker(a):
@@ -232,8 +251,8 @@ def main():
              "flops_per_token": flops_per_token(m["n_layer"], m["n_embd"], m["vocab_size"],
                                                 m["block_size"], a.seq_len)}
         sides = [("ours", run_ours, a.skip_ours)]
-        for v in filter(None, a.attention_variants.split(",")):
-            sides.append(("ours_" + v, lambda a_, n_, v=v: run_ours(a_, n_, v), a.skip_ours))
+        for side, env in variants(a):
+            sides.append((side, lambda a_, n_, env=env: run_ours(a_, n_, env), a.skip_ours))
         sides.append(("torch", run_torch, a.skip_torch))
         for side, fn, skip in sides:
             if skip:
