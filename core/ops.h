@@ -19,6 +19,11 @@
 //  * Activations may be F32 or BF16 on backends that support BF16; parameters given
 //    to adamw_update are always F32 master copies.
 //  * Every op is asynchronous on the backend's compute stream; synchronize() waits.
+//  * A token id outside the vocabulary is an error whose message names the id, its
+//    position and V. The CPU throws it from the op; CUDA checks on the device
+//    without waiting and throws it from the next call that waits for the stream
+//    (copy_to_host, copy_from_host, synchronize, sum_squares; never free). Until then
+//    the op reads no memory out of bounds: see encoder_forward and the cross-entropy.
 #pragma once
 #include <cstdint>
 #include "core/tensor.h"
@@ -51,6 +56,8 @@ struct Ops {
   void (*memory_info)(size_t* free_bytes, size_t* total_bytes);
 
   // out[B,T,C] = wte[tokens[b,t]] + wpe[t].   tokens: I32 [B,T]; wpe: [maxT, C].
+  // A token outside [0, V) is an error (see above); where it is reported late, its row
+  // of out is zeros and backward adds nothing to dwte for it.
   void (*encoder_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe);
   // Deterministic: the same tokens give bit-identical dwte on every run.
   void (*encoder_backward)(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
@@ -108,7 +115,8 @@ struct Ops {
   void (*convert)(Tensor& dst, const Tensor& src);
 
   // losses[N] (F32) = logsumexp(logits[n]) - logits[n, targets[n]]; targets I32 [N].
-  // A target < 0 is ignored (loss 0, no gradient).
+  // A target < 0 is ignored (loss 0, no gradient). A target >= V is an error (see
+  // above); where it is reported late, its row is treated as ignored meanwhile.
   void (*cross_entropy_forward)(Tensor& losses, const Tensor& logits, const Tensor& targets);
   // The fused classifier: losses as cross_entropy_forward and, from the same read of
   // each row, logits overwritten by dloss * (softmax(logits) - onehot(targets)) (zeros on

@@ -3,6 +3,10 @@
 // tree order. The fused form writes the loss and then overwrites the row with its
 // gradient in place, each thread reading a logit before writing the same element (the
 // logits buffer is the head's largest; no second one is needed).
+//
+// Targets are range-checked without waiting (token_check.cu): a target >= V is reported
+// at the next call that synchronizes, after these kernels have run, so they treat such a
+// row as ignored (like a negative target) rather than read past it.
 #include "core/cuda/cuda_common.cuh"
 
 namespace gpt::cuda {
@@ -66,7 +70,7 @@ __global__ void __launch_bounds__(kThreads)
   const T* z = logits + row * size_t(V);
   const int t = targets[row];
   const float lse = row_logsumexp(z, V);
-  if (threadIdx.x == 0) losses[row] = t < 0 ? 0.f : lse - to_float(z[t]);
+  if (threadIdx.x == 0) losses[row] = t < 0 || t >= V ? 0.f : lse - to_float(z[t]);
 }
 
 // The fused classifier: the loss and, in place, the gradient of one row. Thread 0 reads
@@ -79,7 +83,7 @@ __global__ void __launch_bounds__(kThreads)
   const size_t row = blockIdx.x;
   T* z = logits + row * size_t(V);
   const int t = targets[row];
-  if (t < 0) {  // ignored position: no loss, no gradient (ids >= V were rejected)
+  if (t < 0 || t >= V) {  // ignored position (or a bad id): no loss, no gradient
     if (threadIdx.x == 0) losses[row] = 0.f;
     for (int v = threadIdx.x; v < V; v += blockDim.x) z[v] = from_float<T>(0.f);
     return;
@@ -105,6 +109,7 @@ void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& t
   check_numel(losses, N, op, "losses");
   check_numel(targets, N, op, "targets");
   if (N == 0) return;
+  // Reported at the next synchronizing call; the kernel bounds the ids meanwhile.
   check_token_range(targets, V, true, op, "target token");
   dispatch_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -124,6 +129,8 @@ void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor
   check_numel(losses, N, op, "losses");
   check_numel(targets, N, op, "targets");
   if (N == 0) return;
+  // Queued, not waited for (the head calls this once per chunk of rows); the kernel
+  // bounds the ids meanwhile.
   check_token_range(targets, V, true, op, "target token");
   dispatch_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -49,6 +50,16 @@ void check_launch(const char* op, const char* kernel, const char* file, int line
 
 struct GemmPlanCache;  // matmul.cu: cuBLASLt descriptors and algorithm per GEMM signature
 
+// A token-range check queued on the stream whose verdict is not read back yet
+// (token_check.cu). The i-th pending check owns slot i of Context::token_check_slots.
+struct PendingTokenCheck {
+  const char* op;    // the launcher that queued it (a string literal)
+  const char* what;  // "token", "target token" (a string literal)
+  int64_t V;
+};
+// Checks in flight at most; one more first reads these back (and so waits).
+constexpr int kTokenCheckSlots = 64;
+
 // The backend's state, created on first use and never destroyed (destruction at exit
 // would race the CUDA runtime's own teardown). Not a hidden global of the kernels: they
 // receive everything as arguments; only launchers ask for the stream and buffers.
@@ -59,8 +70,10 @@ struct Context {
   size_t workspace_bytes = 0;
   void* scratch = nullptr;  // grow-only, see scratch()
   size_t scratch_bytes = 0;
-  unsigned* flag = nullptr;  // one device word for validation kernels
-  bool tf32 = false;         // GPT_CUDA_TF32=1 lets fp32 matmuls use TF32 tensor cores
+  // kTokenCheckSlots device words, one per token-range check in flight.
+  unsigned long long* token_check_slots = nullptr;
+  std::vector<PendingTokenCheck> pending_token_checks;
+  bool tf32 = false;           // GPT_CUDA_TF32=1 lets fp32 matmuls use TF32 tensor cores
   bool gelu_epilogue = true;  // GPT_CUDA_GELU_EPILOGUE=0: no cuBLASLt DGELU (matmul.cu)
   GemmPlanCache* gemm_plans = nullptr;  // created by the first matmul
 };
@@ -77,9 +90,19 @@ void check_cuda(const Tensor& t, const char* op, const char* arg);
 void check_float(const Tensor& t, const char* op, const char* arg);  // F32 or BF16 on CUDA
 void check_dtype(const Tensor& t, DType dt, const char* op, const char* arg);
 void check_numel(const Tensor& t, int64_t n, const char* op, const char* arg);
-// Fails (synchronously) if some id >= V, or < 0 unless negatives are allowed (ignored).
+
+// Token ids outside [0, V) (negatives are allowed, as ignored targets, when
+// allow_negative): checked on the stream without waiting for it (token_check.cu). The
+// error ("<what> id X at position P is outside the vocabulary [0, V)", naming op) is
+// thrown by the next resolve_token_checks(), so the kernels that read the ids must bound
+// them themselves.
 void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const char* op,
                        const char* what);
+// Reads back the verdicts of the pending token checks and throws for the first (in queue
+// order) that found a bad id; a no-op when none is pending. Called by the entries that
+// wait for the stream anyway: copy_to_host, copy_from_host, synchronize, sum_squares
+// (`at` names it in the message). Not by free, which must not throw.
+void resolve_token_checks(const char* at);
 
 // Grid size for grid-stride loops over n elements.
 inline unsigned grid_for(size_t n, int threads, size_t max_blocks = 65536) {

@@ -1,26 +1,12 @@
 // The CUDA backend's context, memory entries, argument checks and the ops table itself.
 // cuda_ops_or_null() returns null when no GPU is usable, so CPU-only machines running
 // a CUDA build behave like a build without CUDA.
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 
 #include "core/cuda/cuda_common.cuh"
 
 namespace gpt::cuda {
-
-// ---- kernels ----
-
-// Records the smallest flat index holding an id outside [lo, V) (unsigned atomicMin:
-// the result does not depend on scheduling).
-__global__ void find_bad_id_kernel(unsigned* first_bad, const int32_t* ids, size_t n, int lo,
-                                   int V) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x) {
-    int v = ids[i];
-    if (v < lo || v >= V) atomicMin(first_bad, unsigned(i));
-  }
-}
 
 // ---- context and errors ----
 
@@ -57,7 +43,9 @@ Context& context() {
     GPT_CUBLAS_CHECK(op, cublasLtCreate(&c->lt));
     c->workspace_bytes = size_t(32) << 20;  // what cuBLASLt wants for Hopper's big tiles
     GPT_CUDA_CHECK(op, cudaMalloc(&c->workspace, c->workspace_bytes));
-    GPT_CUDA_CHECK(op, cudaMalloc(reinterpret_cast<void**>(&c->flag), sizeof(unsigned)));
+    GPT_CUDA_CHECK(op, cudaMalloc(reinterpret_cast<void**>(&c->token_check_slots),
+                                  kTokenCheckSlots * sizeof(unsigned long long)));
+    c->pending_token_checks.reserve(size_t(kTokenCheckSlots));
     const char* tf32 = std::getenv("GPT_CUDA_TF32");
     c->tf32 = tf32 && tf32[0] == '1';
     const char* gelu = std::getenv("GPT_CUDA_GELU_EPILOGUE");
@@ -112,26 +100,6 @@ void check_numel(const Tensor& t, int64_t n, const char* op, const char* arg) {
          std::to_string(t.numel()) + " elements, expected " + std::to_string(n));
 }
 
-void check_token_range(const Tensor& ids, int64_t V, bool allow_negative, const char* op,
-                       const char* what) {
-  check_dtype(ids, DType::I32, op, what);
-  const size_t n = size_t(ids.numel());
-  if (n == 0) return;
-  Context& c = context();
-  GPT_CUDA_CHECK(op, cudaMemsetAsync(c.flag, 0xff, sizeof(unsigned), c.stream));
-  find_bad_id_kernel<<<grid_for(n, 256, 1024), 256, 0, c.stream>>>(
-      c.flag, ids.i32(), n, allow_negative ? INT_MIN : 0, int(V));
-  GPT_LAUNCH_CHECK(op, "find_bad_id_kernel");
-  unsigned bad = 0;
-  GPT_CUDA_CHECK(op, cudaMemcpyAsync(&bad, c.flag, sizeof bad, cudaMemcpyDeviceToHost, c.stream));
-  GPT_CUDA_CHECK(op, cudaStreamSynchronize(c.stream));
-  if (bad == 0xffffffffu) return;
-  int32_t value = 0;
-  GPT_CUDA_CHECK(op, cudaMemcpy(&value, ids.i32() + bad, sizeof value, cudaMemcpyDeviceToHost));
-  fail(std::string(what) + " id " + std::to_string(value) + " at position " + std::to_string(bad) +
-       " is outside the vocabulary [0, " + std::to_string(V) + ")");
-}
-
 // ---- memory entries ----
 
 namespace {
@@ -158,7 +126,8 @@ void* device_alloc(size_t bytes) {
 }
 
 // Called from Storage's destructor, so it must not throw. Synchronizing first keeps
-// kernels still queued on our stream from touching freed memory.
+// kernels still queued on our stream from touching freed memory. Pending token checks
+// stay pending (resolving them may throw): the next copy or synchronize reports them.
 void device_free(void* p) {
   if (cudaStreamSynchronize(context().stream) == cudaSuccess) {
     cudaError_t e = cudaFree(p);
@@ -172,22 +141,28 @@ void device_zero(void* p, size_t n) {
 }
 
 // Both host copies wait for the stream: the host buffer may be read or freed right after.
+// Having waited, they also report the token checks queued so far (token_check.cu).
 void device_to_host(void* dst, const void* src, size_t n) {
   GPT_CUDA_CHECK("copy_to_host", cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream()));
   GPT_CUDA_CHECK("copy_to_host", cudaStreamSynchronize(stream()));
+  resolve_token_checks("copy_to_host");
 }
 
 void host_to_device(void* dst, const void* src, size_t n) {
   GPT_CUDA_CHECK("copy_from_host",
                  cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream()));
   GPT_CUDA_CHECK("copy_from_host", cudaStreamSynchronize(stream()));
+  resolve_token_checks("copy_from_host");
 }
 
 void device_copy(void* dst, const void* src, size_t n) {
   GPT_CUDA_CHECK("copy_device", cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream()));
 }
 
-void device_sync() { GPT_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream())); }
+void device_sync() {
+  GPT_CUDA_CHECK("synchronize", cudaStreamSynchronize(stream()));
+  resolve_token_checks("synchronize");
+}
 
 void* compute_stream() { return stream(); }
 

@@ -5,6 +5,11 @@
 // stable radix sort, so each token's positions form one segment in increasing order;
 // one block per segment start sums its rows in that order. The same tokens therefore
 // give bit-identical dwte on every run, whatever the scheduling.
+//
+// Token ids are range-checked without waiting (token_check.cu): the error comes at the
+// next call that synchronizes, after these kernels have run. So they bound the ids
+// themselves: a bad id gives a zero row forward and no dwte row backward, never an
+// access outside wte.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "core/cuda/cuda_common.cuh"
@@ -20,14 +25,15 @@ constexpr int kSegmentThreads = 128;  // channels in flight per vocabulary-row b
 
 template <class T>
 __global__ void encoder_forward_kernel(T* out, const int32_t* tokens, AnyFloat wte, AnyFloat wpe,
-                                       int T_, int C, size_t total) {
+                                       int T_, int C, unsigned V, size_t total) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
        i += size_t(gridDim.x) * blockDim.x) {
     const size_t bt = i / size_t(C);
     const int c = int(i % size_t(C));
     const int t = int(bt % size_t(T_));
-    const size_t tok = size_t(tokens[bt]);
-    out[i] = from_float<T>(wte.load(tok * C + c) + wpe.load(size_t(t) * C + c));
+    const unsigned tok = unsigned(tokens[bt]);  // a negative id wraps to >= V
+    out[i] = tok < V ? from_float<T>(wte.load(size_t(tok) * C + c) + wpe.load(size_t(t) * C + c))
+                     : from_float<T>(0.f);
   }
 }
 
@@ -43,14 +49,25 @@ __global__ void encoder_backward_wpe_kernel(AnyFloat dwpe, const T* dout, int B,
   }
 }
 
-// Sort input: keys are the token ids, values the flat positions 0..N-1.
+// Sort input: keys are the token ids, values the flat positions 0..N-1. A bad id gets
+// the key V: the sort, on the bits that hold 0..V, puts those positions in one segment
+// after every real token (on its raw bits it could split a real token's segment).
 __global__ void encoder_sort_input_kernel(unsigned* keys, unsigned* positions,
-                                          const int32_t* tokens, int N) {
+                                          const int32_t* tokens, int N, unsigned V) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < N) {
-    keys[i] = unsigned(tokens[i]);
+    const unsigned tok = unsigned(tokens[i]);
+    keys[i] = tok < V ? tok : V;
     positions[i] = unsigned(i);
   }
+}
+
+// The key bits the radix sort orders by, [0, sort_key_bits(V)): enough for every key
+// 0..V, so that the order on them is the order of the keys (fewer bits, faster sort).
+inline int sort_key_bits(int64_t V) {
+  int bits = 1;
+  while (bits < 32 && (int64_t(1) << bits) <= V) ++bits;
+  return bits;
 }
 
 // One block per sorted index; only the first index of each token's segment works: it
@@ -61,7 +78,7 @@ __global__ void encoder_backward_wte_kernel(AnyFloat dwte, const T* dout, const 
                                             unsigned V) {
   const int start = blockIdx.x;
   const unsigned token = keys[start];
-  // Ids were validated by the forward; the bound only keeps a bad one from writing wild.
+  // token == V: the bad ids' segment (encoder_sort_input_kernel), not a row of dwte.
   if (token >= V || (start > 0 && keys[start - 1] == token)) return;
   int end = start + 1;
   while (end < N && keys[end] == token) ++end;
@@ -86,14 +103,15 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
          " exceeds the position table (" + std::to_string(wpe.dim(0)) + ")");
   check_numel(out, B * T * C, op, "out");
   check_numel(wpe, wpe.dim(0) * C, op, "wpe");
-  // Synchronous, but it is what turns a bad token into a message instead of a fault.
+  // Reported at the next synchronizing call; the kernel bounds the ids meanwhile.
   check_token_range(tokens, V, false, op, "token");
   const size_t total = size_t(B * T * C);
   if (total == 0) return;
   dispatch_float(out.dtype, op, [&](auto tag) {
     using Act = typename decltype(tag)::type;
     encoder_forward_kernel<Act><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(
-        out.data<Act>(), tokens.i32(), any_float(wte), any_float(wpe), int(T), int(C), total);
+        out.data<Act>(), tokens.i32(), any_float(wte), any_float(wpe), int(T), int(C), unsigned(V),
+        total);
     GPT_LAUNCH_CHECK(op, "encoder_forward_kernel");
   });
 }
@@ -113,8 +131,7 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
   if (N == 0 || C == 0) return;
 
   // Scratch: keys and positions in and out of the sort, then CUB's temporary storage.
-  int end_bit = 1;
-  while (end_bit < 32 && (int64_t(1) << end_bit) < V) ++end_bit;
+  const int end_bit = sort_key_bits(V);
   size_t cub_bytes = 0;
   GPT_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, (unsigned*)nullptr,
                                                      (unsigned*)nullptr, (unsigned*)nullptr,
@@ -129,7 +146,7 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
   void* cub_tmp = base + 4 * vec;
 
   encoder_sort_input_kernel<<<unsigned((N + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(
-      keys_in, pos_in, tokens.i32(), int(N));
+      keys_in, pos_in, tokens.i32(), int(N), unsigned(V));
   GPT_LAUNCH_CHECK(op, "encoder_sort_input_kernel");
   GPT_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, keys_in, keys_out,
                                                      pos_in, pos_out, int(N), 0, end_bit,

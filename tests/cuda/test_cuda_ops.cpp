@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -140,11 +141,79 @@ TEST(CudaOps, EncoderForwardBackward) {
   }
 }
 
+// The message of the Error that f throws ("" when none).
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_HAS(text, part)                               \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) \
+      << "'" << (text) << "' lacks '" << (part) << "'"
+
+// The CUDA token-range checks do not wait for the device: the op only queues its check,
+// and the next call that waits for the stream anyway (synchronize, copy_to_host,
+// copy_from_host, sum_squares) throws, once, naming the op, the id, its position and V.
+// Until then the kernels bound the ids: the bad row of out is zeros.
 TEST(CudaOps, EncoderRejectsTokenOutsideVocabulary) {
   REQUIRE_GPU();
   Tensor out = empty({1, 3, 4}, DType::F32, Device::CUDA);
+  Tensor wte = gpu_tensor(randn(20, 1), {5, 4}, DType::F32);
+  Tensor wpe = zeros({3, 4}, DType::F32, Device::CUDA);
+  const Tensor bad = ints({1, 7, 2}, {1, 3}, Device::CUDA);
+  EXPECT_NO_THROW(G().encoder_forward(out, bad, wte, wpe)) << "the check only queues";
+  const std::string what = error_of([] { G().synchronize(); });
+  EXPECT_HAS(what, "encoder_forward");
+  EXPECT_HAS(what, "token id 7 at position 1 is outside the vocabulary [0, 5)");
+  EXPECT_HAS(what, "reported at synchronize");
+  EXPECT_NO_THROW(G().synchronize()) << "reported once";
+  const Vec host = to_host_f32(out);
+  for (int c = 0; c < 4; ++c) EXPECT_EQ(host[size_t(4 + c)], 0.f) << "the bad row is zeros";
+
+  // Negative ids are bad too; the first bad position wins; copy_to_host reports it.
+  G().encoder_forward(out, ints({2, -4, 9}, {1, 3}, Device::CUDA), wte, wpe);
+  const std::string first = error_of([&] { (void)to_host_f32(out); });
+  EXPECT_HAS(first, "token id -4 at position 1 is outside the vocabulary [0, 5)");
+  EXPECT_HAS(first, "copy_to_host");
+
+  // The backward with the same bad ids (run before the error arrives) touches no row of
+  // dwte for them and still fills dwpe.
+  Tensor dwte = zeros({5, 4}, DType::F32, Device::CUDA);
+  Tensor dwpe = zeros({3, 4}, DType::F32, Device::CUDA);
+  G().encoder_backward(dwte, dwpe, gpu_tensor(Vec(12, 1.f), {1, 3, 4}, DType::F32),
+                       ints({2, -4, 9}, {1, 3}, Device::CUDA));
+  const Vec dte = to_host_f32(dwte), dpe = to_host_f32(dwpe);
+  for (int v = 0; v < 5; ++v)
+    for (int c = 0; c < 4; ++c)
+      EXPECT_EQ(dte[size_t(v * 4 + c)], v == 2 ? 1.f : 0.f) << "dwte[" << v << "][" << c << "]";
+  for (float x : dpe) EXPECT_EQ(x, 1.f);
+}
+
+// More checks in flight than the context has slots for: the one that finds none free
+// reads the others back first (and so throws for an earlier bad one there).
+TEST(CudaOps, TokenChecksBeyondTheSlotsAreReadBackInOrder) {
+  REQUIRE_GPU();
+  Tensor out = empty({1, 3, 4}, DType::F32, Device::CUDA);
   Tensor wte = zeros({5, 4}, DType::F32, Device::CUDA), wpe = zeros({3, 4}, DType::F32, Device::CUDA);
-  EXPECT_THROW(G().encoder_forward(out, ints({1, 7, 2}, {1, 3}, Device::CUDA), wte, wpe), Error);
+  const Tensor good = ints({1, 4, 0}, {1, 3}, Device::CUDA);
+  const Tensor bad = ints({1, 2, 5}, {1, 3}, Device::CUDA);
+  int thrown_at = -1;
+  std::string what;
+  for (int i = 0; i < 1000 && thrown_at < 0; ++i) {
+    what = error_of([&] { G().encoder_forward(out, i == 3 ? bad : good, wte, wpe); });
+    if (!what.empty()) thrown_at = i;
+  }
+  EXPECT_GT(thrown_at, 3) << "a launch waited for its own check";
+  EXPECT_LT(thrown_at, 1000) << "the slots never ran out";
+  EXPECT_HAS(what, "token id 5 at position 2 is outside the vocabulary [0, 5)");
+  EXPECT_HAS(what, "reported at encoder_forward");
+  EXPECT_NO_THROW(G().synchronize());
+  for (int i = 0; i < 200; ++i) G().encoder_forward(out, good, wte, wpe);
+  EXPECT_NO_THROW(G().synchronize()) << "good ids, however many checks";
 }
 
 // An allocation the device cannot hold throws an error that says how much was asked for
@@ -683,10 +752,37 @@ TEST(CudaOps, CrossEntropyForwardBackward) {
       EXPECT_CLOSE(gz, cz, dt);
     }
   }
-  Tensor loss = empty({2}, DType::F32, Device::CUDA);
-  EXPECT_THROW(G().cross_entropy_forward(loss, zeros({2, 5}, DType::F32, Device::CUDA),
-                                         ints({1, 5}, {2}, Device::CUDA)),
-               Error);
+}
+
+// As for the encoder: queued, reported by the next call that waits, and meanwhile the
+// bad row is an ignored one (loss 0, zero gradient), read nowhere outside the logits.
+TEST(CudaOps, CrossEntropyRejectsTargetOutsideVocabulary) {
+  REQUIRE_GPU();
+  Tensor loss = gpu_poison({2}, DType::F32);
+  Tensor logits = gpu_tensor(randn(10, 7), {2, 5}, DType::F32);
+  EXPECT_NO_THROW(G().cross_entropy_forward(loss, logits, ints({1, 5}, {2}, Device::CUDA)));
+  std::string what = error_of([&] { (void)to_host_f32(loss); });
+  EXPECT_HAS(what, "cross_entropy_forward");
+  EXPECT_HAS(what, "target token id 5 at position 1 is outside the vocabulary [0, 5)");
+  EXPECT_HAS(what, "copy_to_host");
+  EXPECT_EQ(to_host_f32(loss)[1], 0.f);
+
+  EXPECT_NO_THROW(G().cross_entropy_forward_backward(loss, logits,
+                                                     ints({-1, 99999}, {2}, Device::CUDA), 1.f));
+  Tensor x = zeros({3}, DType::F32, Device::CUDA);
+  what = error_of([&] { (void)G().sum_squares(x); });
+  EXPECT_HAS(what, "cross_entropy_forward_backward");
+  EXPECT_HAS(what, "target token id 99999 at position 1 is outside the vocabulary [0, 5)");
+  EXPECT_HAS(what, "sum_squares");
+  EXPECT_EQ(to_host_f32(loss), Vec({0.f, 0.f}));
+  EXPECT_EQ(to_host_f32(logits), Vec(10, 0.f)) << "both rows ignored: zero gradient";
+
+  // copy_from_host reports too (here while uploading the next targets).
+  G().cross_entropy_forward(loss, logits, ints({-7, 2}, {2}, Device::CUDA));  // -7: ignored
+  G().cross_entropy_forward(loss, logits, ints({6, 2}, {2}, Device::CUDA));
+  what = error_of([&] { (void)ints({0, 0}, {2}, Device::CUDA); });
+  EXPECT_HAS(what, "target token id 6 at position 0");
+  EXPECT_HAS(what, "copy_from_host");
 }
 
 TEST(CudaOps, AdamwAndSumSquares) {

@@ -4,8 +4,13 @@
 // targets (-1), V below, above and not a multiple of the 512-thread block, and GPT-2's
 // V = 50257. Each launch mirrors its launcher: one block of kThreads per row.
 // ScheduleIndependent wants the same bits under two thread schedules (the block's
-// merge is a fixed tree: no atomics).
+// merge is a fixed tree: no atomics). BadTargets: targets >= V, which the kernels see
+// before the asynchronous range check reports them, give the rows of ignored targets
+// and no read outside the logits (ASan).
 #include "cross_entropy_kernels.inc"
+
+#include <climits>
+#include <utility>
 
 #include "emu_op_test_support.h"
 
@@ -92,6 +97,36 @@ TEST_P(CrossEntropyEmu, ScheduleIndependent) {
   EXPECT_EQ(same_bits(x.losses, y.losses), "") << "losses";
   EXPECT_EQ(same_bits(x.fb_losses, y.fb_losses), "") << "fused losses";
   EXPECT_EQ(same_bits(x.grad, y.grad), "") << "gradient";
+}
+
+// V = 64 makes every row a multiple of 64 bytes (the host allocator's granule), so ASan
+// sees a read of logits[row][V] in the last row; INT_MAX reads nowhere near them.
+TEST(CrossEntropyEmuBadTargets, AreIgnoredRowsAndStayInBounds) {
+  for (DType dt : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(gpt::dtype_name(dt));
+    const Case c{dt, 6, 64};
+    Buffers emu = make_buffers(c), ref = make_buffers(c);
+    for (auto [row, id] : {std::pair{0, c.V}, std::pair{3, INT_MAX}, std::pair{c.N - 1, c.V}}) {
+      emu.targets.i32()[row] = id;
+      ref.targets.i32()[row] = -1;
+    }
+    run(c, emu, 5);
+    const gpt::Ops& cpu = gpt::cpu_ops();
+    cpu.cross_entropy_forward(ref.losses, ref.logits, ref.targets);
+    cpu.cross_entropy_forward_backward(ref.fb_losses, ref.grad, ref.targets, kDloss);
+    EXPECT_EQ(close_to(host(emu.losses), host(ref.losses), tolerance(DType::F32)), "")
+        << "losses";
+    EXPECT_EQ(close_to(host(emu.fb_losses), host(ref.fb_losses), tolerance(DType::F32)), "")
+        << "fused losses";
+    EXPECT_EQ(close_to(emu.grad, ref.grad), "") << "gradient";
+    const std::vector<float> g = host(emu.grad);
+    for (int row : {0, 3, c.N - 1}) {
+      EXPECT_EQ(emu.losses.f32()[row], 0.f) << "row " << row;
+      EXPECT_EQ(emu.fb_losses.f32()[row], 0.f) << "row " << row;
+      for (int v = 0; v < c.V; ++v)
+        ASSERT_EQ(g[size_t(row) * c.V + v], 0.f) << "row " << row << ", column " << v;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -11,9 +11,9 @@
 //  * one block at a time, its threads as fibers (ucontext) on one OS thread (OS threads
 //    passing a baton spent ~10x longer in the kernel's scheduler). Exactly one runs at a
 //    time; at every sync point (__syncthreads, __syncwarp, __shfl_xor_sync,
-//    wmma::mma_sync) the scheduler hands over to a RANDOM runnable thread (seeded). A
-//    missing barrier then shows up as a result that depends on the schedule: the test
-//    compares runs under two seeds bit for bit;
+//    wmma::mma_sync, atomicMin) the scheduler hands over to a RANDOM runnable thread
+//    (seeded). A missing barrier then shows up as a result that depends on the
+//    schedule: the test compares runs under two seeds bit for bit;
 //  * barriers that some threads never reach: reported as a deadlock (so are warp
 //    shuffles that some lanes of the warp never reach);
 //  * static __shared__ arrays (also inside __device__ functions): one per block, seen

@@ -1,8 +1,8 @@
 // The CUDA built-ins beyond attention's that the other kernel files need under the
 // emulator (cuda_emulator.h includes this at its end): warp shuffles, static __shared__
-// arrays, bit casts, and a grid launch. Same rules as the rest of the emulator: one
-// thread runs at a time, and every warp-collective call is a sync point where the
-// scheduler picks a random thread.
+// arrays, a 64-bit atomicMin, bit casts, and a grid launch. Same rules as the rest of
+// the emulator: one thread runs at a time, and every warp-collective call (and the
+// atomic) is a sync point where the scheduler picks a random thread.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -78,6 +78,17 @@ template <class T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int wi
 }
 template <class T> T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   return emu::shuffle(mask, v, width, [&](int l) { return l >= int(delta) ? l - int(delta) : l; });
+}
+
+// atomicMin on a 64-bit word (token_check.cu). One thread runs at a time, so the
+// read-modify-write is atomic as it stands; it is also a sync point, handing over to a
+// random thread first, so that the order in which a block's threads update the word
+// changes with the schedule, as the hardware's does.
+inline unsigned long long atomicMin(unsigned long long* address, unsigned long long val) {
+  emu::schedule();
+  const unsigned long long old = *address;
+  if (val < old) *address = val;
+  return old;
 }
 
 inline unsigned __float_as_uint(float x) {

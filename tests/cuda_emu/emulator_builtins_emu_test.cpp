@@ -1,7 +1,7 @@
 // Self-test of cuda_emulator_builtins.h (label `unit`): what the shuffles return, that a
 // static __shared__ array is one per block (not one per thread) and fresh in each
-// block, and that the emulator refuses what it does not model (partial masks) and
-// reports lanes that never reach a shuffle.
+// block, that atomicMin's order follows the schedule, and that the emulator refuses
+// what it does not model (partial masks) and reports lanes that never reach a shuffle.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -47,6 +47,27 @@ TEST(EmulatorBuiltins, StaticSharedIsOnePerBlockAndFresh) {
   for (unsigned b = 0; b < 2; ++b)
     for (unsigned t = 0; t < 64; ++t)
       EXPECT_EQ(got[b * 64 + t], (t + 1) % 64 + 100 * b) << "block " << b << ", thread " << t;
+}
+
+// atomicMin keeps the minimum, and the order in which threads reach it follows the
+// schedule (it is a sync point), so a kernel whose result depends on that order gives
+// different answers under different seeds.
+TEST(EmulatorBuiltins, AtomicMinOrderFollowsTheSchedule) {
+  auto run = [](unsigned seed, unsigned long long& word) {
+    std::vector<unsigned> order;
+    word = ~0ull;
+    emu::launch(dim3(1), 64, 0, seed, [&] {
+      atomicMin(&word, 1000ull + threadIdx.x % 7);
+      order.push_back(threadIdx.x);  // no sync point in between: the atomic's order
+    });
+    return order;
+  };
+  unsigned long long a = 0, b = 0;
+  const std::vector<unsigned> first = run(1, a), second = run(2, b);
+  EXPECT_EQ(a, 1000ull);
+  EXPECT_EQ(b, 1000ull);
+  EXPECT_EQ(first.size(), 64u);
+  EXPECT_NE(first, second);
 }
 
 TEST(EmulatorBuiltinsDeathTest, PartialMaskIsRefused) {
