@@ -30,6 +30,9 @@
 #include <string>
 
 #include "core/cuda/cuda_common.cuh"
+// The only inline assembly (mma.sync, ldmatrix, cp.async wrappers); the emulator tests
+// substitute their own (tests/cuda_emu/cuda_emulator.h).
+#include "core/cuda/attention_mma_ptx.cuh"
 
 // mma.sync with bf16 and ldmatrix need sm_80 or newer; older targets compile to a trap and
 // the launchers never choose these kernels there (attention_mma_available()).
@@ -68,61 +71,16 @@ constexpr size_t mma_backward_dq_smem(int HS) {
 }
 }  // namespace
 
-// ---- PTX wrappers ----
-// The only inline assembly of this file; tests/cuda_emu/cuda_emulator.h defines
-// GPT_CUDA_EMULATOR and provides these five with the same signatures and the documented
-// semantics (PTX ISA 8.x, "Warp Level Matrix Multiply-Accumulate Instructions":
-// 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with floating point type", 9.7.14.5.15
-// "ldmatrix"; 9.7.9.25 "cp.async"). Fragment layouts, with g = lane / 4, t = lane % 4
-// and each 32-bit register holding two bf16 (lower column or row index in the low half):
+// ---- device helpers ----
+// Fragment layouts of mma.m16n8k16 and ldmatrix (PTX ISA 8.x, 9.7.14.5.8 and 9.7.14.5.15),
+// with g = lane / 4, t = lane % 4 and each 32-bit register holding two bf16 (lower column
+// or row index in the low half):
 //   A 16x16 (row major): a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..),
 //                        a[3] = (g+8, 2t+8..)                              (row, col)
 //   B 16x8  (col major): b[0] = (2t..2t+1, g), b[1] = (2t+8..2t+9, g)      (k, n)
 //   C 16x8 fp32:         c[0..1] = (g, 2t..2t+1), c[2..3] = (g+8, 2t..2t+1)
 //   ldmatrix x4: lanes 8i..8i+7 give the 8 row addresses of matrix i (16 bytes each);
 //     r[i] = matrix i's (g, 2t..2t+1), or with .trans its (2t..2t+1, g).
-#ifndef GPT_CUDA_EMULATOR
-#ifdef GPT_ATTENTION_MMA_ARCH
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// d += a b (16x8x16, bf16 in, fp32 accumulate).
-__device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4],
-                                                  const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-// p: this lane's row address (shared memory, 16-byte aligned).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-// 16 bytes global -> shared, asynchronously; zeros when !valid (src is not read then).
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-#endif
-#endif  // GPT_CUDA_EMULATOR
-
-// ---- device helpers ----
 
 #ifdef GPT_ATTENTION_MMA_ARCH
 // Two floats as a bf16 pair in one register, `lo` in the low half (the lower index).
