@@ -60,6 +60,33 @@ __device__ __forceinline__ float dot_shared(const float* a, const float* b, int 
   return acc;
 }
 
+// acc[sl] += sum over jj < n of w_jj * rows[jj * ld + lane + 32 sl], w_jj being lane jj's w
+// (broadcast by shuffle; all 32 lanes take part): the P V style update of one row, each
+// lane owning head dims lane + 32 sl below HS.
+template <int NS>
+__device__ __forceinline__ void accumulate_rows(float (&acc)[NS], float w, const float* rows,
+                                                int ld, int n, int HS, int lane) {
+  for (int jj = 0; jj < n; ++jj) {
+    const float wj = __shfl_sync(0xffffffffu, w, jj);
+#pragma unroll
+    for (int sl = 0; sl < NS; ++sl) {
+      const int d = lane + 32 * sl;
+      if (d < HS) acc[sl] += wj * rows[jj * ld + d];
+    }
+  }
+}
+
+// dst[d] = acc * factor for the head dims d = lane + 32 sl < HS this lane owns.
+template <class T, int NS>
+__device__ __forceinline__ void store_head_row(T* dst, const float (&acc)[NS], float factor,
+                                               int HS, int lane) {
+#pragma unroll
+  for (int sl = 0; sl < NS; ++sl) {
+    const int d = lane + 32 * sl;
+    if (d < HS) dst[d] = from_float<T>(acc[sl] * factor);
+  }
+}
+
 template <class T, int NS>
 __global__ void __launch_bounds__(kThreads)
     attention_forward_kernel(T* out, float* lse, const T* qkv, int T_, int C, int NH, int HS,
@@ -106,27 +133,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int sl = 0; sl < NS; ++sl) acc[r][sl] *= corr;
       const int jmax = min(nk, i - k0 + 1);  // keys of this tile visible to row i
-      for (int jj = 0; jj < jmax; ++jj) {
-        const float pj = __shfl_sync(0xffffffffu, p, jj);
-#pragma unroll
-        for (int sl = 0; sl < NS; ++sl) {
-          const int d = lane + 32 * sl;
-          if (d < HS) acc[r][sl] += pj * Vs[jj * ld + d];
-        }
-      }
+      accumulate_rows(acc[r], p, Vs, ld, jmax, HS, lane);
     }
   }
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int i = q0 + warp * kRowsPerWarp + r;
     if (i >= T_) continue;
-    const float inv = 1.f / l[r];
-    T* o = out + (size_t(b) * T_ + i) * C + size_t(h) * HS;
-#pragma unroll
-    for (int sl = 0; sl < NS; ++sl) {
-      const int d = lane + 32 * sl;
-      if (d < HS) o[d] = from_float<T>(acc[r][sl] * inv);
-    }
+    const float inv = 1.f / l[r];  // here, not in the call: that order changes the SASS
+    store_head_row(out + (size_t(b) * T_ + i) * C + size_t(h) * HS, acc[r], inv, HS, lane);
     if (lane == 0) lse[(size_t(b) * NH + h) * T_ + i] = m[r] + logf(l[r]);
   }
 }
@@ -284,27 +299,14 @@ __global__ void __launch_bounds__(kThreads)
         const float dp = dot_shared(dOs + row * ld, Vs + lane * ld, HS);
         ds = expf(s - lse_r[r]) * (dp - delta_r[r]) * scale;
       }
-      const int jmax = min(nk, i - k0 + 1);
-      for (int jj = 0; jj < jmax; ++jj) {
-        const float dsj = __shfl_sync(0xffffffffu, ds, jj);
-#pragma unroll
-        for (int sl = 0; sl < NS; ++sl) {
-          const int d = lane + 32 * sl;
-          if (d < HS) dq[r][sl] += dsj * Ks[jj * ld + d];
-        }
-      }
+      accumulate_rows(dq[r], ds, Ks, ld, min(nk, i - k0 + 1), HS, lane);
     }
   }
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int i = q0 + warp * kRowsPerWarp + r;
     if (i >= T_) continue;
-    T* dq_out = dqkv + (size_t(b) * T_ + i) * C3 + size_t(h) * HS;
-#pragma unroll
-    for (int sl = 0; sl < NS; ++sl) {
-      const int d = lane + 32 * sl;
-      if (d < HS) dq_out[d] = from_float<T>(dq[r][sl]);
-    }
+    store_head_row(dqkv + (size_t(b) * T_ + i) * C3 + size_t(h) * HS, dq[r], 1.f, HS, lane);
   }
 }
 

@@ -30,6 +30,9 @@
 #include <string>
 
 #include "core/cuda/cuda_common.cuh"
+// The only inline assembly (mma.sync, ldmatrix, cp.async wrappers); the emulator tests
+// substitute their own (tests/cuda_emu/cuda_emulator.h).
+#include "core/cuda/attention_mma_ptx.cuh"
 
 // mma.sync with bf16 and ldmatrix need sm_80 or newer; older targets compile to a trap and
 // the launchers never choose these kernels there (attention_mma_available()).
@@ -68,61 +71,16 @@ constexpr size_t mma_backward_dq_smem(int HS) {
 }
 }  // namespace
 
-// ---- PTX wrappers ----
-// The only inline assembly of this file; tests/cuda_emu/cuda_emulator.h defines
-// GPT_CUDA_EMULATOR and provides these five with the same signatures and the documented
-// semantics (PTX ISA 8.x, "Warp Level Matrix Multiply-Accumulate Instructions":
-// 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with floating point type", 9.7.14.5.15
-// "ldmatrix"; 9.7.9.25 "cp.async"). Fragment layouts, with g = lane / 4, t = lane % 4
-// and each 32-bit register holding two bf16 (lower column or row index in the low half):
+// ---- device helpers ----
+// Fragment layouts of mma.m16n8k16 and ldmatrix (PTX ISA 8.x, 9.7.14.5.8 and 9.7.14.5.15),
+// with g = lane / 4, t = lane % 4 and each 32-bit register holding two bf16 (lower column
+// or row index in the low half):
 //   A 16x16 (row major): a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..),
 //                        a[3] = (g+8, 2t+8..)                              (row, col)
 //   B 16x8  (col major): b[0] = (2t..2t+1, g), b[1] = (2t+8..2t+9, g)      (k, n)
 //   C 16x8 fp32:         c[0..1] = (g, 2t..2t+1), c[2..3] = (g+8, 2t..2t+1)
 //   ldmatrix x4: lanes 8i..8i+7 give the 8 row addresses of matrix i (16 bytes each);
 //     r[i] = matrix i's (g, 2t..2t+1), or with .trans its (2t..2t+1, g).
-#ifndef GPT_CUDA_EMULATOR
-#ifdef GPT_ATTENTION_MMA_ARCH
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-// d += a b (16x8x16, bf16 in, fp32 accumulate).
-__device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4],
-                                                  const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-// p: this lane's row address (shared memory, 16-byte aligned).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_u32(p)));
-}
-// 16 bytes global -> shared, asynchronously; zeros when !valid (src is not read then).
-__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-#endif
-#endif  // GPT_CUDA_EMULATOR
-
-// ---- device helpers ----
 
 #ifdef GPT_ATTENTION_MMA_ARCH
 // Two floats as a bf16 pair in one register, `lo` in the low half (the lower index).
@@ -160,6 +118,107 @@ __device__ void store_row(bf16* row, const float (&acc)[NT][4], int r, float fac
   for (int n = 0; n < NT; ++n)
     dst[4 * n] = pack_bf16(acc[n][2 * r] * factor, acc[n][2 * r + 1] * factor);
 }
+
+// Two n8 accumulator tiles (C layout: rows g, g+8 x cols 2t..2t+1) as the A fragment of the
+// 16 columns they cover, in bf16: lo gives a[0], a[1], hi gives a[2], a[3]. So P (or dS)
+// goes from the score accumulators into the next mma without leaving the registers.
+__device__ __forceinline__ void pack_a_fragment(uint32_t (&a)[4], const float (&lo)[4],
+                                                const float (&hi)[4]) {
+  a[0] = pack_bf16(lo[0], lo[1]);
+  a[1] = pack_bf16(lo[2], lo[3]);
+  a[2] = pack_bf16(hi[0], hi[1]);
+  a[3] = pack_bf16(hi[2], hi[3]);
+}
+
+// This lane's ldmatrix x4 row address, as an offset into a bf16 tile of row stride ld, for
+// the 16x16 B block at (row0, col0) that mma_b_block reads. Not TRANS: the tile holds B^T,
+// rows n and columns k (K's rows for S = Q K^T); matrices (n, k) = (lo, lo), (lo, hi),
+// (hi, lo), (hi, hi). TRANS: the tile holds B, rows k and columns n (V's rows for O = P V),
+// read transposed; matrices (k, n) = (lo, lo), (hi, lo), (lo, hi), (hi, hi). Either way
+// r[0], r[1] are b[0], b[1] of the block's first n8 half and r[2], r[3] those of its second.
+template <bool TRANS>
+__device__ __forceinline__ int b_block_offset(int row0, int col0, int ld, int lane) {
+  const int mi = lane / 8, mr = lane % 8;  // which 8x8 matrix this lane addresses, which row
+  if constexpr (TRANS)
+    return (row0 + (mi % 2) * 8 + mr) * ld + col0 + (mi / 2) * 8;
+  else
+    return (row0 + (mi / 2) * 8 + mr) * ld + col0 + (mi % 2) * 8;
+}
+
+// d0 += a B0, d1 += a B1 with B0, B1 the two n8 halves of one 16x16 B block, read by one
+// ldmatrix x4 (TRANS: .trans) from this lane's row address p (see b_block_offset).
+template <bool TRANS>
+__device__ __forceinline__ void mma_b_block(float (&d0)[4], float (&d1)[4],
+                                            const uint32_t (&a)[4], const bf16* p) {
+  uint32_t r[4];
+  if constexpr (TRANS)
+    ldmatrix_x4_trans(r, p);
+  else
+    ldmatrix_x4(r, p);
+  const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
+  mma_m16n8k16_bf16(d0, a, b0);
+  mma_m16n8k16_bf16(d1, a, b1);
+}
+
+// This lane's ldmatrix x4 row address, as an offset into a tile of row stride ld, for the A
+// fragment of warp `warp`'s 16 rows and head dims 16kc + [0, 16): matrices (row, col) =
+// (lo, lo), (hi, lo), (lo, hi), (hi, hi) are a[0..3].
+__device__ __forceinline__ int a_fragment_offset(int warp, int lane, int kc, int ld) {
+  return (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
+}
+
+// The backward's two A operands (this warp's 16 rows of X and Y, per 16 head dims) into
+// registers, where HELD covers the head (HS <= 64: see the kernels' kHold).
+template <int HELD>
+__device__ __forceinline__ void load_a_fragments(uint32_t (&xf)[HELD][4], uint32_t (&yf)[HELD][4],
+                                                 const bf16* Xs, const bf16* Ys, int ld, int warp,
+                                                 int lane) {
+#pragma unroll
+  for (int kc = 0; kc < HELD; ++kc) {
+    const int off = a_fragment_offset(warp, lane, kc, ld);
+    ldmatrix_x4(xf[kc], Xs + off);
+    ldmatrix_x4(yf[kc], Ys + off);
+  }
+}
+
+// One pass of the backward's scores, both kernels: S = X_w U^T and dP = Y_w W^T over the
+// NP*16 columns c0 + [0, NP*16) of the streamed tile (dK/dV: X, Y = K, V and U, W = Q, dO,
+// so S^T and dP^T; dQ: X, Y = Q, dO and U, W = K, V). X_w, Y_w are this warp's 16 rows, from
+// xf, yf when HOLD, else read per 16 head dims from Xs, Ys; B = U^T, W^T are U's and W's
+// rows as stored (ld: the tiles' row stride).
+template <int HS, int NP, bool HOLD, int HELD>
+__device__ __forceinline__ void backward_scores(float (&s)[2 * NP][4], float (&dp)[2 * NP][4],
+                                                const uint32_t (&xf)[HELD][4],
+                                                const uint32_t (&yf)[HELD][4], const bf16* Xs,
+                                                const bf16* Ys, const bf16* Ut, const bf16* Wt,
+                                                int c0, int warp, int lane) {
+  constexpr int ld = HS + kMmaPad;
+#pragma unroll
+  for (int n = 0; n < 2 * NP; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
+#pragma unroll
+  for (int kc = 0; kc < HS / 16; ++kc) {
+    uint32_t ax[4], ay[4];
+    if constexpr (HOLD) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        ax[x] = xf[kc][x];
+        ay[x] = yf[kc][x];
+      }
+    } else {
+      const int off = a_fragment_offset(warp, lane, kc, ld);
+      ldmatrix_x4(ax, Xs + off);
+      ldmatrix_x4(ay, Ys + off);
+    }
+#pragma unroll
+    for (int np = 0; np < NP; ++np) {
+      const int off = b_block_offset<false>(c0 + np * 16, kc * 16, ld, lane);
+      mma_b_block<false>(s[2 * np], s[2 * np + 1], ax, Ut + off);
+      mma_b_block<false>(dp[2 * np], dp[2 * np + 1], ay, Wt + off);
+    }
+  }
+}
 #endif  // GPT_ATTENTION_MMA_ARCH
 
 // ---- kernels ----
@@ -188,7 +247,6 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
   const bf16* q_base = qkv + size_t(b) * T * C3 + size_t(h) * HS;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int g = lane / 4, t4 = lane % 4;
-  const int mi = lane / 8, mr = lane % 8;  // ldmatrix: which 8x8 matrix, which of its rows
   const int row_lo = q0 + warp * 16, row_hi = row_lo + 15;  // this warp's queries
   const int i0 = row_lo + g, i1 = i0 + 8;                    // this lane's two rows
   // Rows past T need nothing: a warp whose rows all lie there skips the math.
@@ -227,7 +285,7 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
     if (kt == 0 && warp_active) {
 #pragma unroll
       for (int kc = 0; kc < HS / 16; ++kc)
-        ldmatrix_x4(qf[kc], Qs + (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8);
+        ldmatrix_x4(qf[kc], Qs + a_fragment_offset(warp, lane, kc, ld));
     }
     // Keys k0 > row_hi are masked for all 16 rows: skip the tile (warp-uniform).
     if (warp_active && k0 <= row_hi) {
@@ -245,13 +303,9 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
 #pragma unroll
         for (int np = 0; np < kSt / 2; ++np) {
           if (k0 + np * 16 > row_hi) continue;
-          // Matrices: keys np*16 + [0,8) | [8,16) x head dims kc*16 + [0,8) | [8,16):
-          // r[0], r[1] are b[0], b[1] of score tile 2np; r[2], r[3] those of 2np + 1.
-          uint32_t r[4];
-          ldmatrix_x4(r, Kt + (np * 16 + (mi / 2) * 8 + mr) * ld + kc * 16 + (mi % 2) * 8);
-          const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-          mma_m16n8k16_bf16(s[2 * np], qf[kc], b0);
-          mma_m16n8k16_bf16(s[2 * np + 1], qf[kc], b1);
+          // Keys np*16 + [0, 16) x head dims kc*16 + [0, 16): score tiles 2np and 2np + 1.
+          mma_b_block<false>(s[2 * np], s[2 * np + 1], qf[kc],
+                             Kt + b_block_offset<false>(np * 16, kc * 16, ld, lane));
         }
       }
 
@@ -303,19 +357,13 @@ __global__ void __launch_bounds__(kMmaFwdThreads, HS <= 64 ? 2 : 1)
 #pragma unroll
       for (int kc = 0; kc < kMmaKeys / 16; ++kc) {
         if (k0 + kc * 16 > row_hi) continue;
-        const uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]),
-                                pack_bf16(s[2 * kc][2], s[2 * kc][3]),
-                                pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+        uint32_t pa[4];
+        pack_a_fragment(pa, s[2 * kc], s[2 * kc + 1]);
 #pragma unroll
         for (int dp = 0; dp < HS / 16; ++dp) {
-          // Matrices: keys kc*16 + [0,8) | [8,16) x head dims dp*16 + [0,8) | [8,16):
-          // r[0], r[1] are b[0], b[1] of output tile 2dp; r[2], r[3] those of 2dp + 1.
-          uint32_t r[4];
-          ldmatrix_x4_trans(r, Vt + (kc * 16 + (mi % 2) * 8 + mr) * ld + dp * 16 + (mi / 2) * 8);
-          const uint32_t b0[2] = {r[0], r[1]}, b1[2] = {r[2], r[3]};
-          mma_m16n8k16_bf16(o[2 * dp], pa, b0);
-          mma_m16n8k16_bf16(o[2 * dp + 1], pa, b1);
+          // Keys kc*16 + [0, 16) x head dims dp*16 + [0, 16): output tiles 2dp and 2dp + 1.
+          mma_b_block<true>(o[2 * dp], o[2 * dp + 1], pa,
+                            Vt + b_block_offset<true>(kc * 16, dp * 16, ld, lane));
         }
       }
     }
@@ -381,7 +429,7 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
   const float* lse_row = lse + (size_t(b) * NH + h) * T;
   const float* delta_row = delta + (size_t(b) * NH + h) * T;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  const int g = lane / 4, t4 = lane % 4, mi = lane / 8, mr = lane % 8;
+  const int g = lane / 4, t4 = lane % 4;
   const int key_lo = k0 + warp * 16;
   const int j0 = key_lo + g, j1 = j0 + 8;  // this lane's two keys
   const bool warp_active = key_lo < T;     // keys past T need nothing
@@ -426,14 +474,7 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
     __syncthreads();  // this step's Q, dO (and K, V) have landed; its stats are stored
 
     if constexpr (kHold) {
-      if (qt == 0 && warp_active) {
-#pragma unroll
-        for (int kc = 0; kc < kHeld; ++kc) {
-          const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
-          ldmatrix_x4(kf[kc], Ks + off);
-          ldmatrix_x4(vf[kc], Vs + off);
-        }
-      }
+      if (qt == 0 && warp_active) load_a_fragments(kf, vf, Ks, Vs, ld, warp, lane);
     }
     if (warp_active) {
       const bf16* Qt = Qs + buf * kMmaBwdTile * ld;
@@ -446,40 +487,9 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
         if (q0 + c0 + kPass - 1 < key_lo) continue;  // every query before every key
         // Some query of the pass before some key of the warp, or past T.
         const bool mask = q0 + c0 <= key_lo + 15 || q0 + c0 + kPass - 1 >= T;
-        // S^T, dP^T (16 keys x 32 queries): B = Q^T, dO^T, i.e. their rows as stored.
+        // S^T, dP^T (16 keys x kPass queries).
         float s[kPass / 8][4], dp[kPass / 8][4];
-#pragma unroll
-        for (int n = 0; n < kPass / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-        for (int kc = 0; kc < HS / 16; ++kc) {
-          uint32_t ak[4], av[4];
-          if constexpr (kHold) {
-#pragma unroll
-            for (int x = 0; x < 4; ++x) {
-              ak[x] = kf[kc][x];
-              av[x] = vf[kc][x];
-            }
-          } else {
-            const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
-            ldmatrix_x4(ak, Ks + off);
-            ldmatrix_x4(av, Vs + off);
-          }
-#pragma unroll
-          for (int np = 0; np < kPass / 16; ++np) {
-            const int off = (c0 + np * 16 + (mi / 2) * 8 + mr) * ld + kc * 16 + (mi % 2) * 8;
-            uint32_t r[4];
-            ldmatrix_x4(r, Qt + off);
-            const uint32_t bq0[2] = {r[0], r[1]}, bq1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(s[2 * np], ak, bq0);
-            mma_m16n8k16_bf16(s[2 * np + 1], ak, bq1);
-            ldmatrix_x4(r, dOt + off);
-            const uint32_t bd0[2] = {r[0], r[1]}, bd1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(dp[2 * np], av, bd0);
-            mma_m16n8k16_bf16(dp[2 * np + 1], av, bd1);
-          }
-        }
+        backward_scores<HS, kPass / 16, kHold>(s, dp, kf, vf, Ks, Vs, Qt, dOt, c0, warp, lane);
         // P^T = exp(s - lse_i), dS^T = P^T (dP^T - D_i) scale; element e of tile n is key
         // (e < 2 ? j0 : j1), query q0 + c with c = c0 + 8n + 2t4 + e % 2; 0 unless
         // key <= query < T. (The select, not a product, so inf past the diagonal is gone.)
@@ -498,27 +508,14 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
         // transposed.
 #pragma unroll
         for (int kc = 0; kc < kPass / 16; ++kc) {
-          const uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]),
-                                  pack_bf16(s[2 * kc][2], s[2 * kc][3]),
-                                  pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                  pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-          const uint32_t da[4] = {pack_bf16(dp[2 * kc][0], dp[2 * kc][1]),
-                                  pack_bf16(dp[2 * kc][2], dp[2 * kc][3]),
-                                  pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
-                                  pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+          uint32_t pa[4], da[4];
+          pack_a_fragment(pa, s[2 * kc], s[2 * kc + 1]);
+          pack_a_fragment(da, dp[2 * kc], dp[2 * kc + 1]);
 #pragma unroll
           for (int dpair = 0; dpair < HS / 16; ++dpair) {
-            const int off =
-                (c0 + kc * 16 + (mi % 2) * 8 + mr) * ld + dpair * 16 + (mi / 2) * 8;
-            uint32_t r[4];
-            ldmatrix_x4_trans(r, dOt + off);
-            const uint32_t bd0[2] = {r[0], r[1]}, bd1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(dv[2 * dpair], pa, bd0);
-            mma_m16n8k16_bf16(dv[2 * dpair + 1], pa, bd1);
-            ldmatrix_x4_trans(r, Qt + off);
-            const uint32_t bq0[2] = {r[0], r[1]}, bq1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(dk[2 * dpair], da, bq0);
-            mma_m16n8k16_bf16(dk[2 * dpair + 1], da, bq1);
+            const int off = b_block_offset<true>(c0 + kc * 16, dpair * 16, ld, lane);
+            mma_b_block<true>(dv[2 * dpair], dv[2 * dpair + 1], pa, dOt + off);
+            mma_b_block<true>(dk[2 * dpair], dk[2 * dpair + 1], da, Qt + off);
           }
         }
       }
@@ -569,7 +566,7 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
   const bf16* q_base = qkv + size_t(b) * T * C3 + size_t(h) * HS;
   const bf16* do_base = dout + size_t(b) * T * C + size_t(h) * HS;
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
-  const int g = lane / 4, t4 = lane % 4, mi = lane / 8, mr = lane % 8;
+  const int g = lane / 4, t4 = lane % 4;
   const int row_lo = q0 + warp * 16, row_hi = row_lo + 15;
   const int i0 = row_lo + g, i1 = i0 + 8;  // this lane's two queries
   const bool warp_active = row_lo < T;
@@ -609,14 +606,7 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
     __syncthreads();
 
     if constexpr (kHold) {
-      if (kt == 0 && warp_active) {
-#pragma unroll
-        for (int kc = 0; kc < kHeld; ++kc) {
-          const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
-          ldmatrix_x4(qf[kc], Qs + off);
-          ldmatrix_x4(of[kc], dOs + off);
-        }
-      }
+      if (kt == 0 && warp_active) load_a_fragments(qf, of, Qs, dOs, ld, warp, lane);
     }
     if (warp_active && k0 <= row_hi) {
       const bf16* Kt = Ks + buf * kMmaBwdTile * ld;
@@ -627,39 +617,10 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
         if (kp0 > row_hi) continue;                     // every key after every query
         // Some key of the pass after some row (keys past T are after every row < T).
         const bool mask = kp0 + kMmaPass - 1 > row_lo;
+        // S, dP (16 queries x kMmaPass keys).
         float s[kMmaPass / 8][4], dp[kMmaPass / 8][4];
-#pragma unroll
-        for (int n = 0; n < kMmaPass / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[n][e] = dp[n][e] = 0.f;
-#pragma unroll
-        for (int kc = 0; kc < HS / 16; ++kc) {
-          uint32_t aq[4], ao[4];
-          if constexpr (kHold) {
-#pragma unroll
-            for (int x = 0; x < 4; ++x) {
-              aq[x] = qf[kc][x];
-              ao[x] = of[kc][x];
-            }
-          } else {
-            const int off = (warp * 16 + lane % 16) * ld + kc * 16 + (lane / 16) * 8;
-            ldmatrix_x4(aq, Qs + off);
-            ldmatrix_x4(ao, dOs + off);
-          }
-#pragma unroll
-          for (int np = 0; np < kMmaPass / 16; ++np) {
-            const int off = (c0 + np * 16 + (mi / 2) * 8 + mr) * ld + kc * 16 + (mi % 2) * 8;
-            uint32_t r[4];
-            ldmatrix_x4(r, Kt + off);
-            const uint32_t bk0[2] = {r[0], r[1]}, bk1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(s[2 * np], aq, bk0);
-            mma_m16n8k16_bf16(s[2 * np + 1], aq, bk1);
-            ldmatrix_x4(r, Vt + off);
-            const uint32_t bv0[2] = {r[0], r[1]}, bv1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(dp[2 * np], ao, bv0);
-            mma_m16n8k16_bf16(dp[2 * np + 1], ao, bv1);
-          }
-        }
+        backward_scores<HS, kMmaPass / 16, kHold>(s, dp, qf, of, Qs, dOs, Kt, Vt, c0, warp,
+                                                  lane);
         // dS = exp(s - lse_i) (dP - D_i) scale; element e of tile n is row e / 2 (query
         // i0 or i1), key kp0 + 8n + 2t4 + e % 2; 0 past the diagonal (a select: inf there).
 #pragma unroll
@@ -674,19 +635,12 @@ __global__ void __launch_bounds__(kMmaBwdThreads)
         // dQ_w += dS K over the pass's keys (k); B = K read transposed.
 #pragma unroll
         for (int kc = 0; kc < kMmaPass / 16; ++kc) {
-          const uint32_t da[4] = {pack_bf16(dp[2 * kc][0], dp[2 * kc][1]),
-                                  pack_bf16(dp[2 * kc][2], dp[2 * kc][3]),
-                                  pack_bf16(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
-                                  pack_bf16(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+          uint32_t da[4];
+          pack_a_fragment(da, dp[2 * kc], dp[2 * kc + 1]);
 #pragma unroll
-          for (int dpair = 0; dpair < HS / 16; ++dpair) {
-            uint32_t r[4];
-            ldmatrix_x4_trans(
-                r, Kt + (c0 + kc * 16 + (mi % 2) * 8 + mr) * ld + dpair * 16 + (mi / 2) * 8);
-            const uint32_t bk0[2] = {r[0], r[1]}, bk1[2] = {r[2], r[3]};
-            mma_m16n8k16_bf16(dq[2 * dpair], da, bk0);
-            mma_m16n8k16_bf16(dq[2 * dpair + 1], da, bk1);
-          }
+          for (int dpair = 0; dpair < HS / 16; ++dpair)
+            mma_b_block<true>(dq[2 * dpair], dq[2 * dpair + 1], da,
+                              Kt + b_block_offset<true>(c0 + kc * 16, dpair * 16, ld, lane));
         }
       }
     }

@@ -149,6 +149,56 @@ __device__ void store_tile(float* stage, const AccFrag& f, bf16* dst, float fact
   for (int k = 0; k < 4; ++k) pack.h[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
   *out = pack.u;
 }
+
+// acc += A B over one 64-column step: A is this warp's 16 x kTile probabilities or score
+// gradients in bf16 (row stride kLdP), B the step's kTile rows of a head tile (V, or K for
+// dQ; row stride ld), nt 16-wide head-dim tiles of them.
+template <int KT>
+__device__ __forceinline__ void mma_step_rows(AccFrag (&acc)[KT], const bf16* A_w, const bf16* Bs,
+                                              int ld, int nt) {
+#pragma unroll
+  for (int kk = 0; kk < kColFrags; ++kk) {
+    AFrag a;
+    wmma::load_matrix_sync(a, A_w + kk * kFrag, kLdP);
+#pragma unroll
+    for (int n = 0; n < KT; ++n) {
+      if (n < nt) {
+        BRowFrag b;
+        wmma::load_matrix_sync(b, Bs + size_t(kk * kFrag) * ld + n * kFrag, ld);
+        wmma::mma_sync(acc[n], a, b, acc[n]);
+      }
+    }
+  }
+}
+
+// One pass of the backward's scores, both kernels: S = X_w U^T and dP = Y_w W^T for the 16
+// rows row0 + [0, 16) of X, Y (this warp's) against the kPassFrags * 16 columns of the
+// streamed tile from column tile `pass` on (dK/dV: X, Y = K, V and U, W = Q, dO, so S^T and
+// dP^T; dQ: X, Y = Q, dO and U, W = K, V). B = U^T, W^T: U's and W's rows as stored.
+__device__ __forceinline__ void backward_scores(AccFrag (&s)[kPassFrags], AccFrag (&dp)[kPassFrags],
+                                                const bf16* Xs, const bf16* Ys, const bf16* Us,
+                                                const bf16* Ws, int ld, int nt, int row0,
+                                                int pass) {
+#pragma unroll
+  for (int f = 0; f < kPassFrags; ++f) {
+    wmma::fill_fragment(s[f], 0.f);
+    wmma::fill_fragment(dp[f], 0.f);
+  }
+  for (int k = 0; k < nt; ++k) {
+    AFrag ax, ay;
+    wmma::load_matrix_sync(ax, Xs + size_t(row0) * ld + k * kFrag, ld);
+    wmma::load_matrix_sync(ay, Ys + size_t(row0) * ld + k * kFrag, ld);
+#pragma unroll
+    for (int f = 0; f < kPassFrags; ++f) {
+      const size_t off = size_t((pass + f) * kFrag) * ld + k * kFrag;
+      BColFrag bt;
+      wmma::load_matrix_sync(bt, Us + off, ld);
+      wmma::mma_sync(s[f], ax, bt, s[f]);
+      wmma::load_matrix_sync(bt, Ws + off, ld);
+      wmma::mma_sync(dp[f], ay, bt, dp[f]);
+    }
+  }
+}
 #endif  // GPT_ATTENTION_TC_ARCH
 
 // ---- kernels ----
@@ -256,19 +306,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int n = 0; n < KT; ++n)
 #pragma unroll
       for (int e = 0; e < kAccElems; ++e) o[n].x[e] *= corr_e[e];
-#pragma unroll
-    for (int kk = 0; kk < kColFrags; ++kk) {
-      AFrag a;
-      wmma::load_matrix_sync(a, P_w + kk * kFrag, kLdP);
-#pragma unroll
-      for (int n = 0; n < KT; ++n) {
-        if (n < nt) {
-          BRowFrag bv;
-          wmma::load_matrix_sync(bv, Vs + size_t(kk * kFrag) * ld + n * kFrag, ld);
-          wmma::mma_sync(o[n], a, bv, o[n]);
-        }
-      }
-    }
+    mma_step_rows(o, P_w, Vs, ld, nt);
   }
 
   const float l_row = l + __shfl_xor_sync(0xffffffffu, l, 1);
@@ -337,25 +375,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int pass = 0; pass < kColFrags; pass += kPassFrags) {
       // S^T = K_w Q^T and dP^T = V_w dO^T for query columns [pass, pass + kPassFrags) * 16.
       AccFrag s[kPassFrags], dp[kPassFrags];
-#pragma unroll
-      for (int f = 0; f < kPassFrags; ++f) {
-        wmma::fill_fragment(s[f], 0.f);
-        wmma::fill_fragment(dp[f], 0.f);
-      }
-      for (int k = 0; k < nt; ++k) {
-        AFrag ak, av;
-        wmma::load_matrix_sync(ak, Ks + size_t(warp * kFrag) * ld + k * kFrag, ld);
-        wmma::load_matrix_sync(av, Vs + size_t(warp * kFrag) * ld + k * kFrag, ld);
-#pragma unroll
-        for (int f = 0; f < kPassFrags; ++f) {
-          const size_t q_off = size_t((pass + f) * kFrag) * ld + k * kFrag;
-          BColFrag bt;
-          wmma::load_matrix_sync(bt, Qs + q_off, ld);
-          wmma::mma_sync(s[f], ak, bt, s[f]);
-          wmma::load_matrix_sync(bt, dOs + q_off, ld);
-          wmma::mma_sync(dp[f], av, bt, dp[f]);
-        }
-      }
+      backward_scores(s, dp, Ks, Vs, Qs, dOs, ld, nt, warp * kFrag, pass);
       // P = exp(s - lse_i) and dS = P (dP - D_i) scale where key j <= query i < T, else 0.
 #pragma unroll
       for (int f = 0; f < kPassFrags; ++f) {
@@ -460,25 +480,7 @@ __global__ void __launch_bounds__(kThreads, KT >= 8 ? 2 : 4)
     for (int pass = 0; pass < kColFrags; pass += kPassFrags) {
       // S = Q_w K^T and dP = dO_w V^T for key columns [pass, pass + kPassFrags) * 16.
       AccFrag s[kPassFrags], dp[kPassFrags];
-#pragma unroll
-      for (int f = 0; f < kPassFrags; ++f) {
-        wmma::fill_fragment(s[f], 0.f);
-        wmma::fill_fragment(dp[f], 0.f);
-      }
-      for (int k = 0; k < nt; ++k) {
-        AFrag aq, ado;
-        wmma::load_matrix_sync(aq, Qs + size_t(row0) * ld + k * kFrag, ld);
-        wmma::load_matrix_sync(ado, dOs + size_t(row0) * ld + k * kFrag, ld);
-#pragma unroll
-        for (int f = 0; f < kPassFrags; ++f) {
-          const size_t k_off = size_t((pass + f) * kFrag) * ld + k * kFrag;
-          BColFrag bt;
-          wmma::load_matrix_sync(bt, Ks + k_off, ld);
-          wmma::mma_sync(s[f], aq, bt, s[f]);
-          wmma::load_matrix_sync(bt, Vs + k_off, ld);
-          wmma::mma_sync(dp[f], ado, bt, dp[f]);
-        }
-      }
+      backward_scores(s, dp, Qs, dOs, Ks, Vs, ld, nt, row0, pass);
       // dS = exp(s - lse_i) (dP - D_i) scale where key j <= query i < T, else 0.
 #pragma unroll
       for (int f = 0; f < kPassFrags; ++f) {
@@ -497,19 +499,7 @@ __global__ void __launch_bounds__(kThreads, KT >= 8 ? 2 : 4)
     __syncwarp();
 
     // dQ_w += dS K over this tile's 64 keys.
-#pragma unroll
-    for (int kk = 0; kk < kColFrags; ++kk) {
-      AFrag a;
-      wmma::load_matrix_sync(a, dS_w + kk * kFrag, kLdP);
-#pragma unroll
-      for (int n = 0; n < KT; ++n) {
-        if (n < nt) {
-          BRowFrag bk;
-          wmma::load_matrix_sync(bk, Ks + size_t(kk * kFrag) * ld + n * kFrag, ld);
-          wmma::mma_sync(dq[n], a, bk, dq[n]);
-        }
-      }
-    }
+    mma_step_rows(dq, dS_w, Ks, ld, nt);
   }
 
   // dQ of query row i into dqkv; the stage is this warp's dS rows.

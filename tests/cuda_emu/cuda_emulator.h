@@ -26,12 +26,13 @@
 //    assumes the real hardware layout breaks, code that asks for it (as
 //    accumulator_coords does) works;
 //  * the wmma pointer alignment (32 bytes) and ldm (multiple of 16 bytes) rules;
-//  * the inline-PTX wrappers of attention_mma.cu (mma_m16n8k16_bf16, ldmatrix_x4,
-//    ldmatrix_x4_trans, cp_async_16, cp_async_commit, cp_async_wait<N>), with the
-//    fragment layouts the PTX ISA documents (spelled out once, below), ldmatrix's
-//    16-byte row alignment and shared-memory bounds; cp.async copies land late: at the
-//    thread's cp_async_wait that covers them, or at a random sync point before it, so a
-//    missing wait (or a missing barrier after it) reads stale or NaN shared memory.
+//  * the inline-PTX wrappers of attention_mma.cu (core/cuda/attention_mma_ptx.cuh:
+//    mma_m16n8k16_bf16, ldmatrix_x4, ldmatrix_x4_trans, cp_async_16, cp_async_commit,
+//    cp_async_wait<N>), with the fragment layouts the PTX ISA documents (spelled out
+//    once, below), ldmatrix's 16-byte row alignment and shared-memory bounds; cp.async
+//    copies land late: at the thread's cp_async_wait that covers them, or at a random
+//    sync point before it, so a missing wait (or a missing barrier after it) reads stale
+//    or NaN shared memory.
 //
 // What it cannot check:
 //  * the real wmma fragment layouts (the mma.sync ones are what we read in the ISA:
@@ -81,8 +82,10 @@
 #endif
 
 #define __launch_bounds__(...)
-// Kernel files keep their inline PTX behind #ifndef GPT_CUDA_EMULATOR, in small wrapper
-// functions that this header provides instead (mma.sync, ldmatrix, cp.async: see below).
+// Kernel files keep their inline PTX in small wrapper functions in a core/cuda/*_ptx.cuh
+// header, whose #include extract_kernels.cmake drops; this header provides the wrappers
+// instead (mma.sync, ldmatrix, cp.async: see below). GPT_CUDA_EMULATOR tells kernel code
+// that it runs here.
 #define GPT_CUDA_EMULATOR 1
 
 // The running thread's coordinates (set by the scheduler on every switch).
@@ -444,7 +447,7 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
 }
 }  // namespace nvcuda::wmma
 
-// ---- inline-PTX stand-ins (attention_mma.cu) ----
+// ---- inline-PTX stand-ins (core/cuda/attention_mma_ptx.cuh) ----
 //
 // Layouts from the PTX ISA, section "Matrix Fragments for mma.m16n8k16 with floating
 // point type" (9.7.14.5.8 in ISA 8.x) and "ldmatrix" (9.7.14.5.15), with

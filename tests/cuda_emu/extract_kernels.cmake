@@ -4,7 +4,8 @@
 #         -P extract_kernels.cmake
 # Everything before the line "// ---- launchers ----" (or END) is kept; <mma.h> and
 # core/cuda/cuda_common.cuh give way to the emulator plus cuda_common.cuh's own device
-# helpers and grid_for, compiled as they are; each dynamic shared-memory declaration
+# helpers and grid_for, compiled as they are; core/cuda/*_ptx.cuh (inline-PTX wrappers)
+# to the emulator's stand-ins for them; each dynamic shared-memory declaration
 # `extern __shared__ __align__(N) unsigned char name[];` becomes a pointer to the
 # emulated block's shared memory, and each static `__shared__ T a[N], b[M];` a
 # reference to one array per block (emu::block_shared). #line directives keep compiler
@@ -77,6 +78,10 @@ string(REPLACE "\n#include <cub/device/device_radix_sort.cuh>\n"
                "\n// (cub: the launcher's, not the kernels')\n" kernels "${kernels}")
 string(REPLACE "\n#include \"core/cuda/cuda_common.cuh\"\n"
                "\n// (cuda_common.cuh: bf16 above)\n" kernels "${kernels}")
+# A core/cuda/<name>_ptx.cuh holds a kernel file's inline PTX, in wrappers that
+# cuda_emulator.h defines instead (attention_mma_ptx.cuh: mma.sync, ldmatrix, cp.async).
+string(REGEX REPLACE "\n#include \"core/cuda/([A-Za-z_0-9]+_ptx)\\.cuh\"\n"
+       "\n// (\\1.cuh: inline PTX, cuda_emulator.h stands in)\n" kernels "${kernels}")
 string(REGEX REPLACE
        "extern __shared__ __align__\\([0-9]+\\) unsigned char ([A-Za-z_][A-Za-z_0-9]*)\\[\\];"
        "unsigned char* \\1 = emu::smem();" kernels "${kernels}")
