@@ -100,17 +100,29 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- launchers ----
 
-void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
-  const char* op = "cross_entropy_forward";
+namespace {
+
+// The checks both launchers share, and the queued target-range check (reported at the
+// next synchronizing call; the kernels bound the ids meanwhile, so the head's once-per-
+// chunk calls never wait). Returns the rows N; V is logits' last dimension.
+int64_t check_args(const char* op, const Tensor& losses, const Tensor& logits,
+                   const Tensor& targets) {
   check_float(logits, op, "logits");
   check_dtype(losses, DType::F32, op, "losses");
   check_dtype(targets, DType::I32, op, "targets");
   const int64_t V = logits.dim(-1), N = logits.numel() / V;
   check_numel(losses, N, op, "losses");
   check_numel(targets, N, op, "targets");
+  if (N > 0) check_token_range(targets, V, true, op, "target token");
+  return N;
+}
+
+}  // namespace
+
+void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets) {
+  const char* op = "cross_entropy_forward";
+  const int64_t N = check_args(op, losses, logits, targets), V = logits.dim(-1);
   if (N == 0) return;
-  // Reported at the next synchronizing call; the kernel bounds the ids meanwhile.
-  check_token_range(targets, V, true, op, "target token");
   dispatch_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     cross_entropy_forward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
@@ -122,16 +134,8 @@ void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& t
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
                                     float dloss) {
   const char* op = "cross_entropy_forward_backward";
-  check_float(logits, op, "logits");
-  check_dtype(losses, DType::F32, op, "losses");
-  check_dtype(targets, DType::I32, op, "targets");
-  const int64_t V = logits.dim(-1), N = logits.numel() / V;
-  check_numel(losses, N, op, "losses");
-  check_numel(targets, N, op, "targets");
+  const int64_t N = check_args(op, losses, logits, targets), V = logits.dim(-1);
   if (N == 0) return;
-  // Queued, not waited for (the head calls this once per chunk of rows); the kernel
-  // bounds the ids meanwhile.
-  check_token_range(targets, V, true, op, "target token");
   dispatch_float(logits.dtype, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     cross_entropy_forward_backward_kernel<T><<<unsigned(N), kThreads, 0, stream()>>>(
