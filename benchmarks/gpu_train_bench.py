@@ -135,6 +135,10 @@ def variants(a):
                 sys.exit("gpu_train_bench: --env-variants wants NAME=VALUE, got '%s'" % setting)
             env[key] = value
         out.append(("ours_" + re.sub(r"[^A-Za-z0-9]+", "_", spec).strip("_").lower(), env))
+    names = [side for side, _ in out]
+    for side in set(names):
+        if names.count(side) > 1:  # results are keyed by name: one would overwrite another
+            sys.exit("gpu_train_bench: two variants are both reported as '%s'" % side)
     return out
 
 

@@ -91,8 +91,10 @@ struct Ops {
   void (*gelu_backward)(Tensor& dinp, const Tensor& inp, const Tensor& dout);
   // The MLP's second linear layer and the GELU before it, backward in one pass:
   // inp = gelu(pre) was the layer's input. dweight, dbias as matmul_backward;
-  // dinp = (dout @ weight) * gelu'(pre), overwritten, the product rounded once (it is
-  // never stored in the activation dtype). CUDA fuses it as cuBLASLt's DGELU epilogue.
+  // dinp = (dout @ weight) * gelu'(pre), overwritten. The CPU rounds it once (the
+  // product is never stored in the activation dtype), as CUDA's fused path does in bf16
+  // (cuBLASLt's DGELU epilogue); CUDA's fallback (fp32, GPT_CUDA_GELU_EPILOGUE=0, no
+  // algorithm or a misaligned pre) stores the product first, one bf16 rounding more.
   void (*matmul_gelu_backward)(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
                                const Tensor& inp, const Tensor& weight, const Tensor& pre);
 

@@ -1,5 +1,5 @@
 // The CPU ops table. Each entry widens bf16 arguments through F32Args (bf16_args.h) and
-// calls the fp32 kernel; reads are `in`, writes `out` (accumulating per ops.h).
+// calls the fp32 kernel; reads are `in`, writes `out` (accumulating or not, per ops.h).
 #include "core/cpu/bf16_args.h"
 #include "core/cpu/cpu_kernels.h"
 

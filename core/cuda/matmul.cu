@@ -19,6 +19,7 @@
 // The bias gradient is our own two-stage column sum: BGRADB would overwrite rather
 // than accumulate, and its reduction order is not documented as deterministic.
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -360,6 +361,10 @@ void weight_and_bias_grads(const char* op, const BackwardDims& d, Tensor& dweigh
   GPT_LAUNCH_CHECK(op, "colsum_finish_kernel");
 }
 
+void zero_inp_grad(const char* op, Tensor& dinp) {
+  GPT_CUDA_CHECK(op, cudaMemsetAsync(dinp.raw(), 0, dinp.nbytes(), stream()));
+}
+
 Gemm dinp_gemm(const BackwardDims& d, Tensor& dinp, const Tensor& dout, const Tensor& weight) {
   return Gemm{false, false, d.C, d.N, d.OC, weight.raw(), d.C, dout.raw(), d.OC, dinp.raw(), d.C,
               weight.dtype, dinp.dtype, 0.f};
@@ -371,10 +376,18 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
                      const Tensor& inp, const Tensor& weight) {
   const char* op = "matmul_backward";
   const BackwardDims d = check_backward(op, dinp, dweight, dbias, dout, inp, weight);
-  if (d.N == 0 || d.OC == 0 || d.C == 0) return;
+  if (d.N == 0 || d.C == 0) return;
+  if (d.OC == 0) {  // an empty sum: dinp is zeros (it is overwritten), no weights to grade
+    if (dinp) zero_inp_grad(op, *dinp);
+    return;
+  }
   if (dinp) gemm(op, dinp_gemm(d, *dinp, dout, weight));
   weight_and_bias_grads(op, d, dweight, dbias, dout, inp);
 }
+
+namespace {
+int64_t g_fused_gelu_gemms = 0;  // matmul_gelu_backward calls that took the DGELU epilogue
+}  // namespace
 
 // Tests run the fused and the separate path side by side; returns the previous setting.
 bool set_gelu_epilogue_for_tests(bool on) {
@@ -383,6 +396,9 @@ bool set_gelu_epilogue_for_tests(bool on) {
   return previous;
 }
 
+// So a test can tell the epilogue ran, rather than the fallback twice.
+int64_t fused_gelu_gemms_for_tests() { return g_fused_gelu_gemms; }
+
 void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
                           const Tensor& inp, const Tensor& weight, const Tensor& pre) {
   const char* op = "matmul_gelu_backward";
@@ -390,7 +406,11 @@ void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Te
   check_dtype(dinp, inp.dtype, op, "dinp");
   check_dtype(pre, inp.dtype, op, "pre");
   check_numel(pre, d.N * d.C, op, "pre");
-  if (d.N == 0 || d.OC == 0 || d.C == 0) return;
+  if (d.N == 0 || d.C == 0) return;
+  if (d.OC == 0) {
+    zero_inp_grad(op, dinp);
+    return;
+  }
   Gemm g = dinp_gemm(d, dinp, dout, weight);
   bool fused = false;
   if (inp.dtype == DType::BF16 && context().gelu_epilogue) {
@@ -398,6 +418,15 @@ void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Te
     g.ld_pre = d.C;
     fused = gemm(op, g);
     g.gelu_pre = nullptr;
+    if (fused) {
+      ++g_fused_gelu_gemms;
+    } else {
+      static bool told = false;  // once per process: a timing question, not an error
+      if (!told)
+        std::fprintf(stderr, "cuda %s: no cuBLASLt DGELU epilogue for %lld x %lld (C x N); "
+                     "using the separate GELU kernel\n", op, (long long)d.C, (long long)d.N);
+      told = true;
+    }
   }
   if (!fused) {  // the product, then the GELU gradient applied in place
     gemm(op, g);

@@ -3,7 +3,8 @@
 //  * in f32 the same bits (the fused op is the two parts with no rounding between);
 //  * in bf16 the f32 result rounded once, the contract the CUDA DGELU epilogue keeps
 //    (the product is never stored in bf16 before the GELU gradient is applied).
-// The input gradient starts as NaN (it must be overwritten); dweight and dbias start
+// The fused op's input gradient starts as NaN (it must be overwritten), the reference's
+// as zeros, so an op that adds instead of writing cannot match; dweight and dbias start
 // from a random base (they accumulate).
 #include <gtest/gtest.h>
 
@@ -55,8 +56,8 @@ struct Reference {
 Reference separate_ops(const Tensor& dout, const Tensor& inp, const Tensor& weight,
                        const Tensor& pre, const Tensor& dweight0, const Tensor& dbias0) {
   const Ops& ops = cpu_ops();
-  Reference r{nan_filled(pre.shape, DType::F32), copy_of(dweight0), copy_of(dbias0)};
-  Tensor dprod = nan_filled(pre.shape, DType::F32);
+  Reference r{zeros(pre.shape), copy_of(dweight0), copy_of(dbias0)};
+  Tensor dprod = zeros(pre.shape);
   ops.matmul_backward(&dprod, r.dweight, &r.dbias, dout, inp, weight);
   ops.gelu_backward(r.dpre, pre, dprod);
   return r;
