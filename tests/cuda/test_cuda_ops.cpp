@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/tensor.h"
+#include "tests/support/error_of.h"
 
 namespace gpt {
 namespace cuda {
@@ -143,15 +144,6 @@ TEST(CudaOps, EncoderForwardBackward) {
   }
 }
 
-// The message of the Error that f throws ("" when none).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 #define EXPECT_HAS(text, part)                               \
   EXPECT_NE(std::string(text).find(part), std::string::npos) \

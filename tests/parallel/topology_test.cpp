@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "parallel/topology.h"
+#include "tests/support/error_of.h"
 
 namespace gpt::parallel {
 namespace {
@@ -61,14 +62,6 @@ TEST(Topology, SingleRankHasTrivialGroups) {
   EXPECT_NE(t.describe().find("world 1 = pp 1 x dp 1 x tp 1"), std::string::npos);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Topology, ValidationMessagesNameTheProblem) {
   EXPECT_NE(error_of([] { Topology(6, LayoutConfig{4, 1}); }).find("not divisible by tp x pp"),
