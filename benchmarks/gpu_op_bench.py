@@ -257,7 +257,13 @@ def main():
     ours, header = ({}, "") if a.skip_ours else run_ours(a)
     if header:
         print(header)
-    torch_res, info = ({}, {}) if a.skip_torch else run_torch(a)
+    torch_res, info = {}, {}
+    if not a.skip_torch:
+        try:
+            torch_res, info = run_torch(a)
+        except ImportError as e:  # ours is still worth printing; the exit status says it
+            info = {"torch_error": "%s (%s); --skip-torch runs ours alone" % (e, sys.executable)}
+            print("gpu_op_bench: no torch side: " + info["torch_error"], file=sys.stderr)
     names = list(ours) + [n for n in torch_res if n not in ours]
     rows = {}
     print("%-32s %-34s %10s %10s %7s %14s  %s" % ("op", "shape", "ours ms", "torch ms", "ratio",
@@ -297,6 +303,8 @@ def main():
     print("RESULT gpu_op_bench " + json.dumps({"device": info.get("device_name", a.device),
                                                "dtype": a.dtype, "torch": info.get("torch"),
                                                "shape": results["shape"], "ops": summary}))
+    if "torch_error" in info:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
