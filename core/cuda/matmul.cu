@@ -253,7 +253,7 @@ bool gemm(const char* op, const Gemm& g) {
     if (plans.size() >= GemmPlanCache::kMaxPlans) plans.clear();
     it = plans.emplace(key, make_plan(op, key, g.bias, g.gelu_pre)).first;
   }
-  const GemmPlan& plan = *it->second;
+  GemmPlan& plan = *it->second;
   if (!plan.found) return false;
   // The bias pointer is a descriptor attribute, so a shared descriptor gets this call's
   // pointer just before its matmul. Safe because calls are serialised: one host thread
@@ -266,9 +266,18 @@ bool gemm(const char* op, const Gemm& g) {
                                                         CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
                                                         &g.gelu_pre, sizeof g.gelu_pre));
   const float alpha = 1.f;
-  GPT_CUBLAS_CHECK(op, cublasLtMatmul(ctx.lt, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &g.beta,
-                                      g.D, plan.d, g.D, plan.d, &plan.algo, ctx.workspace,
-                                      ctx.workspace_bytes, ctx.stream));
+  const cublasStatus_t st =
+      cublasLtMatmul(ctx.lt, plan.op, &alpha, g.A, plan.a, g.B, plan.b, &g.beta, g.D, plan.d, g.D,
+                     plan.d, &plan.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  // A fused epilogue the heuristic offered but the matmul then refuses (nothing was
+  // queued): remembered as unavailable, and this call takes the caller's fallback.
+  if ((g.bias || g.gelu_pre) &&
+      (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)) {
+    plan.found = false;
+    return false;
+  }
+  if (st != CUBLAS_STATUS_SUCCESS)
+    fail_call(op, "cublasLtMatmul", cublasLtGetStatusString(st), __FILE__, __LINE__);
   return true;
 }
 
