@@ -48,6 +48,9 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("train.dtype", po::value(&c.dtype)->default_value(c.dtype), "fp32 | bf16 (mixed precision: bf16 activations and weight copies, fp32 master weights, grads and optimizer)");
   add("train.profile_ops", po::value(&c.profile_ops)->default_value(c.profile_ops),
       "time every op (synchronising around each, so steps run slower) and print where the steps go");
+  add("train.plan_only", po::value(&c.plan_only)->default_value(c.plan_only),
+      "print the memory plan per rank under each recompute mode and exit: no data, no device, "
+      "no training (does the run fit?)");
   add("train.recompute", po::value(&c.recompute)->default_value(c.recompute), "activation recomputation: none | selective | full");
   add("eval.every", po::value(&c.eval_every)->default_value(c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", po::value(&c.eval_steps)->default_value(c.eval_steps), "validation micro-batches");

@@ -27,6 +27,7 @@ struct TrainConfig {
   std::string recompute = "none";
   std::string dtype = "fp32";  // fp32 | bf16 (bf16 activations + compute copies, fp32 master)
   bool profile_ops = false;    // time every op (core/op_profile.h) and print where steps go
+  bool plan_only = false;      // print the memory plan of each recompute mode, then exit
 
   int64_t eval_every = 0;  // steps; 0 = never
   int eval_steps = 10;

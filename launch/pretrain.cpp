@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "launch/config.h"
+#include "launch/memory_plans.h"
 #include "launch/trainer.h"
 #include "parallel/communicator.h"
 
@@ -22,6 +23,10 @@ int main(int argc, char** argv) {
   try {
     gpt::TrainConfig cfg;
     if (!gpt::parse_config(argc, argv, cfg)) return 0;
+    if (cfg.plan_only) {  // before any device is touched: this answers on a login node too
+      if (rank == 0) std::fputs(gpt::describe_memory_plans(cfg, world).c_str(), stdout);
+      return 0;
+    }
     std::unique_ptr<gpt::parallel::Communicator> comm;
     if (cfg.device == "cuda") {
       // One GPU per rank, chosen by the rank's index among the ranks of its node.

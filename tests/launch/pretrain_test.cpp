@@ -6,6 +6,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "core/model/gpt_config.h"
+#include "core/model/memory_plan.h"
 #include "mixed_precision.h"
 #include "run_pretrain.h"
 
@@ -109,6 +111,32 @@ TEST(Pretrain, RunThatCannotFitStopsBeforeAllocatingWithThePlan) {
   expect_one_line_error(r, "out of memory");
   EXPECT_NE(r.output.find("activations"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("train.recompute"), std::string::npos) << r.output;
+}
+
+// Touches no device (cuda is asked for on a machine that may have none), no data (the
+// mixture does not exist) and no run directory; prints the plan of every recompute mode.
+TEST(Pretrain, PlanOnlyPrintsEachRecomputeModeAndTrainsNothing) {
+  const std::string dir = fresh_dir("plan_only");
+  auto r = run_pretrain("--model.preset gpt2-124M --model.vocab_size 50304 --train.micro_batch 16"
+                        " --train.seq_len 1024 --train.dtype bf16 --train.device cuda"
+                        " --train.recompute selective --data.mixture /nonexistent/mixture.ini"
+                        " --train.plan_only true --run.dir " + dir);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // GPT-2 124M has 124,439,808 parameters; 47 padded vocabulary rows add 47 x 768.
+  EXPECT_NE(r.output.find("124475904 parameters"), std::string::npos) << r.output;
+  gpt::GPTConfig m = gpt::gpt_preset("gpt2-124M");
+  m.vocab_size = 50304;
+  for (auto mode : {gpt::Recompute::None, gpt::Recompute::Selective, gpt::Recompute::Full}) {
+    const std::string line = gpt::plan_memory(m, 16, 1024, mode, 1, gpt::DType::BF16,
+                                              gpt::Device::CUDA).describe();
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  }
+  EXPECT_NE(r.output.find("selective " + gpt::plan_memory(m, 16, 1024, gpt::Recompute::Selective,
+                                                           1, gpt::DType::BF16, gpt::Device::CUDA)
+                                             .describe() + "   <- train.recompute"),
+            std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir)) << "plan_only created the run directory";
+  EXPECT_EQ(r.output.find("step"), std::string::npos) << r.output;
 }
 
 TEST(Pretrain, BadRecomputeMode) {
