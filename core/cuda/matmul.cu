@@ -386,7 +386,7 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
   const char* op = "matmul_backward";
   const BackwardDims d = check_backward(op, dinp, dweight, dbias, dout, inp, weight);
   if (d.N == 0 || d.C == 0) return;
-  if (d.OC == 0) {  // an empty sum: dinp is zeros (it is overwritten), no weights to grade
+  if (d.OC == 0) {  // an empty sum: dinp is zeros (it is overwritten); nothing to add to dweight
     if (dinp) zero_inp_grad(op, *dinp);
     return;
   }
