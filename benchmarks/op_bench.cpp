@@ -22,9 +22,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <boost/program_options.hpp>
 
 #include "core/error.h"
 #include "core/model/gpt.h"
@@ -44,33 +47,39 @@ struct Args {
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "op_bench: %s\nusage: op_bench [--device cpu|cuda] [--dtype f32|bf16] [--B 16] "
-               "[--T 1024] [--C 768] [--NH 12] [--V 50304] [--L 12] [--iters 20] [--warmup 3] "
-               "[--ops a,b]\n",
-               why.c_str());
+  std::fprintf(stderr, "op_bench: %s (see op_bench --help)\n", why.c_str());
   std::exit(2);
 }
 
 Args parse(int argc, char** argv) {
+  namespace po = boost::program_options;
   Args a;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string k = argv[i];
-    if (k == "-h" || k == "--help") usage("per-op timings at GPT-2 step shapes");
-    if (i + 1 >= argc) usage("option " + k + " needs a value");
-    const std::string v = argv[i + 1];
-    if (k == "--device") a.device = v;
-    else if (k == "--dtype") a.dtype = v;
-    else if (k == "--ops") a.ops = v;
-    else if (k == "--B") a.B = std::atoll(v.c_str());
-    else if (k == "--T") a.T = std::atoll(v.c_str());
-    else if (k == "--C") a.C = std::atoll(v.c_str());
-    else if (k == "--NH") a.NH = std::atoll(v.c_str());
-    else if (k == "--V") a.V = std::atoll(v.c_str());
-    else if (k == "--L") a.L = std::atoll(v.c_str());
-    else if (k == "--iters") a.iters = std::atoi(v.c_str());
-    else if (k == "--warmup") a.warmup = std::atoi(v.c_str());
-    else usage("unknown option " + k);
+  po::options_description opts("op_bench: each op of the ops table at GPT-2 step shapes");
+  opts.add_options()
+      ("help,h", "this text")
+      ("device", po::value(&a.device)->default_value(a.device), "cpu | cuda")
+      ("dtype", po::value(&a.dtype)->default_value(a.dtype), "f32 | bf16 (activations)")
+      ("B", po::value(&a.B)->default_value(a.B), "micro-batch")
+      ("T", po::value(&a.T)->default_value(a.T), "sequence length")
+      ("C", po::value(&a.C)->default_value(a.C), "model width")
+      ("NH", po::value(&a.NH)->default_value(a.NH), "attention heads")
+      ("V", po::value(&a.V)->default_value(a.V), "vocabulary")
+      ("L", po::value(&a.L)->default_value(a.L), "blocks (sizes AdamW's parameter count)")
+      ("iters", po::value(&a.iters)->default_value(a.iters), "timed calls per op")
+      ("warmup", po::value(&a.warmup)->default_value(a.warmup), "untimed calls per op")
+      ("ops", po::value(&a.ops)->default_value(a.ops), "comma list of ops or op families; empty: all");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    usage(e.what());
+  }
+  if (vm.count("help")) {
+    std::ostringstream text;
+    text << opts;
+    std::fputs(text.str().c_str(), stdout);
+    std::exit(0);
   }
   if (a.device != "cpu" && a.device != "cuda") usage("--device must be cpu or cuda");
   if (a.dtype != "f32" && a.dtype != "bf16") usage("--dtype must be f32 or bf16");
