@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/model/gpt_config.h"
+#include "core/tensor.h"
 
 namespace gpt {
 
@@ -57,6 +58,10 @@ struct TrainConfig {
   int64_t debug_nan_grad_step = -1;  // inject a NaN gradient (finite loss) at this step (tests)
   int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)
   int debug_exit_rank = -1;
+
+  // train.device and train.dtype as the core's types (both validated by parse_config).
+  Device device_kind() const { return device == "cuda" ? Device::CUDA : Device::CPU; }
+  DType activation_dtype() const { return dtype == "bf16" ? DType::BF16 : DType::F32; }
 
   std::string text;  // the resolved configuration, "key = value" lines (logged, checkpointed)
 };

@@ -7,8 +7,8 @@
 namespace gpt {
 
 std::string describe_memory_plans(const TrainConfig& cfg, int dp_ranks) {
-  const Device device = cfg.device == "cuda" ? Device::CUDA : Device::CPU;
-  const DType act = cfg.dtype == "bf16" ? DType::BF16 : DType::F32;
+  const Device device = cfg.device_kind();
+  const DType act = cfg.activation_dtype();
   const int shards = cfg.zero1 ? dp_ranks : 1;
   char head[256];
   std::snprintf(head, sizeof head,

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
     if (path.empty()) gpt::fail("no checkpoint in run.dir " + cfg.run_dir + " (set sample.checkpoint)");
     gpt::ParamStore store;
     gpt::GPT model(cfg.model, store);
-    store.materialize(cfg.device == "cuda" ? gpt::Device::CUDA : gpt::Device::CPU);
+    store.materialize(cfg.device_kind());
     gpt::CheckpointReader reader(path);
     for (int i = 0; i < store.size(); ++i) reader.read("param." + store.at(i).name, store.at(i).value);
     store.sync_compute();

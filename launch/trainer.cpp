@@ -53,7 +53,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
       rank_(comm.world_rank()),
       topo_(comm.world_size(), parallel::LayoutConfig{}),
       groups_(parallel::make_process_groups(comm, topo_)),
-      device_(cfg.device == "cuda" ? Device::CUDA : Device::CPU) {
+      device_(cfg.device_kind()) {
   if (cfg_.threads > 0) {
     omp_set_num_threads(cfg_.threads);
     openblas_set_num_threads(cfg_.threads);
@@ -62,7 +62,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   set_op_profiling(cfg_.profile_ops);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   const Recompute recompute = parse_recompute(cfg_.recompute);
-  const DType compute = cfg_.dtype == "bf16" ? DType::BF16 : DType::F32;
+  const DType compute = cfg_.activation_dtype();
   plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
                       compute, device_);
   size_t free_bytes = 0, total_bytes = 0;
