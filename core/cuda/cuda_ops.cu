@@ -10,6 +10,16 @@ namespace gpt::cuda {
 
 // ---- context and errors ----
 
+namespace {
+// A GPT_CUDA_* switch: "1..." on, "0..." off, unset or anything else the default.
+bool env_flag(const char* name, bool fallback) {
+  const char* v = std::getenv(name);
+  if (v && v[0] == '1') return true;
+  if (v && v[0] == '0') return false;
+  return fallback;
+}
+}  // namespace
+
 void fail_call(const char* op, const char* call, const char* what, const char* file, int line) {
   // A failed runtime call (cudaMalloc's out of memory, say) is also left as the thread's
   // "last error"; clear it, or a caller that catches this would see the next launch check
@@ -23,10 +33,7 @@ void fail_call(const char* op, const char* call, const char* what, const char* f
 // which then names the wrong op. GPT_CUDA_SYNC=1 waits for every kernel at its launch
 // site, so the first failing kernel is the one named (slow: for debugging only).
 void check_launch(const char* op, const char* kernel, const char* file, int line) {
-  static const bool sync_each = [] {
-    const char* v = std::getenv("GPT_CUDA_SYNC");
-    return v && v[0] == '1';
-  }();
+  static const bool sync_each = env_flag("GPT_CUDA_SYNC", false);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess && sync_each) e = cudaStreamSynchronize(stream());
   if (e != cudaSuccess)
@@ -46,10 +53,8 @@ Context& context() {
     GPT_CUDA_CHECK(op, cudaMalloc(reinterpret_cast<void**>(&c->token_check_slots),
                                   kTokenCheckSlots * sizeof(unsigned long long)));
     c->pending_token_checks.reserve(size_t(kTokenCheckSlots));
-    const char* tf32 = std::getenv("GPT_CUDA_TF32");
-    c->tf32 = tf32 && tf32[0] == '1';
-    const char* gelu = std::getenv("GPT_CUDA_GELU_EPILOGUE");
-    c->gelu_epilogue = !(gelu && gelu[0] == '0');
+    c->tf32 = env_flag("GPT_CUDA_TF32", false);
+    c->gelu_epilogue = env_flag("GPT_CUDA_GELU_EPILOGUE", true);
     return c;
   }();
   return *ctx;
