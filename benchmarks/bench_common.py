@@ -83,10 +83,10 @@ def run_pretrain(pretrain, sections, tag, env=None):
     return train, others
 
 
-def require_executable(path, bench):
+def require_executable(path, bench, target="pretrain", flag="--pretrain"):
     if not os.access(path, os.X_OK):
-        sys.exit("%s: %s not found; build it (cmake --build build --target pretrain) or pass "
-                 "--pretrain PATH, or use --skip-ours" % (bench, path))
+        sys.exit("%s: %s not found; build it (cmake --build build --target %s) or pass "
+                 "%s PATH, or use --skip-ours" % (bench, path, target, flag))
 
 
 def torch_train(model, opt, params, rows, warmup, steps, B, T, sync=None, autocast=None):

@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import fmt  # noqa: E402
+from bench_common import fmt, require_executable  # noqa: E402
 
 SHAPE_KEYS = ("B", "T", "C", "NH", "V", "L")
 
@@ -56,9 +56,7 @@ def parse_args(argv=None):
 
 def run_ours(a):
     """op_bench's OP records, by op name, and its header line."""
-    if not os.access(a.op_bench, os.X_OK):
-        sys.exit("gpu_op_bench: %s not found; build it (cmake --build build --target op_bench), "
-                 "pass --op-bench PATH, or use --skip-ours" % a.op_bench)
+    require_executable(a.op_bench, "gpu_op_bench", "op_bench", "--op-bench")
     cmd = [a.op_bench, "--device", a.device, "--dtype", a.dtype, "--iters", str(a.iters),
            "--warmup", str(a.warmup)]
     for k in SHAPE_KEYS:
