@@ -15,13 +15,15 @@ int64_t Param::numel() const {
   return n;
 }
 
-Param* ParamStore::add(std::string name, Shape shape, bool decay, float init_std,
-                       float init_value) {
+Param* ParamStore::add(std::string name, Shape global_shape, bool decay, float init_std,
+                       float init_value, ShardSpec shard) {
   GPT_CHECK(!materialized_, "ParamStore::add('" + name + "') after materialize()");
   GPT_CHECK(find(name) == nullptr, "duplicate parameter name '" + name + "'");
   Param p;
+  p.shape = shard_shape(global_shape, shard, "parameter '" + name + "'");
   p.name = std::move(name);
-  p.shape = std::move(shape);
+  p.global_shape = std::move(global_shape);
+  p.shard = shard.sharded() ? shard : ShardSpec{};
   p.decay = decay;
   p.init_std = init_std;
   p.init_value = init_value;
@@ -58,13 +60,24 @@ void ParamStore::sync_compute() {
   if (compute_dtype_ != DType::F32) ops_for(device_).convert(compute_, values_);
 }
 
+float init_value_at(uint64_t seed, const std::string& name, float init_std, float init_value,
+                    int64_t global_index) {
+  if (init_std <= 0.f) return init_value;
+  return init_std * counter_normal(seed ^ hash_string(name), uint64_t(global_index));
+}
+
 void ParamStore::init(uint64_t seed) {
   GPT_CHECK(materialized_, "ParamStore::init() before materialize()");
+  std::vector<float> host;
   for (auto& p : params_) {
-    std::vector<float> host(size_t(p.numel()), p.init_value);
+    host.assign(size_t(p.numel()), p.init_value);
     if (p.init_std > 0.f) {
-      Rng rng(seed ^ hash_string(p.name));
-      for (float& x : host) x = p.init_std * rng.normal();
+      const uint64_t key = seed ^ hash_string(p.name);
+      for_each_global_run(p.global_shape, p.shard, 0, p.numel(), [&](int64_t local, int64_t global, int64_t n) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+          host[size_t(local + i)] = p.init_std * counter_normal(key, uint64_t(global + i));
+      });
     }
     from_host_f32(p.value, host.data());
   }

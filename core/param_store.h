@@ -2,17 +2,27 @@
 // views into ONE flat value buffer and ONE flat gradient buffer (F32, registration
 // order). Flat buffers let data parallelism reduce gradients in contiguous buckets and
 // ZeRO-1 shard the optimizer by element range, without the model knowing either.
+//
+// Every parameter has a global identity: a name and a shape that are the same under
+// every parallel layout, plus the slice of that global tensor this store holds (a
+// ShardSpec; the whole tensor by default). Initial values are a function of the seed,
+// the global name and the global element index only, so any sharding of a tensor starts
+// from exactly the numbers the unsharded tensor has, and checkpoints can be read back
+// under any other layout.
 #pragma once
 #include <deque>
 #include <string>
 
+#include "core/shard.h"
 #include "core/tensor.h"
 
 namespace gpt {
 
 struct Param {
-  std::string name;
-  Shape shape;
+  std::string name;         // global: the same on every rank and layout
+  Shape global_shape;       // the whole tensor's shape
+  ShardSpec shard;          // which slice of it this store holds
+  Shape shape;              // the local shape (global_shape unless sharded)
   bool decay = true;        // weight decay applies (matmul weights only, as GPT-2)
   float init_std = 0.02f;   // N(0, init_std); 0 means constant init_value
   float init_value = 0.f;
@@ -25,15 +35,18 @@ struct Param {
 class ParamStore {
  public:
   // Registration happens while layers are built; the returned pointer is stable.
-  Param* add(std::string name, Shape shape, bool decay, float init_std, float init_value = 0.f);
+  // `global_shape` is the whole tensor's; `shard` picks the slice this store holds.
+  Param* add(std::string name, Shape global_shape, bool decay, float init_std,
+             float init_value = 0.f, ShardSpec shard = {});
   // compute_dtype BF16 (mixed precision) adds one flat bf16 copy of the values that
   // layers compute with; gradients, master values and the optimizer stay F32.
   void materialize(Device device, DType compute_dtype = DType::F32);
   // Refreshes the compute copy from the master values (after init, load, each update).
   void sync_compute();
   DType compute_dtype() const { return compute_dtype_; }
-  // Every parameter drawn from its own stream seeded by (seed, name), so values do not
-  // depend on registration order or on how parallelism later splits the model.
+  // N(0, init_std) per element from a counter-based generator keyed by (seed, global
+  // name, global element index): values depend neither on registration order nor on how
+  // parallelism splits the model (see init_value_at).
   void init(uint64_t seed);
   void zero_grads();
 
@@ -54,5 +67,11 @@ class ParamStore {
   Device device_ = Device::CPU;
   bool materialized_ = false;
 };
+
+// The initial value of element `global_index` (row-major in the global shape) of
+// parameter `name`: init_value, or init_std times a standard normal drawn from
+// (seed, name, global_index) alone.
+float init_value_at(uint64_t seed, const std::string& name, float init_std, float init_value,
+                    int64_t global_index);
 
 }  // namespace gpt

@@ -14,6 +14,23 @@ inline uint64_t hash_string(const std::string& s) {  // FNV-1a
   return h;
 }
 
+inline uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// A standard normal that is a pure function of (key, counter): element i of a tensor
+// gets counter i, so any slice of the tensor can be drawn on its own and matches the
+// whole. Box-Muller on two hashed 53-bit uniforms, u1 in (0, 1] so the log is finite.
+inline float counter_normal(uint64_t key, uint64_t counter) {
+  const uint64_t base = splitmix64(key) ^ (counter * 0xd1b54a32d192ed03ull);
+  const double u1 = double((splitmix64(base) >> 11) + 1) * (1.0 / 9007199254740992.0);
+  const double u2 = double(splitmix64(base ^ 0x5851f42d4c957f2dull) >> 11) * (1.0 / 9007199254740992.0);
+  return float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+}
+
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}

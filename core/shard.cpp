@@ -1,0 +1,36 @@
+#include "core/shard.h"
+
+#include "core/error.h"
+
+namespace gpt {
+
+bool ShardSpec::operator==(const ShardSpec& o) const {
+  if (!sharded() && !o.sharded()) return true;
+  return dim == o.dim && parts == o.parts && index == o.index && blocks == o.blocks;
+}
+
+std::string ShardSpec::describe() const {
+  if (!sharded()) return "whole";
+  std::string s = "dim " + std::to_string(dim) + " part " + std::to_string(index) + "/" +
+                  std::to_string(parts);
+  if (blocks > 1) s += " of " + std::to_string(blocks) + " blocks";
+  return s;
+}
+
+Shape shard_shape(const Shape& global, const ShardSpec& spec, const std::string& what) {
+  if (!spec.sharded()) return global;
+  GPT_CHECK(spec.dim < int(global.size()), what + ": shard dim " + std::to_string(spec.dim) +
+                                               " but the tensor has shape " + shape_str(global));
+  GPT_CHECK(spec.blocks >= 1 && spec.index >= 0 && spec.index < spec.parts,
+            what + ": bad shard " + spec.describe());
+  const int64_t G = global[size_t(spec.dim)];
+  GPT_CHECK(G % (int64_t(spec.blocks) * spec.parts) == 0,
+            what + ": dimension " + std::to_string(spec.dim) + " of shape " + shape_str(global) +
+                " does not split into " + std::to_string(spec.parts) + " parts" +
+                (spec.blocks > 1 ? " of each of " + std::to_string(spec.blocks) + " blocks" : ""));
+  Shape local = global;
+  local[size_t(spec.dim)] = G / spec.parts;
+  return local;
+}
+
+}  // namespace gpt

@@ -1,0 +1,63 @@
+// Which part of a global tensor one rank holds. A parameter has one global name and
+// global shape on every layout; tensor parallelism gives each rank a slice of one
+// dimension, and this spec says which. Pure index arithmetic, no devices or ranks.
+//
+// The sharded dimension is seen as `blocks` equal blocks, each cut into `parts` equal
+// contiguous pieces; the holder of part `index` keeps that piece of every block. With
+// blocks = 1 this is a plain contiguous split. Packed tensors need blocks > 1: GPT-2's
+// qkv weight [3C, C] is q|k|v along dim 0, and a rank owning heads [h0, h1) holds those
+// heads' rows of q, of k and of v (blocks = 3), which no contiguous slice gives.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace gpt {
+
+struct ShardSpec {
+  int dim = -1;    // the split dimension; -1: the whole tensor (not sharded)
+  int parts = 1;   // the dimension's blocks are each cut into this many pieces ...
+  int index = 0;   // ... and this holder keeps piece `index` of each
+  int blocks = 1;  // equal blocks along `dim` (3 for a packed q|k|v)
+
+  bool sharded() const { return dim >= 0 && parts > 1; }
+  bool operator==(const ShardSpec& o) const;
+  bool operator!=(const ShardSpec& o) const { return !(*this == o); }
+  std::string describe() const;  // "whole" or "dim 0 part 1/4 of 3 blocks"
+};
+
+// The local shape; throws gpt::Error naming `what` when the split does not divide.
+Shape shard_shape(const Shape& global, const ShardSpec& spec, const std::string& what = "tensor");
+
+// Calls fn(local_offset, global_offset, count) for the runs of consecutive elements that
+// the local elements [local_begin, local_end) (row-major flat indices of the shard) map
+// to in the global tensor, in local order. A whole tensor is one run.
+template <class F>
+void for_each_global_run(const Shape& global, const ShardSpec& spec, int64_t local_begin,
+                         int64_t local_end, F&& fn) {
+  if (local_begin >= local_end) return;
+  if (!spec.sharded()) {
+    fn(local_begin, local_begin, local_end - local_begin);
+    return;
+  }
+  // The global tensor as [outer, G, inner] around the split dim, the shard [outer, g, inner]
+  // with g = G / parts; one local row of the split dim (inner elements) is contiguous in both.
+  int64_t inner = 1;
+  for (size_t d = size_t(spec.dim) + 1; d < global.size(); ++d) inner *= global[d];
+  const int64_t G = global[size_t(spec.dim)], g = G / spec.parts;
+  const int64_t block = G / spec.blocks, piece = block / spec.parts;  // rows per block / per piece
+  int64_t i = local_begin;
+  while (i < local_end) {
+    const int64_t o = i / (g * inner), j = (i / inner) % g, k = i % inner;
+    const int64_t row = (j / piece) * block + int64_t(spec.index) * piece + j % piece;
+    // Rows of one piece are adjacent globally too: extend the run to the piece's end.
+    const int64_t rows_left = piece - j % piece;
+    const int64_t n = std::min(local_end - i, rows_left * inner - k);
+    fn(i, (o * G + row) * inner + k, n);
+    i += n;
+  }
+}
+
+}  // namespace gpt
