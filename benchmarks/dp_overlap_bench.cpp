@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   GPT model(cfg, store);
   store.materialize(Device::CPU);
   store.init(1);
+  auto acts = model.make_activations();
   Tensor tokens = empty({a.batch, a.seq}, DType::I32), targets = empty({a.batch, a.seq}, DType::I32);
   for (int i = 0; i < a.batch * a.seq; ++i) {
     tokens.i32()[i] = (i * 31 + rank * 7) % a.vocab;
@@ -99,8 +100,8 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     store.zero_grads();
     dp.begin_micro(true);
-    model.forward_train(tokens, targets, 1.f / float(a.batch * a.seq));
-    model.backward();
+    model.forward_train(*acts, tokens, &targets, 1.f / float(a.batch * a.seq));
+    model.backward(*acts, nullptr);
     const auto t1 = Clock::now();
     dp.finish_grads();
     const double finish = seconds_since(t1);

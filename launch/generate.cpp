@@ -41,13 +41,14 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
   // synchronise the GPU each time.
   Tensor input = to_device(window, model.device());
   const Ops& ops = ops_for(model.device());
+  std::unique_ptr<Activations> acts = model.make_activations();
   for (int i = 0; i < cfg.tokens; ++i) {
     int n = int(std::min<size_t>(tokens.size(), size_t(W)));
     std::fill(window.i32(), window.i32() + W, 0);
     std::copy(tokens.end() - n, tokens.end(), window.i32());
     ops.copy_from_host(input.raw(), window.raw(), window.nbytes());
-    model.forward(input, nullptr);
-    std::vector<float> logits = to_host_f32(model.logits().slice(int64_t(n - 1) * V, {V}));
+    model.forward(*acts, input, nullptr);
+    std::vector<float> logits = to_host_f32(acts->output.slice(int64_t(n - 1) * V, {V}));
     int32_t next = sample_token(logits.data(), drawable, cfg.temperature, cfg.top_k, rng);
     tokens.push_back(next);
     if (on_token) on_token(next);

@@ -81,6 +81,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
         parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
   });
   dp_->attach(*model_);
+  acts_ = model_->make_activations();
 
   const parallel::RankCoords me = topo_.coords(rank_);
   data::RankSlot slot{me.dp, groups_.dp.size(), cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
@@ -119,12 +120,12 @@ float Trainer::train_step(int64_t step) {
     train_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
-    loss += model_->forward_train(inputs_, targets_, dloss) / double(cfg_.grad_accum);
+    loss += model_->forward_train(*acts_, inputs_, &targets_, dloss) / double(cfg_.grad_accum);
     if (step + 1 == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
       std::fprintf(stderr, "rank %d: exiting mid-step %lld (debug.exit_step)\n", rank_, (long long)step + 1);
       std::exit(3);
     }
-    model_->backward();
+    model_->backward(*acts_, nullptr);
   }
   dp_->finish_grads();
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
@@ -144,7 +145,7 @@ float Trainer::evaluate() {
   for (int i = 0; i < cfg_.eval_steps; ++i) {
     val_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
-    sum += model_->forward(inputs_, &targets_);
+    sum += model_->forward(*acts_, inputs_, &targets_);
   }
   return dp_->average_loss(float(sum / cfg_.eval_steps));
 }

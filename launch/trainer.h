@@ -45,6 +45,7 @@ class Trainer {
   Device device_;
   ParamStore store_;
   std::unique_ptr<GPT> model_;
+  std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time
   std::unique_ptr<parallel::DataParallel> dp_;
   std::unique_ptr<data::BatchSource> train_data_, val_data_;
   std::unique_ptr<MetricsLog> log_;

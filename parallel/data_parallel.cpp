@@ -40,7 +40,7 @@ DataParallel::~DataParallel() {
   for (CommHandle& h : pending_) h.wait();
 }
 
-void DataParallel::attach(GPT& model) {
+void DataParallel::attach(Model& model) {
   model_ = &model;
   model.on_grads_ready = [this](int64_t begin, int64_t end) { on_grads_ready(begin, end); };
 }

@@ -9,7 +9,8 @@
 //   store.zero_grads();
 //   for m in 0..accum-1:
 //     dp.begin_micro(m == accum - 1);        // only the last micro-batch communicates
-//     loss_sum += model.forward_train(tokens, targets, 1.f / (B*T*accum)); model.backward();
+//     loss_sum += model.forward_train(acts, tokens, &targets, 1.f / (B*T*accum));
+//     model.backward(acts, nullptr);
 //   dp.finish_grads();                       // grads now averaged over the dp group
 //   float norm = dp.clip_and_step(lr, max_norm);
 //   float loss = dp.average_loss(loss_sum / accum);
@@ -23,7 +24,7 @@
 
 #include "core/adamw.h"
 #include "core/checkpoint.h"
-#include "core/model/gpt.h"
+#include "core/model/model.h"
 #include "core/param_store.h"
 #include "parallel/communicator.h"
 #include "parallel/dp_buckets.h"
@@ -44,7 +45,7 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
-  void attach(GPT& model);  // installs model.on_grads_ready; detach by destroying `this`
+  void attach(Model& model);  // installs model.on_grads_ready; detach by destroying `this`
   void begin_micro(bool last_micro);
   // After the last micro-batch's backward: waits for every bucket. Without zero1 the
   // whole flat grad buffer is averaged over dp; with zero1 only this rank's shard is.
@@ -84,7 +85,7 @@ class DataParallel {
   std::vector<bool> launched_;
   std::vector<CommHandle> pending_;
   bool last_micro_ = true;
-  GPT* model_ = nullptr;
+  Model* model_ = nullptr;
 };
 
 }  // namespace gpt::parallel

@@ -31,40 +31,47 @@ Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg,
   mlp_proj = std::make_unique<Linear>(store, prefix + ".mlp.proj", 4 * C, C, true, proj_std);
 
   GPT_CHECK(mode == Recompute::None || shared_, "Block: recomputation needs shared buffers");
-  BlockActs& s = mode == Recompute::None ? own_ : *shared_;
-  BlockActs& full = mode == Recompute::Full ? *shared_ : own_;
-  // Under selective recomputation only the cheap-to-rebuild activations are shared.
-  a_ = Refs{&s.ln1_out, &full.qkv_out, &full.atty, &full.lse, &full.x2, &s.ln2_out, &full.fc_out, &s.gelu_out};
 }
 
-void Block::run_forward(Tensor& x_out, const Tensor& x_in) {
+Block::Refs Block::refs(BlockActs& own) const {
+  BlockActs& s = mode_ == Recompute::None ? own : *shared_;
+  BlockActs& full = mode_ == Recompute::Full ? *shared_ : own;
+  // Under selective recomputation only the cheap-to-rebuild activations are shared; the
+  // LayerNorm statistics are recomputed with them but small, so they stay per micro-batch.
+  return Refs{&s.ln1_out, &full.qkv_out, &full.atty, &full.lse, &full.x2, &s.ln2_out, &full.fc_out,
+              &s.gelu_out, &full.ln1_stats, &full.ln2_stats};
+}
+
+void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in) {
   const Ops& ops = ops_for(x_in.device);
   const int64_t B = x_in.dim(0), T = x_in.dim(1), C = x_in.dim(2);
   const DType dt = x_in.dtype;
   const Device dev = x_in.device;
-  ensure(*a_.ln1_out, {B, T, C}, dt, dev);
-  ensure(*a_.qkv_out, {B, T, qkv->out_features}, dt, dev);
-  ensure(*a_.atty, {B, T, attn_proj->in_features}, dt, dev);
-  ensure(*a_.lse, {B, n_head, T}, DType::F32, dev);
-  ensure(*a_.x2, {B, T, C}, dt, dev);
-  ensure(*a_.ln2_out, {B, T, C}, dt, dev);
-  ensure(*a_.fc_out, {B, T, fc->out_features}, dt, dev);
-  ensure(*a_.gelu_out, {B, T, fc->out_features}, dt, dev);
+  ensure(*a.ln1_out, {B, T, C}, dt, dev);
+  ensure(*a.qkv_out, {B, T, qkv->out_features}, dt, dev);
+  ensure(*a.atty, {B, T, attn_proj->in_features}, dt, dev);
+  ensure(*a.lse, {B, n_head, T}, DType::F32, dev);
+  ensure(*a.x2, {B, T, C}, dt, dev);
+  ensure(*a.ln2_out, {B, T, C}, dt, dev);
+  ensure(*a.fc_out, {B, T, fc->out_features}, dt, dev);
+  ensure(*a.gelu_out, {B, T, fc->out_features}, dt, dev);
 
-  ln1.forward(*a_.ln1_out, x_in);
-  qkv->forward(*a_.qkv_out, *a_.ln1_out);
-  ops.attention_forward(*a_.atty, *a_.lse, *a_.qkv_out, n_head);
-  attn_proj->forward(*a_.x2, *a_.atty);  // x2 = proj(atty) ...
+  ln1.forward(*a.ln1_out, *a.ln1_stats, x_in);
+  qkv->forward(*a.qkv_out, *a.ln1_out);
+  ops.attention_forward(*a.atty, *a.lse, *a.qkv_out, n_head);
+  attn_proj->forward(*a.x2, *a.atty);  // x2 = proj(atty) ...
   // ... + x, and ln2(x2) in the same pass. Selective recomputation reruns ln2.forward
   // on the saved x2; the fused op gives its bits, so gradients match every mode.
-  ln2.forward_residual(*a_.x2, *a_.ln2_out, *a_.x2, x_in);
-  fc->forward(*a_.fc_out, *a_.ln2_out);
-  ops.gelu_forward(*a_.gelu_out, *a_.fc_out);
-  mlp_proj->forward(x_out, *a_.gelu_out);
-  ops.add(x_out, x_out, *a_.x2);
+  ln2.forward_residual(*a.x2, *a.ln2_out, *a.ln2_stats, *a.x2, x_in);
+  fc->forward(*a.fc_out, *a.ln2_out);
+  ops.gelu_forward(*a.gelu_out, *a.fc_out);
+  mlp_proj->forward(x_out, *a.gelu_out);
+  ops.add(x_out, x_out, *a.x2);
 }
 
-void Block::forward(Tensor& x_out, const Tensor& x_in) { run_forward(x_out, x_in); }
+void Block::forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in) {
+  run_forward(refs(acts), x_out, x_in);
+}
 
 // A scratch gradient shaped like `like`. Not zeroed: the ops writing into these
 // (matmul, gelu and attention backward) overwrite their input gradient.
@@ -73,27 +80,28 @@ static Tensor& sized(Tensor& t, const Tensor& like) {
   return t;
 }
 
-void Block::backward(Tensor& dres, const Tensor& x_in, BlockScratch& s) {
+void Block::backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& s) {
   const Ops& ops = ops_for(x_in.device);
+  const Refs a = refs(acts);
   if (mode_ == Recompute::Full) {
     ensure(shared_->x_out, x_in.shape, x_in.dtype, x_in.device);
-    run_forward(shared_->x_out, x_in);
+    run_forward(a, shared_->x_out, x_in);
   } else if (mode_ == Recompute::Selective) {
-    ln1.forward(*a_.ln1_out, x_in);
-    ln2.forward(*a_.ln2_out, *a_.x2);
-    ops.gelu_forward(*a_.gelu_out, *a_.fc_out);
+    ln1.forward(*a.ln1_out, *a.ln1_stats, x_in);
+    ln2.forward(*a.ln2_out, *a.ln2_stats, *a.x2);
+    ops.gelu_forward(*a.gelu_out, *a.fc_out);
   }
-  Tensor &ln1_out = *a_.ln1_out, &qkv_out = *a_.qkv_out, &atty = *a_.atty, &x2 = *a_.x2,
-         &ln2_out = *a_.ln2_out, &fc_out = *a_.fc_out, &gelu_out = *a_.gelu_out;
+  Tensor &ln1_out = *a.ln1_out, &qkv_out = *a.qkv_out, &atty = *a.atty, &x2 = *a.x2,
+         &ln2_out = *a.ln2_out, &fc_out = *a.fc_out, &gelu_out = *a.gelu_out;
   // MLP branch: dres is d(out), which flows unchanged into x2 and into mlp_proj.
   mlp_proj->backward_through_gelu(sized(s.dfch, fc_out), dres, gelu_out, fc_out);
   fc->backward(&sized(s.dln, ln2_out), s.dfch, ln2_out);
-  ln2.backward(dres, s.dln, x2);  // dres is now d(x2)
+  ln2.backward(dres, s.dln, x2, *a.ln2_stats);  // dres is now d(x2)
   // Attention branch.
   attn_proj->backward(&sized(s.datty, atty), dres, atty);
-  ops.attention_backward(sized(s.dqkv, qkv_out), s.datty, atty, *a_.lse, qkv_out, n_head);
+  ops.attention_backward(sized(s.dqkv, qkv_out), s.datty, atty, *a.lse, qkv_out, n_head);
   qkv->backward(&sized(s.dln, ln1_out), s.dqkv, ln1_out);
-  ln1.backward(dres, s.dln, x_in);  // dres is now d(x_in)
+  ln1.backward(dres, s.dln, x_in, *a.ln1_stats);  // dres is now d(x_in)
 }
 
 }  // namespace gpt

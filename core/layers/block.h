@@ -1,6 +1,8 @@
 // One pre-LayerNorm transformer block (GPT-2):
 //   x2 = x + proj(attention(qkv(ln1(x))));   out = x2 + mlp_proj(gelu(fc(ln2(x2))))
-// The block owns the activations it saves for backward; it knows shapes, not ranks.
+// The block knows shapes, not ranks. What its forward saves for backward lives in a
+// BlockActs the caller passes in (one per block per micro-batch in flight), so a
+// pipeline can keep several micro-batches between their forward and their backward.
 //
 // Activation recomputation trades compute for memory:
 //   none       every activation is kept (15 C floats per token per block);
@@ -28,6 +30,7 @@ struct BlockScratch {
 
 struct BlockActs {
   Tensor ln1_out, qkv_out, atty, lse, x2, ln2_out, fc_out, gelu_out;
+  LayerNormStats ln1_stats, ln2_stats;
   Tensor x_out;  // full recomputation only: where the rerun forward writes its output
 };
 
@@ -36,10 +39,12 @@ class Block {
   // `shared` holds the buffers every block reuses under selective/full recomputation.
   Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
         std::shared_ptr<BlockActs> shared);
-  // x_out, x_in: [B, T, C].
-  void forward(Tensor& x_out, const Tensor& x_in);
-  // dres holds d(x_out) on entry and d(x_in) on return (updated in place).
-  void backward(Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
+  // x_out, x_in: [B, T, C]. `acts` keeps what backward needs (under recomputation only
+  // the part that is not recomputed; the rest goes to the shared buffers).
+  void forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in);
+  // dres holds d(x_out) on entry and d(x_in) on return (updated in place); x_in and acts
+  // are those of the same micro-batch's forward.
+  void backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
 
   int n_head;
   LayerNorm ln1, ln2;
@@ -49,13 +54,13 @@ class Block {
   // Where each activation lives under this block's recompute mode.
   struct Refs {
     Tensor *ln1_out, *qkv_out, *atty, *lse, *x2, *ln2_out, *fc_out, *gelu_out;
+    LayerNormStats *ln1_stats, *ln2_stats;
   };
-  void run_forward(Tensor& x_out, const Tensor& x_in);
+  Refs refs(BlockActs& own) const;
+  void run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in);
 
   Recompute mode_;
-  BlockActs own_;
   std::shared_ptr<BlockActs> shared_;
-  Refs a_;
 };
 
 }  // namespace gpt

@@ -31,24 +31,28 @@ LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t C) {
   bias = store.add(name + ".bias", {C}, /*decay=*/false, 0.f, 0.f);
 }
 
-void LayerNorm::forward(Tensor& out, const Tensor& inp) {
+static void size_stats(LayerNormStats& s, const Tensor& inp) {
   const int64_t N = inp.numel() / inp.dim(-1);
-  ensure(mean, {N}, DType::F32, inp.device);
-  ensure(rstd, {N}, DType::F32, inp.device);
-  ops_for(inp.device).layernorm_forward(out, mean, rstd, inp, weight->compute, bias->compute);
+  ensure(s.mean, {N}, DType::F32, inp.device);
+  ensure(s.rstd, {N}, DType::F32, inp.device);
 }
 
-void LayerNorm::forward_residual(Tensor& sum, Tensor& out, const Tensor& a, const Tensor& b) {
-  const int64_t N = a.numel() / a.dim(-1);
-  ensure(mean, {N}, DType::F32, a.device);
-  ensure(rstd, {N}, DType::F32, a.device);
-  ops_for(a.device).residual_layernorm_forward(sum, out, mean, rstd, a, b, weight->compute,
-                                               bias->compute);
+void LayerNorm::forward(Tensor& out, LayerNormStats& stats, const Tensor& inp) {
+  size_stats(stats, inp);
+  ops_for(inp.device).layernorm_forward(out, stats.mean, stats.rstd, inp, weight->compute, bias->compute);
 }
 
-void LayerNorm::backward(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+void LayerNorm::forward_residual(Tensor& sum, Tensor& out, LayerNormStats& stats, const Tensor& a,
+                                 const Tensor& b) {
+  size_stats(stats, a);
+  ops_for(a.device).residual_layernorm_forward(sum, out, stats.mean, stats.rstd, a, b,
+                                               weight->compute, bias->compute);
+}
+
+void LayerNorm::backward(Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                         const LayerNormStats& stats) {
   ops_for(inp.device).layernorm_backward(dinp, weight->grad, bias->grad, dout, inp, weight->compute,
-                                         mean, rstd);
+                                         stats.mean, stats.rstd);
 }
 
 }  // namespace gpt

@@ -25,18 +25,24 @@ class Linear {
   Param* bias;  // null when built without bias
 };
 
+// Per-row statistics a LayerNorm's forward saves for its backward. They belong to one
+// micro-batch's activations, not to the layer, so several micro-batches can be in flight.
+struct LayerNormStats {
+  Tensor mean, rstd;  // [N]
+};
+
 class LayerNorm {
  public:
   LayerNorm(ParamStore& store, const std::string& name, int64_t C);
-  void forward(Tensor& out, const Tensor& inp);  // saves mean/rstd for backward
+  void forward(Tensor& out, LayerNormStats& stats, const Tensor& inp);
   // sum = a + b (a residual add), then out = layernorm(sum), in one pass; backward is
-  // backward(dinp, dout, sum). sum may alias a or b.
-  void forward_residual(Tensor& sum, Tensor& out, const Tensor& a, const Tensor& b);
-  void backward(Tensor& dinp, const Tensor& dout, const Tensor& inp);
+  // backward(dinp, dout, sum, stats). sum may alias a or b.
+  void forward_residual(Tensor& sum, Tensor& out, LayerNormStats& stats, const Tensor& a,
+                        const Tensor& b);
+  void backward(Tensor& dinp, const Tensor& dout, const Tensor& inp, const LayerNormStats& stats);
 
   Param* weight;
   Param* bias;
-  Tensor mean, rstd;  // [N]
 };
 
 }  // namespace gpt

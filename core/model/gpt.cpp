@@ -9,17 +9,34 @@
 
 namespace gpt {
 
-GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute)
-    : cfg_(cfg), store_(store), shared_acts_(std::make_shared<BlockActs>()) {
+GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec stage)
+    : cfg_(cfg), stage_(stage), store_(store), shared_acts_(std::make_shared<BlockActs>()) {
   cfg_.validate();
+  if (stage_.layer_end < 0) stage_.layer_end = cfg.n_layer;
+  const std::string range = "[" + std::to_string(stage_.layer_begin) + ", " + std::to_string(stage_.layer_end) + ")";
+  GPT_CHECK(stage_.layer_begin >= 0 && stage_.layer_begin <= stage_.layer_end && stage_.layer_end <= cfg.n_layer,
+            "GPT stage: layer range " + range + " is not within the model's " + std::to_string(cfg.n_layer) + " layers");
+  GPT_CHECK(stage_.embedding || stage_.head || stage_.layer_begin < stage_.layer_end,
+            "GPT stage: layer range " + range + " without embedding or head is empty");
   const int64_t C = cfg.n_embd;
-  // Embeddings get no weight decay (GPT-2 practice); the tied head shares wte.
-  wte = store.add("wte", {cfg.vocab_size, C}, /*decay=*/false, 0.02f);
-  wpe = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
+  // Embeddings get no weight decay (GPT-2 practice). Every stage draws its parameters
+  // from their global names, so a stage's wte equals the whole model's.
+  auto add_wte = [&] { return store.add("wte", {cfg.vocab_size, C}, /*decay=*/false, 0.02f); };
+  if (stage_.embedding) {
+    wte = add_wte();
+    wpe = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
+  }
   blocks_begin_ = store.total();
-  for (int l = 0; l < cfg.n_layer; ++l)
+  for (int l = stage_.layer_begin; l < stage_.layer_end; ++l)
     blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg, recompute, shared_acts_));
-  lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);
+  blocks_end_ = store.total();
+  if (stage_.head) {
+    lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);
+    // The head is tied to the token embedding. A head stage without the embedding holds
+    // its own copy (same global name and values); a pipeline sums the two copies'
+    // gradients across the first and last stage.
+    if (!wte) wte = add_wte();
+  }
 }
 
 int64_t head_chunk_rows(int64_t N, int64_t V) {
@@ -27,34 +44,60 @@ int64_t head_chunk_rows(int64_t N, int64_t V) {
   return std::max<int64_t>(1, std::min(N, cap));
 }
 
-void GPT::forward_trunk(const Tensor& tokens) {
-  const int64_t B = tokens.dim(0), T = tokens.dim(1), C = cfg_.n_embd;
+std::unique_ptr<Activations> GPT::make_activations() const {
+  auto a = std::make_unique<GPTActivations>();
+  a->blocks.resize(blocks_.size());
+  return a;
+}
+
+GPTActivations& GPT::cast(Activations& acts) {
+  auto* a = dynamic_cast<GPTActivations*>(&acts);
+  GPT_CHECK(a, "GPT: activations made by another model family");
+  return *a;
+}
+
+void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
+  const int64_t B = input.dim(0), T = input.dim(1), C = cfg_.n_embd;
   GPT_CHECK(T <= cfg_.block_size, "sequence length " + std::to_string(T) +
                                       " exceeds model.block_size " +
                                       std::to_string(cfg_.block_size));
   const Device dev = store_.device();
   const DType act = store_.compute_dtype();  // activations follow the compute copies
-  tokens_ = tokens;
-  head_grad_ready_ = false;
-  resid_.resize(blocks_.size() + 1);
-  for (auto& r : resid_) ensure(r, {B, T, C}, act, dev);
-  ops_for(dev).encoder_forward(resid_[0], tokens, wte->compute, wpe->compute);
-  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(resid_[l + 1], resid_[l]);
-  ensure(lnf_out_, {B, T, C}, act, dev);
-  lnf_->forward(lnf_out_, resid_.back());
+  a.head_grad_ready = false;
+  a.resid.resize(blocks_.size() + 1);
+  for (auto& r : a.resid) ensure(r, {B, T, C}, act, dev);
+  if (stage_.embedding) {
+    GPT_CHECK(input.dtype == DType::I32 && input.ndim() == 2, "GPT: the embedding stage takes I32 tokens [B, T]");
+    a.tokens = input;
+    ops_for(dev).encoder_forward(a.resid[0], input, wte->compute, wpe->compute);
+  } else {
+    GPT_CHECK(input.shape == a.resid[0].shape && input.dtype == act,
+              "GPT stage: input must be the previous stage's output " + shape_str(a.resid[0].shape) +
+                  ", got " + shape_str(input.shape));
+    // A copy: the block's backward needs its input, and the sender may reuse its buffer.
+    copy_(a.resid[0], input);
+  }
+  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(a.blocks[l], a.resid[l + 1], a.resid[l]);
+  if (stage_.head) {
+    ensure(a.lnf_out, {B, T, C}, act, dev);
+    lnf_->forward(a.lnf_out, a.lnf_stats, a.resid.back());
+  } else {
+    a.output = a.resid.back();
+  }
 }
 
-float GPT::head_loss(const Tensor& targets, const float* dloss) {
-  const int64_t N = lnf_out_.dim(0) * lnf_out_.dim(1), C = cfg_.n_embd, V = cfg_.vocab_size;
+float GPT::head_loss(GPTActivations& a, const Tensor& targets, const float* dloss) {
+  const Tensor& lnf_out = a.lnf_out;
+  const int64_t N = lnf_out.dim(0) * lnf_out.dim(1), C = cfg_.n_embd, V = cfg_.vocab_size;
   const Device dev = store_.device();
   const Ops& ops = ops_for(dev);
   GPT_CHECK(targets.numel() == N, "targets must have the shape of the tokens [B, T]");
   const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, V);
-  ensure(logits_, {rows, V}, lnf_out_.dtype, dev);
+  ensure(logits_, {rows, V}, lnf_out.dtype, dev);
   ensure(losses_, {N}, DType::F32, dev);
-  // Not zeroed: each chunk's matmul_backward overwrites its own rows of dlnf_.
-  if (dloss) ensure(dlnf_, lnf_out_.shape, lnf_out_.dtype, dev);
-  const Tensor x = lnf_out_.view({N, C}), flat_targets = targets.view({N});
+  // Not zeroed: each chunk's matmul_backward overwrites its own rows of dlnf.
+  if (dloss) ensure(a.dlnf, lnf_out.shape, lnf_out.dtype, dev);
+  const Tensor x = lnf_out.view({N, C}), flat_targets = targets.view({N});
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);
     const Tensor xc = x.slice(r0 * C, {n, C}), tc = flat_targets.slice(r0, {n});
@@ -67,7 +110,7 @@ float GPT::head_loss(const Tensor& targets, const float* dloss) {
     // The fused classifier: losses, and the logits turned into their gradient in place,
     // then straight back through the tied projection (dwte += dlogits^T x, dx = dlogits wte).
     ops.cross_entropy_forward_backward(losses, logits, tc, *dloss);
-    Tensor dx = dlnf_.view({N, C}).slice(r0 * C, {n, C});
+    Tensor dx = a.dlnf.view({N, C}).slice(r0 * C, {n, C});
     ops.matmul_backward(&dx, wte->grad, nullptr, logits, xc, wte->compute);
   }
   std::vector<float> host = to_host_f32(losses_);
@@ -76,46 +119,60 @@ float GPT::head_loss(const Tensor& targets, const float* dloss) {
   return float(sum / double(host.size()));
 }
 
-float GPT::forward(const Tensor& tokens, const Tensor* targets) {
-  forward_trunk(tokens);
-  if (targets) return head_loss(*targets, nullptr);
-  const int64_t B = tokens.dim(0), T = tokens.dim(1), V = cfg_.vocab_size;
-  ensure(logits_, {B, T, V}, lnf_out_.dtype, store_.device());
-  ops_for(store_.device()).matmul_forward(logits_, lnf_out_, wte->compute, nullptr);
+float GPT::forward(Activations& acts, const Tensor& input, const Tensor* targets) {
+  GPTActivations& a = cast(acts);
+  forward_trunk(a, input);
+  if (!stage_.head) return std::numeric_limits<float>::quiet_NaN();
+  if (targets) return head_loss(a, *targets, nullptr);
+  const int64_t B = input.dim(0), T = input.dim(1), V = cfg_.vocab_size;
+  ensure(a.output, {B, T, V}, a.lnf_out.dtype, store_.device());
+  ops_for(store_.device()).matmul_forward(a.output, a.lnf_out, wte->compute, nullptr);
   return std::numeric_limits<float>::quiet_NaN();
 }
 
-float GPT::forward_train(const Tensor& tokens, const Tensor& targets, float dloss) {
-  forward_trunk(tokens);
-  const float loss = head_loss(targets, &dloss);
-  head_grad_ready_ = true;
+float GPT::forward_train(Activations& acts, const Tensor& input, const Tensor* targets, float dloss) {
+  GPTActivations& a = cast(acts);
+  forward_trunk(a, input);
+  if (!stage_.head) return std::numeric_limits<float>::quiet_NaN();
+  GPT_CHECK(targets, "GPT: the head stage's forward_train needs targets");
+  const float loss = head_loss(a, *targets, &dloss);
+  a.head_grad_ready = true;
   return loss;
 }
 
-void GPT::backward() {
-  GPT_CHECK(head_grad_ready_, "GPT::backward() needs a forward_train() first");
-  head_grad_ready_ = false;
+void GPT::backward(Activations& acts, const Tensor* dout) {
+  GPTActivations& a = cast(acts);
   const Ops& ops = ops_for(store_.device());
   auto ready = [&](int64_t begin, int64_t end) {
     if (on_grads_ready && begin < end) on_grads_ready(begin, end);
   };
-
-  // The head's part was done by forward_train: dlnf_ holds the final LayerNorm's output
-  // gradient and wte->grad the head's share of the tied embedding's gradient.
-  ensure(dres_, lnf_out_.shape, lnf_out_.dtype, store_.device());
-  zero_(dres_);
-  lnf_->backward(dres_, dlnf_, resid_.back());
-  ready(lnf_->weight->offset, store_.total());
-
-  int64_t end = lnf_->weight->offset;
+  const Tensor& out = a.resid.back();
+  ensure(a.dres, out.shape, out.dtype, store_.device());
+  if (stage_.head) {
+    GPT_CHECK(a.head_grad_ready, "GPT::backward() needs a forward_train() of the same activations first");
+    a.head_grad_ready = false;
+    // The head's part was done by forward_train: dlnf holds the final LayerNorm's output
+    // gradient and wte->grad the head's share of the tied embedding's gradient.
+    zero_(a.dres);
+    lnf_->backward(a.dres, a.dlnf, out, a.lnf_stats);
+    ready(blocks_end_, store_.total());  // lnf, and a head stage's own wte copy
+  } else {
+    GPT_CHECK(dout && dout->shape == out.shape, "GPT stage: backward needs d(output) shaped " + shape_str(out.shape));
+    copy_(a.dres, *dout);
+  }
+  int64_t end = blocks_end_;
   for (size_t l = blocks_.size(); l-- > 0;) {
-    blocks_[l]->backward(dres_, resid_[l], scratch_);
-    int64_t begin = blocks_[l]->ln1.weight->offset;
+    blocks_[l]->backward(a.blocks[l], a.dres, a.resid[l], scratch_);
+    const int64_t begin = blocks_[l]->ln1.weight->offset;
     ready(begin, end);
     end = begin;
   }
-  ops.encoder_backward(wte->grad, wpe->grad, dres_, tokens_);
-  ready(0, blocks_begin_);
+  if (stage_.embedding) {
+    ops.encoder_backward(wte->grad, wpe->grad, a.dres, a.tokens);
+    ready(0, blocks_begin_);
+  } else {
+    a.input_grad = a.dres;
+  }
 }
 
 }  // namespace gpt

@@ -1,12 +1,13 @@
 // GPT-2: token + position embedding, n_layer blocks, final LayerNorm, and a language
-// model head tied to the token embedding. Single-device code: parallel/ wraps it.
+// model head tied to the token embedding. Single-device code built for a layer range
+// (core/model/model.h): parallel/ decides which ranges exist and where they run.
 #pragma once
-#include <functional>
 #include <memory>
 #include <vector>
 
 #include "core/layers/block.h"
 #include "core/model/gpt_config.h"
+#include "core/model/model.h"
 #include "core/param_store.h"
 
 namespace gpt {
@@ -17,54 +18,56 @@ namespace gpt {
 // of rows to run at full speed.
 int64_t head_chunk_rows(int64_t N, int64_t V);
 
-class GPT {
+// One micro-batch of GPT activations (see Activations).
+struct GPTActivations : Activations {
+  Tensor tokens;               // the embedding stage's input (a view, not a copy)
+  std::vector<Tensor> resid;   // [blocks+1] x [B,T,C]: each block's input, then the output
+  std::vector<BlockActs> blocks;
+  LayerNormStats lnf_stats;
+  Tensor lnf_out, dlnf, dres;  // dres: the residual stream's gradient during backward
+  bool head_grad_ready = false;  // forward_train ran, backward not yet
+};
+
+class GPT : public Model {
  public:
-  // Registers every parameter in `store`; call store.materialize() and store.init()
-  // (or load a checkpoint) before forward.
-  GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute = Recompute::None);
+  // Registers this stage's parameters in `store` (global names), in the order backward
+  // finishes them last-to-first: [wte, wpe] [blocks] [lnf] and, on a head stage without
+  // the embedding, the tied head's own copy of wte last. Call store.materialize() and
+  // store.init() (or load a checkpoint) before forward.
+  GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute = Recompute::None,
+      StageSpec stage = {});
 
-  // tokens, targets: I32 [B, T] on the model's device; no gradient is prepared.
-  // With targets: the mean cross-entropy over the B*T positions, the logits made a
-  // chunk of rows at a time and dropped. Without: NaN, and logits() holds all of them.
-  float forward(const Tensor& tokens, const Tensor* targets);
-  // The training forward: the mean cross-entropy, and on the way, chunk by chunk, the
-  // fused classifier pushes the gradient of sum_i dloss * loss_i (dloss = 1/(B*T) gives
-  // the gradient of the mean) through the head: the wte gradient accumulates here and
-  // the head's input gradient waits for backward(). So no [B, T, V] tensor ever exists
-  // and the logits are read once for the loss and the gradient together.
-  float forward_train(const Tensor& tokens, const Tensor& targets, float dloss);
-  // Accumulates the remaining parameter gradients of the last forward_train.
-  void backward();
+  const StageSpec& stage() const override { return stage_; }
+  Device device() const override { return store_.device(); }
+  std::unique_ptr<Activations> make_activations() const override;
+  float forward_train(Activations& acts, const Tensor& input, const Tensor* targets,
+                      float dloss) override;
+  void backward(Activations& acts, const Tensor* dout) override;
+  float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
 
-  const Tensor& logits() const { return logits_; }  // [B, T, V] after forward(tokens, nullptr)
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
   void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
   const GPTConfig& config() const { return cfg_; }
-  Device device() const { return store_.device(); }
-
-  // Called during backward each time the gradients of a contiguous range of the flat
-  // parameter buffer are final, in reverse layer order (data parallelism hooks in here).
-  std::function<void(int64_t begin, int64_t end)> on_grads_ready;
 
  private:
   GPTConfig cfg_;
+  StageSpec stage_;
   ParamStore& store_;
-  Param* wte;
-  Param* wpe;
+  Param* wte = nullptr;  // the embedding's and/or the tied head's
+  Param* wpe = nullptr;
   std::vector<std::unique_ptr<Block>> blocks_;
   std::unique_ptr<LayerNorm> lnf_;
-  int64_t blocks_begin_ = 0;  // flat offsets that delimit the layers' parameters
+  int64_t blocks_begin_ = 0, blocks_end_ = 0;  // flat offsets of the blocks' parameters
 
-  // The blocks and the final LayerNorm into lnf_out_ (shared by every forward).
-  void forward_trunk(const Tensor& tokens);
-  // The head over lnf_out_ in chunks of rows: losses, and with dloss the fused gradient.
-  float head_loss(const Tensor& targets, const float* dloss);
+  static GPTActivations& cast(Activations& acts);
+  // Embedding (or the handed-over input) and the blocks; on a head stage also lnf_out.
+  void forward_trunk(GPTActivations& a, const Tensor& input);
+  // The head over lnf_out in chunks of rows: losses, and with dloss the fused gradient.
+  float head_loss(GPTActivations& a, const Tensor& targets, const float* dloss);
 
-  Tensor tokens_;                  // the last forward's input (a view, not a copy)
-  bool head_grad_ready_ = false;   // forward_train ran and backward() has not yet
   int64_t head_chunk_rows_ = 0;
-  std::vector<Tensor> resid_;      // [L+1] x [B,T,C]: input of each block, then the output
-  Tensor lnf_out_, logits_, losses_, dres_, dlnf_;
+  // Scratch shared by every micro-batch: used only inside one call.
+  Tensor logits_, losses_;
   BlockScratch scratch_;
   std::shared_ptr<BlockActs> shared_acts_;  // buffers reused by every block when recomputing
 };

@@ -38,14 +38,13 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // Bytes per token (see core/layers/block.h and core/model/gpt.cpp): a block keeps
   // 15 C activations under none, 9 C under selective (+ 6 C shared by all blocks),
   // none under full (+ one shared set and its output), plus fp32 statistics: NH softmax
-  // log-sum-exps and 4 LayerNorm mean/rstd values.
+  // log-sum-exps and 4 LayerNorm mean/rstd values (shared too under full).
   size_t per_block = 0, shared = 0;
   switch (recompute) {
-    case Recompute::None: per_block = 15 * C * a + NH * f; break;
-    case Recompute::Selective: per_block = 9 * C * a + NH * f, shared = 6 * C * a; break;
-    case Recompute::Full: per_block = 0, shared = 16 * C * a + NH * f; break;
+    case Recompute::None: per_block = 15 * C * a + NH * f + 4 * f; break;
+    case Recompute::Selective: per_block = 9 * C * a + NH * f + 4 * f, shared = 6 * C * a; break;
+    case Recompute::Full: per_block = 0, shared = 16 * C * a + NH * f + 4 * f; break;
   }
-  per_block += 4 * f;
   const size_t model_level = ((L + 1) * C  // residual stream, one per block boundary
                               + 3 * C      // final LayerNorm output, its grad, dres
                               + 9 * C)     // backward scratch shared by the blocks

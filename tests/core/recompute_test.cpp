@@ -35,11 +35,12 @@ Result train_once(Recompute mode) {
     targets.i32()[i] = int32_t(rng.next_u64() % 97);
   }
   Result r;
+  auto acts = model.make_activations();
   // Two steps on the same batch: the second reuses every buffer the first sized.
   for (int pass = 0; pass < 2; ++pass) {
     store.zero_grads();
-    r.loss = model.forward_train(tokens, targets, 1.f / (B * T));
-    model.backward();
+    r.loss = model.forward_train(*acts, tokens, &targets, 1.f / (B * T));
+    model.backward(*acts, nullptr);
   }
   r.grads = to_host_f32(store.flat_grads());
   return r;
@@ -68,17 +69,18 @@ TEST(Recompute, ActivationMemoryFollowsTheMode) {
     store.init(1);
     Tensor tokens = zeros({2, 16}, DType::I32), targets = zeros({2, 16}, DType::I32);
     size_t before = memory_stats(Device::CPU).current;
-    model.forward(tokens, &targets);
+    auto acts = model.make_activations();
+    model.forward(*acts, tokens, &targets);
     return memory_stats(Device::CPU).current - before;
   };
   size_t none = held(Recompute::None), sel = held(Recompute::Selective), full = held(Recompute::Full);
   EXPECT_GT(none, sel);
   EXPECT_GT(sel, full);
-  // Per token, each block keeps 15 C activations + NH softmax statistics under none;
-  // full keeps one shared set; selective shares the 6 C of LayerNorm and GELU outputs.
-  // (LayerNorm mean/rstd are kept per block in every mode and cancel out.)
+  // Per token, each block keeps 15 C activations + NH softmax statistics + 4 LayerNorm
+  // mean/rstd under none; full keeps one shared set; selective shares the 6 C of
+  // LayerNorm and GELU outputs (it keeps the statistics per block, like none).
   const size_t tok = 2 * 16, C = 32, NH = 2, L = 4;
-  EXPECT_EQ(none - full, (L - 1) * (15 * C + NH) * tok * 4);
+  EXPECT_EQ(none - full, (L - 1) * (15 * C + NH + 4) * tok * 4);
   EXPECT_EQ(none - sel, (L - 1) * 6 * C * tok * 4);
 }
 
@@ -104,8 +106,9 @@ TEST(MemoryPlan, MatchesTheAllocatorsPeak) {
       store.init(3);
       AdamW opt(store, AdamWConfig{});
       Tensor tokens = zeros({B, T}, DType::I32), targets = zeros({B, T}, DType::I32);
-      model.forward_train(tokens, targets, 1.f / (B * T));
-      model.backward();
+      auto acts = model.make_activations();
+      model.forward_train(*acts, tokens, &targets, 1.f / (B * T));
+      model.backward(*acts, nullptr);
       opt.step(1e-3f);
     }
     const double measured = double(memory_stats(Device::CPU).peak - start);
@@ -149,8 +152,9 @@ TEST(FusedClassifier, ChunksBoundTheLogitsAndKeepTheGradients) {
     reset_peak_memory(Device::CPU);
     const size_t start = memory_stats(Device::CPU).current;
     Run r;
-    r.loss = model.forward_train(tokens, targets, 1.f / N);
-    model.backward();
+    auto acts = model.make_activations();
+    r.loss = model.forward_train(*acts, tokens, &targets, 1.f / N);
+    model.backward(*acts, nullptr);
     r.peak = memory_stats(Device::CPU).peak - start;
     r.grads = to_host_f32(store.flat_grads());
     return r;

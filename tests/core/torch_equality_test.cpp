@@ -154,17 +154,18 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     }
   };
 
+  auto acts = model.make_activations();
   // 1. Forward and backward on batch 0 from the reference parameters.
   {
     Worst w_logits("logits"), w_loss("loss"), w_grad("grads");
     load_batch(0);
     store.zero_grads();
-    model.forward(tokens, nullptr);
-    expect_close(to_host_f32(model.logits()), r, "ref.logits", w_logits);
-    expect_close({model.forward(tokens, &targets)}, r, "ref.loss", w_loss);  // evaluation
-    float loss = model.forward_train(tokens, targets, 1.f / float(B * T));
+    model.forward(*acts, tokens, nullptr);
+    expect_close(to_host_f32(acts->output), r, "ref.logits", w_logits);
+    expect_close({model.forward(*acts, tokens, &targets)}, r, "ref.loss", w_loss);  // evaluation
+    float loss = model.forward_train(*acts, tokens, &targets, 1.f / float(B * T));
     expect_close({loss}, r, "ref.loss", w_loss);
-    model.backward();
+    model.backward(*acts, nullptr);
     for (int i = 0; i < store.size(); ++i)
       expect_close(to_host_f32(store.at(i).grad), r, "grad." + store.at(i).name, w_grad);
   }
@@ -181,8 +182,8 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     for (int64_t s = 0; s < steps; ++s) {
       load_batch(s);
       store.zero_grads();
-      float loss = model.forward_train(tokens, targets, 1.f / float(B * T));
-      model.backward();
+      float loss = model.forward_train(*acts, tokens, &targets, 1.f / float(B * T));
+      model.backward(*acts, nullptr);
       double ss = ops_for(Device::CPU).sum_squares(store.flat_grads());
       float norm = clip_grad_norm(store.flat_grads(), ss, max_norm);
       float lr = lr_at(s, warmup, steps, max_lr, min_lr);

@@ -30,6 +30,7 @@ TinyTrainer::TinyTrainer(Communicator& comm, const Group& group, int accum_, DPC
   store.init(setup.seed);  // same seed on every rank: identical replicas
   dp = std::make_unique<DataParallel>(comm, group, store, AdamWConfig{}, cfg);
   dp->attach(*model);
+  acts = model->make_activations();
 }
 
 float TinyTrainer::step(int64_t s) {
@@ -47,9 +48,9 @@ float TinyTrainer::step(int64_t s) {
         targets.i32()[b * T + j] = synthetic_token(sample, j + 1, V);
       }
     }
-    loss_sum += model->forward_train(tokens, targets, 1.f / float(B * T * accum));
+    loss_sum += model->forward_train(*acts, tokens, &targets, 1.f / float(B * T * accum));
     if (before_backward) before_backward(s, m);
-    model->backward();
+    model->backward(*acts, nullptr);
   }
   dp->finish_grads();
   last_norm = dp->clip_and_step(setup.lr, setup.clip);

@@ -38,6 +38,7 @@ class TinyTrainer {
   int accum;
   ParamStore store;
   std::unique_ptr<GPT> model;
+  std::unique_ptr<Activations> acts;
   std::unique_ptr<DataParallel> dp;
   float last_norm = 0.f;
   // Called before each micro-batch's backward (fault injection hooks in here).

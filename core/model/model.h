@@ -1,0 +1,71 @@
+// The model interface the trainer and parallel/ talk to, whatever the model family.
+//
+// A model object is one stage of the whole network: the layers [layer_begin, layer_end),
+// with or without the token embedding in front and the final norm + LM head behind. The
+// whole model is the range [0, L) with both ends; a pipeline builds one stage per rank.
+// Layer parameters keep their global names ("blocks.<global index>...") on every stage,
+// so checkpoints do not depend on how the layers were cut.
+//
+// Forward and backward run against an explicit Activations object: everything one
+// micro-batch's forward leaves for its backward lives there, so several micro-batches
+// can be in flight at once (forward of 0, 1, 2, then backward of 1, 0, 2) and each is
+// freed by dropping its object. Scratch used only inside one call (logits chunks,
+// backward gradients, recomputation buffers) stays in the model and is shared.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "core/tensor.h"
+
+namespace gpt {
+
+struct StageSpec {
+  int layer_begin = 0;
+  int layer_end = -1;  // -1: the last layer (n_layer)
+  bool embedding = true;  // this stage owns the token (and position) embedding
+  bool head = true;       // this stage owns the final norm, the head and the loss
+};
+
+// One micro-batch's saved state. Model families derive their own; the two tensors that a
+// pipeline hands between stages are common to all.
+struct Activations {
+  virtual ~Activations() = default;
+  // After forward on a stage without the head: its output [B, T, C] (what the next stage
+  // takes as input). After forward on a head stage without targets: the logits [B, T, V].
+  Tensor output;
+  // After backward on a stage without the embedding: d(input) [B, T, C].
+  Tensor input_grad;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const StageSpec& stage() const = 0;
+  virtual Device device() const = 0;
+  virtual std::unique_ptr<Activations> make_activations() const = 0;
+
+  // The training forward of one micro-batch into `acts`.
+  //   input:   tokens I32 [B, T] when stage().embedding, else the previous stage's output.
+  //   targets: I32 [B, T] when stage().head (ignored otherwise).
+  //   dloss:   the loss gradient per position (1/(B*T*accum) for the mean over a step).
+  // On a head stage returns the mean cross-entropy over the B*T positions and has
+  // already pushed sum_i dloss * loss_i back through the head (no [B, T, V] tensor
+  // exists); elsewhere returns NaN and acts.output holds the stage output.
+  virtual float forward_train(Activations& acts, const Tensor& input, const Tensor* targets,
+                              float dloss) = 0;
+  // Accumulates the parameter gradients of the micro-batch in `acts`. dout: d(output)
+  // [B, T, C] on a stage without the head (null on a head stage). On a stage without the
+  // embedding acts.input_grad then holds d(input).
+  virtual void backward(Activations& acts, const Tensor* dout) = 0;
+  // Evaluation: with the head and targets the mean loss; with the head and no targets
+  // the logits into acts.output; without the head the stage output. No gradients.
+  virtual float forward(Activations& acts, const Tensor& input, const Tensor* targets) = 0;
+
+  // Called during backward each time the gradients of a contiguous range of the flat
+  // parameter buffer are final for this micro-batch, in reverse layer order (data
+  // parallelism starts its bucket reductions here).
+  std::function<void(int64_t begin, int64_t end)> on_grads_ready;
+};
+
+}  // namespace gpt
