@@ -161,7 +161,7 @@ TensorMap safetensors_read(const std::string& path) {
   in.read(header.data(), std::streamsize(n));
   GPT_CHECK(in, path + ": cannot read the header");
   GPT_CHECK(!header.empty() && header[0] == '{', path + ": header does not start with '{': not safetensors");
-  const json::Value root = json::parse(header, path + " (safetensors header)");
+  const json::Value root = json::parse(header, path + ": safetensors header");
   GPT_CHECK(root.is_object(), path + ": header is not a JSON object");
 
   std::vector<Entry> entries;
