@@ -121,6 +121,20 @@ TEST_F(HfGpt2, ImportsThePublishedNaming) {
   EXPECT_NE(e.find("tensor 'lm_head.weight' differs from wte.weight: untied"), std::string::npos) << e;
 }
 
+// A config.json in the style of the published one: keys we leave at transformers'
+// defaults are absent, and keys that do not change the computation are ignored.
+TEST_F(HfGpt2, ReadsAMinimalPublishedStyleConfig) {
+  export_hf_gpt2(params_, cfg_, sub("a"));
+  std::ofstream(sub("a/config.json"), std::ios::binary | std::ios::trunc)
+      << "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_ctx\": 5,\n"
+         " \"n_embd\": 6, \"n_head\": 2, \"n_layer\": 2, \"n_positions\": 5, \"vocab_size\": 11,\n"
+         " \"summary_type\": \"cls_index\", \"task_specific_params\": {\"text-generation\":\n"
+         " {\"do_sample\": true, \"max_length\": 50}}, \"resid_pdrop\": 0.1}\n";
+  const auto [cfg, params] = import_hf_gpt2(sub("a"));
+  EXPECT_EQ(cfg.n_embd, 6);
+  EXPECT_EQ(params.at("wte").data, params_.at("wte").data);
+}
+
 TEST_F(HfGpt2, RejectsTensorsWeCannotPlace) {
   export_hf_gpt2(params_, cfg_, sub("a"));
   const std::string file = sub("a/model.safetensors");
