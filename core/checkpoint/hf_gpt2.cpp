@@ -207,7 +207,12 @@ void export_hf_gpt2(const TensorMap& params, const GPTConfig& cfg, const std::st
   fs::create_directories(dir, ec);
   GPT_CHECK(!ec, dir + ": cannot create directory: " + ec.message());
   const std::string weights = dir + "/model.safetensors", config = dir + "/config.json";
-  safetensors_write(weights + ".tmp", hf);
+  try {
+    safetensors_write(weights + ".tmp", hf);
+  } catch (const Error&) {
+    fs::remove(weights + ".tmp", ec);  // no half-written file left behind (disk full)
+    throw;
+  }
   commit_tmp(weights + ".tmp", weights);
   {
     std::ofstream out(config + ".tmp", std::ios::binary | std::ios::trunc);

@@ -94,10 +94,14 @@ Entry parse_entry(const std::string& path, const std::string& name, const json::
   Entry e;
   e.name = name;
   e.dtype = dtype->text;
+  // Bounded so numel * 4 cannot overflow before it is compared with the byte range.
+  constexpr int64_t kMaxNumel = int64_t(1) << 50;
+  int64_t numel = 1;
   for (const json::Value& d : shape->items) {
     int64_t n = 0;
-    GPT_CHECK(d.as_int64(n) && n >= 0 && n < (int64_t(1) << 40),
-              at + "shape entries must be non-negative integers");
+    GPT_CHECK(d.as_int64(n) && n >= 0, at + "shape entries must be non-negative integers");
+    GPT_CHECK(n == 0 || numel <= kMaxNumel / n, at + "shape has more than 2^50 elements");
+    numel *= n;
     e.shape.push_back(n);
   }
   int64_t b = 0, en = 0;

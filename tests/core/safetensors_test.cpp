@@ -116,6 +116,7 @@ TEST_F(Safetensors, EachMalformedFileGivesOneLineNamingTheFile) {
       {"trailing bytes", "{" + entry("t", "F32", "[1]", 0, 4) + "}", eight, -1, "4 bytes after the last tensor"},
       {"duplicate name", "{" + entry("t", "F32", "[1]", 0, 4) + "," + entry("t", "F32", "[1]", 4, 8) + "}", eight, -1, "duplicate key \"t\""},
       {"negative shape", "{" + entry("t", "F32", "[-1]", 0, 4) + "}", four, -1, "tensor 't': shape entries must be"},
+      {"huge shape", "{" + entry("t", "F32", "[4294967296,4294967296,4294967296]", 0, 4) + "}", four, -1, "tensor 't': shape has more than 2^50 elements"},
       {"reversed offsets", "{" + entry("t", "F32", "[1]", 4, 0) + "}", four, -1, "tensor 't': \"data_offsets\" must be"},
       {"extra key", "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", four, -1, "tensor 't': unexpected key \"x\""},
       {"bad metadata", "{\"__metadata__\":{\"format\":1}}", "", -1, "\"__metadata__\" value of \"format\" must be a string"},
