@@ -27,9 +27,18 @@ build="build-device"
 jobs=${JOBS:-2}
 arch=${CUDA_ARCH:-90}
 start=$(date +%s)
-for tool in patchelf xz readelf strip; do
-  command -v "$tool" >/dev/null || { echo "device_kit: needs $tool (apt-get install patchelf xz-utils binutils)"; exit 1; }
+# Installs what it needs, like the other scripts (a fresh machine has no patchelf).
+missing=()
+for pkg in patchelf:patchelf xz:xz-utils readelf:binutils strip:binutils; do
+  command -v "${pkg%%:*}" >/dev/null || missing+=("${pkg#*:}")
 done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "device_kit: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
 
 echo "== configure $build (sm_$arch, static deps)"
 generator=()
