@@ -85,8 +85,13 @@ void write_atomically(const std::string& path, const std::string& text) {
   fs::rename(path + ".tmp", path);
 }
 
+// One line every 2 s: how far this rank is through its input, and when it will be done.
+// `total` is the size of this rank's input files; text bytes are counted as documents
+// are read, so JSON lines (whose escapes and keys the text lacks) end a little short
+// of 100% until the final line.
 struct Progress {
   int rank;
+  int64_t total = 0;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last = start;
   int64_t bytes = 0, tokens = 0;
   double elapsed() const {
@@ -97,8 +102,10 @@ struct Progress {
     if (!force && now - last < std::chrono::seconds(2)) return;
     last = now;
     double t = std::max(1e-9, elapsed());
-    std::fprintf(stderr, "[prepare rank %d] %s: %.1f MB text, %.2f M tokens, %.2f MB/s, %.0f s\n", rank,
-                 what.c_str(), bytes / 1e6, tokens / 1e6, bytes / 1e6 / t, t);
+    const double done = force ? 1.0 : std::min(1.0, total > 0 ? double(bytes) / double(total) : 1.0);
+    const double eta = done > 0 ? t * (1.0 - done) / done : 0.0;
+    std::fprintf(stderr, "[prepare rank %d] %s: %3.0f%% of %.1f MB, %.2f M tokens, %.2f MB/s, %.0f s, ETA %.0f s\n",
+                 rank, what.c_str(), 100.0 * done, total / 1e6, tokens / 1e6, bytes / 1e6 / t, t, eta);
   }
 };
 
@@ -238,6 +245,7 @@ int run(int argc, char** argv, int rank, int world) {
   if (files.empty()) throw std::runtime_error("prepare: the inputs hold no files");
   auto parts = gpt::data::prepare::make_partitions(files, s.partition_mb << 20);
   Progress progress{rank};
+  std::vector<int> todo;
   int skipped = 0, done = 0;
   for (int p = rank; p < int(parts.size()); p += world) {
     std::string header = marker_header(s, tok, parts[size_t(p)]);
@@ -245,7 +253,12 @@ int run(int argc, char** argv, int rank, int world) {
       ++skipped;
       continue;
     }
-    prepare_partition(s, tok, p, int(parts.size()), parts[size_t(p)], header, progress);
+    todo.push_back(p);
+    for (const auto& f : parts[size_t(p)]) progress.total += int64_t(fs::file_size(f));
+  }
+  for (int p : todo) {
+    prepare_partition(s, tok, p, int(parts.size()), parts[size_t(p)],
+                      marker_header(s, tok, parts[size_t(p)]), progress);
     ++done;
   }
   progress.report(std::to_string(done) + " partitions made, " + std::to_string(skipped) +
