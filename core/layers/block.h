@@ -37,8 +37,10 @@ struct BlockActs {
 class Block {
  public:
   // `shared` holds the buffers every block reuses under selective/full recomputation.
+  // `linears` makes the four linears (whole, or this rank's slices under tensor
+  // parallelism); the block then runs the heads its qkv slice holds.
   Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
-        std::shared_ptr<BlockActs> shared);
+        std::shared_ptr<BlockActs> shared, const LinearFactory& linears);
   // x_out, x_in: [B, T, C]. `acts` keeps what backward needs (under recomputation only
   // the part that is not recomputed; the rest goes to the shared buffers).
   void forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in);
@@ -46,7 +48,7 @@ class Block {
   // are those of the same micro-batch's forward.
   void backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
 
-  int n_head;
+  int n_head;  // the heads this block computes (all of them unless qkv is a slice)
   LayerNorm ln1, ln2;
   std::unique_ptr<Linear> qkv, attn_proj, fc, mlp_proj;
 

@@ -6,9 +6,19 @@ namespace gpt {
 
 Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool has_bias,
                float init_std)
-    : in_features(in), out_features(out) {
-  weight = store.add(name + ".weight", {out, in}, /*decay=*/true, init_std);
-  bias = has_bias ? store.add(name + ".bias", {out}, /*decay=*/false, 0.f) : nullptr;
+    : Linear(store, name, in, out, has_bias, init_std, ShardSpec{}, ShardSpec{}) {}
+
+Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool has_bias,
+               float init_std, ShardSpec weight_shard, ShardSpec bias_shard) {
+  weight = store.add(name + ".weight", {out, in}, /*decay=*/true, init_std, 0.f, weight_shard);
+  bias = has_bias ? store.add(name + ".bias", {out}, /*decay=*/false, 0.f, 0.f, bias_shard) : nullptr;
+  out_features = weight->shape[0];
+  in_features = weight->shape[1];
+}
+
+std::unique_ptr<Linear> LinearFactory::make(ParamStore& store, const std::string& name, int64_t in,
+                                            int64_t out, bool bias, float init_std, LinearRole) const {
+  return std::make_unique<Linear>(store, name, in, out, bias, init_std);
 }
 
 void Linear::forward(Tensor& out, const Tensor& inp) {

@@ -1,6 +1,8 @@
 // Linear layer: out = inp @ W^T + b. Virtual so parallel/ can substitute column- or
-// row-parallel versions from outside without the model knowing.
+// row-parallel versions from outside without the model knowing: the model asks a
+// LinearFactory for each of its linears, naming the role it plays.
 #pragma once
+#include <memory>
 #include <string>
 
 #include "core/param_store.h"
@@ -11,6 +13,10 @@ class Linear {
  public:
   Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
          float init_std);
+  // A slice of the global [out, in] layer: the weight's and the bias's shard specs say
+  // which (parallel/tensor builds these); in_features/out_features are the local sizes.
+  Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
+         float init_std, ShardSpec weight_shard, ShardSpec bias_shard);
   virtual ~Linear() = default;
   virtual void forward(Tensor& out, const Tensor& inp);
   // Writes dinp (if given); accumulates into the parameter gradients.
@@ -23,6 +29,24 @@ class Linear {
   int64_t in_features, out_features;
   Param* weight;
   Param* bias;  // null when built without bias
+};
+
+// What a linear is for in the model, so a parallelisation plan can choose its split.
+enum class LinearRole {
+  attn_qkv,   // packed q|k|v projection, [3C, C]
+  attn_proj,  // attention output projection, [C, C]
+  mlp_fc,     // MLP up projection, [4C, C]
+  mlp_proj,   // MLP down projection, [C, 4C]
+};
+
+// Makes the model's linears. The default makes plain (whole) ones; tensor parallelism
+// supplies one that makes column- and row-parallel linears (parallel/tensor).
+class LinearFactory {
+ public:
+  virtual ~LinearFactory() = default;
+  virtual std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
+                                       int64_t out, bool bias, float init_std,
+                                       LinearRole role) const;
 };
 
 // Per-row statistics a LayerNorm's forward saves for its backward. They belong to one

@@ -9,7 +9,8 @@
 
 namespace gpt {
 
-GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec stage)
+GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec stage,
+         const LinearFactory* linears)
     : cfg_(cfg), stage_(stage), store_(store), shared_acts_(std::make_shared<BlockActs>()) {
   cfg_.validate();
   if (stage_.layer_end < 0) stage_.layer_end = cfg.n_layer;
@@ -27,8 +28,10 @@ GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec
     wpe = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
   }
   blocks_begin_ = store.total();
+  const LinearFactory whole;
   for (int l = stage_.layer_begin; l < stage_.layer_end; ++l)
-    blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg, recompute, shared_acts_));
+    blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg, recompute,
+                                              shared_acts_, linears ? *linears : whole));
   blocks_end_ = store.total();
   if (stage_.head) {
     lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);

@@ -34,8 +34,9 @@ class GPT : public Model {
   // finishes them last-to-first: [wte, wpe] [blocks] [lnf] and, on a head stage without
   // the embedding, the tied head's own copy of wte last. Call store.materialize() and
   // store.init() (or load a checkpoint) before forward.
+  // `linears`: null for whole linears; tensor parallelism passes its plan.
   GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute = Recompute::None,
-      StageSpec stage = {});
+      StageSpec stage = {}, const LinearFactory* linears = nullptr);
 
   const StageSpec& stage() const override { return stage_; }
   Device device() const override { return store_.device(); }
