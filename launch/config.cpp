@@ -67,6 +67,9 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("sample.top_k", po::value(&c.sample_top_k)->default_value(c.sample_top_k), "sample from the k most likely tokens; 0 = all");
   add("sample.prompt", po::value(&c.sample_prompt)->default_value(c.sample_prompt), "text the sample starts from");
   add("sample.checkpoint", po::value(&c.sample_checkpoint)->default_value(c.sample_checkpoint), "checkpoint the sample program loads (default: the latest in run.dir)");
+  add("parallel.tp", po::value(&c.tp)->default_value(c.tp),
+      "tensor-parallel ranks per model (Megatron-style: heads and MLP split, adjacent ranks); "
+      "data parallelism takes world / tp");
   add("parallel.zero1", po::value(&c.zero1)->default_value(c.zero1), "shard AdamW state across data-parallel ranks");
   add("parallel.overlap", po::value(&c.dp_overlap)->default_value(c.dp_overlap), "overlap gradient all-reduce with backward");
   add("parallel.bucket_mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient bucket size in MB");

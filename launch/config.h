@@ -49,6 +49,7 @@ struct TrainConfig {
   std::string sample_prompt = "\n";
   std::string sample_checkpoint;  // the sample program: checkpoint to load (default: latest in run.dir)
 
+  int tp = 1;              // tensor-parallel ranks per model replica (adjacent ranks)
   bool zero1 = false;      // ZeRO-1 optimizer sharding under data parallelism
   bool dp_overlap = true;  // overlap gradient all-reduce with backward
   double bucket_mb = 25.0;

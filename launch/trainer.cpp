@@ -51,7 +51,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     : cfg_(cfg),
       comm_(comm),
       rank_(comm.world_rank()),
-      topo_(comm.world_size(), parallel::LayoutConfig{}),
+      topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp}),
       groups_(parallel::make_process_groups(comm, topo_)),
       device_(cfg.device_kind()) {
   if (cfg_.threads > 0) {
@@ -72,7 +72,11 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
          std::to_string(free_bytes >> 20) + " MiB free; " + kFitAdvice);
   reset_peak_memory(device_);
   memory_at_start_ = memory_stats(device_).current;
-  model_ = std::make_unique<GPT>(cfg_.model, store_, recompute);
+  if (topo_.tp() > 1) {
+    tp_region_ = std::make_unique<parallel::TpRegion>(comm_, groups_.tp);
+    tp_plan_ = std::make_unique<parallel::TensorParallelPlan>(*tp_region_);
+  }
+  model_ = std::make_unique<GPT>(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
   explain_out_of_memory(plan_, device_, "allocating the parameters and optimizer state", [&] {
     store_.materialize(device_, compute);
     store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
@@ -81,6 +85,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
         parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
   });
   dp_->attach(*model_);
+  if (topo_.tp() > 1) dp_->set_tensor_parallel_group(groups_.tp);
   acts_ = model_->make_activations();
 
   const parallel::RankCoords me = topo_.coords(rank_);
@@ -181,6 +186,7 @@ void Trainer::run() {
   say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
               (long long)cfg_.steps, (long long)start);
+  say("layout: %s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
   say("memory plan (%s, recompute %s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(), plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
@@ -278,6 +284,8 @@ void Trainer::print_op_profile(int64_t steps, double step_ms) {
 // Collective: the optimizer moments may be sharded (ZeRO-1) and are gathered to rank 0,
 // which alone writes the file. The data state is the same global position on every rank.
 void Trainer::save_checkpoint(int64_t steps_done) {
+  GPT_CHECK(topo_.tp() == 1, "run.checkpoint_every / run.save_final: this checkpoint format holds whole "
+                             "tensors from rank 0 only; with parallel.tp > 1 set run.save_final = false");
   std::string path = checkpoint_path(cfg_.run_dir, steps_done);
   std::unique_ptr<CheckpointWriter> w;
   if (is_logger()) w = std::make_unique<CheckpointWriter>(path);

@@ -13,6 +13,7 @@
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_groups.h"
+#include "parallel/tensor/tp_linear.h"
 #include "parallel/topology.h"
 
 namespace gpt {
@@ -44,6 +45,8 @@ class Trainer {
   parallel::ProcessGroups groups_;
   Device device_;
   ParamStore store_;
+  std::unique_ptr<parallel::TpRegion> tp_region_;            // tensor parallel only
+  std::unique_ptr<parallel::TensorParallelPlan> tp_plan_;
   std::unique_ptr<GPT> model_;
   std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time
   std::unique_ptr<parallel::DataParallel> dp_;

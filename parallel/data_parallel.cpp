@@ -102,15 +102,28 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
   const Ops& ops = ops_for(store_.device());
   Tensor grads = store_.flat_grads().slice(shard_.begin, {shard_.size()});
   double sum_squares = shard_.size() > 0 ? ops.sum_squares(grads) : 0.0;
+  const bool tensor_parallel = tp_.size() > 1;
+  // Under TP: the part of the sum that belongs to sharded parameters, which the other TP
+  // ranks' slices complete; the rest is replicated and already whole.
+  double split = 0.0;
+  if (tensor_parallel)
+    for (int i = 0; i < store_.size(); ++i) {
+      const Param& p = store_.at(i);
+      const int64_t lo = std::max(shard_.begin, p.offset), hi = std::min(shard_.end, p.offset + p.numel());
+      if (p.shard.sharded() && lo < hi) split += ops.sum_squares(store_.flat_grads().slice(lo, {hi - lo}));
+    }
   if (cfg_.zero1 && dp_.size() > 1) {
-    // Global norm from the shards' sums of squares. Sent as a float pair (hi, lo) so the
-    // sum keeps about double precision without a double tensor type.
-    float pair[2] = {float(sum_squares), float(sum_squares - double(float(sum_squares)))};
-    Tensor t = zeros({2}, DType::F32, store_.device());
-    from_host_f32(t, pair);
-    comm_.allreduce(t, dp_).wait();
-    std::vector<float> host = to_host_f32(t);
-    sum_squares = double(host[0]) + double(host[1]);
+    // Global norm from the shards' sums of squares.
+    std::vector<double> sums{sum_squares};
+    if (tensor_parallel) sums.push_back(split);
+    allreduce_sums(sums, dp_);
+    sum_squares = sums[0];
+    if (tensor_parallel) split = sums[1];
+  }
+  if (tensor_parallel) {
+    std::vector<double> sums{split};
+    allreduce_sums(sums, tp_);
+    sum_squares += sums[0] - split;
   }
   const float norm = clip_grad_norm(grads, sum_squares, max_norm);
   // A NaN/inf gradient must never reach the parameters. The norm is global, so every
@@ -125,6 +138,18 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
     comm_.allgather(store_.flat_values(), counts, dp_).wait();
   }
   return norm;
+}
+
+// Sent as float pairs (hi, lo) so the sums keep about double precision without a
+// double tensor type.
+void DataParallel::allreduce_sums(std::vector<double>& values, const Group& g) {
+  std::vector<float> pairs;
+  for (double v : values) pairs.push_back(float(v)), pairs.push_back(float(v - double(float(v))));
+  Tensor t = zeros({int64_t(pairs.size())}, DType::F32, store_.device());
+  from_host_f32(t, pairs.data());
+  comm_.allreduce(t, g).wait();
+  std::vector<float> host = to_host_f32(t);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = double(host[2 * i]) + double(host[2 * i + 1]);
 }
 
 float DataParallel::average_loss(float local_mean_loss) {

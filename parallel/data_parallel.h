@@ -46,6 +46,10 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   void attach(Model& model);  // installs model.on_grads_ready; detach by destroying `this`
+  // Under tensor parallelism: the other slices of this rank's sharded parameters live on
+  // the ranks of `tp`, so the global grad norm sums their squares over it (replicated
+  // parameters, equal on every TP rank, count once).
+  void set_tensor_parallel_group(const Group& tp) { tp_ = tp; }
   void begin_micro(bool last_micro);
   // After the last micro-batch's backward: waits for every bucket. Without zero1 the
   // whole flat grad buffer is averaged over dp; with zero1 only this rank's shard is.
@@ -86,6 +90,9 @@ class DataParallel {
   std::vector<CommHandle> pending_;
   bool last_micro_ = true;
   Model* model_ = nullptr;
+  Group tp_;  // empty unless tensor parallel
+  // Sums each value over `g` in about double precision (a float hi/lo pair per value).
+  void allreduce_sums(std::vector<double>& values, const Group& g);
 };
 
 }  // namespace gpt::parallel

@@ -19,12 +19,12 @@ std::vector<int> parse_order(const std::string& order) {
     if (tok == "tp") dims.push_back(dim_tp);
     else if (tok == "dp") dims.push_back(dim_dp);
     else if (tok == "pp") dims.push_back(dim_pp);
-    else fail("layout.order '" + order + "': unknown dimension '" + tok + "' (use tp, dp, pp)");
+    else fail("parallel.order '" + order + "': unknown dimension '" + tok + "' (use tp, dp, pp)");
   }
   std::vector<int> sorted = dims;
   std::sort(sorted.begin(), sorted.end());
   GPT_CHECK(sorted == std::vector<int>({dim_tp, dim_dp, dim_pp}),
-            "layout.order '" + order + "' must name tp, dp and pp once each, innermost first");
+            "parallel.order '" + order + "' must name tp, dp and pp once each, innermost first");
   return dims;
 }
 
@@ -45,10 +45,10 @@ Topology::Topology(int world, LayoutConfig cfg)
     : world_(world), tp_(cfg.tp), dp_(cfg.dp), pp_(cfg.pp), ep_(cfg.ep), order_(cfg.order) {
   auto s = [](int v) { return std::to_string(v); };
   GPT_CHECK(world_ >= 1, "world size " + s(world_) + " must be at least 1");
-  GPT_CHECK(tp_ >= 1, "layout.tp = " + s(tp_) + " must be at least 1");
-  GPT_CHECK(pp_ >= 1, "layout.pp = " + s(pp_) + " must be at least 1");
-  GPT_CHECK(ep_ >= 1, "layout.ep = " + s(ep_) + " must be at least 1");
-  GPT_CHECK(dp_ >= 0, "layout.dp = " + s(dp_) + " must be at least 1 (or 0 to infer)");
+  GPT_CHECK(tp_ >= 1, "parallel.tp = " + s(tp_) + " must be at least 1");
+  GPT_CHECK(pp_ >= 1, "parallel.pp = " + s(pp_) + " must be at least 1");
+  GPT_CHECK(ep_ >= 1, "parallel.ep = " + s(ep_) + " must be at least 1");
+  GPT_CHECK(dp_ >= 0, "parallel.dp = " + s(dp_) + " must be at least 1 (or 0 to infer)");
   if (dp_ == 0) {
     GPT_CHECK(world_ % (tp_ * pp_) == 0,
               "world size " + s(world_) + " is not divisible by tp x pp = " + s(tp_) + " x " +
@@ -58,7 +58,7 @@ Topology::Topology(int world, LayoutConfig cfg)
   GPT_CHECK(pp_ * dp_ * tp_ == world_,
             "world size " + s(world_) + " != pp x dp x tp = " + s(pp_) + " x " + s(dp_) + " x " +
                 s(tp_) + "; change the layout or the number of ranks");
-  GPT_CHECK(dp_ % ep_ == 0, "layout.ep = " + s(ep_) + " does not divide dp = " + s(dp_) +
+  GPT_CHECK(dp_ % ep_ == 0, "parallel.ep = " + s(ep_) + " does not divide dp = " + s(dp_) +
                                 " (experts are carved out of data parallelism)");
   const std::vector<int> dims = parse_order(order_);
   const int size[3] = {tp_, dp_, pp_};
@@ -72,9 +72,9 @@ Topology::Topology(int world, LayoutConfig cfg)
 void Topology::validate_model(const GPTConfig& model) const {
   auto s = [](int v) { return std::to_string(v); };
   GPT_CHECK(model.n_head % tp_ == 0, "model.n_head = " + s(model.n_head) +
-                                         " is not divisible by layout.tp = " + s(tp_));
+                                         " is not divisible by parallel.tp = " + s(tp_));
   GPT_CHECK(model.n_layer % pp_ == 0, "model.n_layer = " + s(model.n_layer) +
-                                          " is not divisible by layout.pp = " + s(pp_));
+                                          " is not divisible by parallel.pp = " + s(pp_));
 }
 
 RankCoords Topology::coords(int rank) const {

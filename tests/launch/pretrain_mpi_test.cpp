@@ -58,6 +58,41 @@ TEST(PretrainMpi, DataParallelLayoutsMatchOneProcess) {
     }
 }
 
+// Tensor parallelism through pretrain: the same global batch split over tp x dp ranks
+// gives the one-process losses and gradient norms at each of 10 steps.
+TEST(PretrainMpi, TensorParallelLayoutsMatchOneProcess) {
+  // Four heads so that tp = 4 splits them; the second shape has an odd head size
+  // (60 / 4 = 15) and a vocabulary (101) that no tp divides.
+  for (const char* shape : {"--model.n_embd 32", "--model.n_embd 60"}) {
+    auto args = [&](int dp, bool zero1) {
+      std::string a = layout(dp, zero1) + " " + shape;
+      a.replace(a.find("--model.n_head 2"), 16, "--model.n_head 4");
+      a.replace(a.find("--model.n_embd 32"), 17, "");
+      return a + " --train.steps 10 --run.save_final false";
+    };
+    std::string ref = fresh_dir("tp_ref");
+    ASSERT_EQ(run_pretrain(args(1, false) + " --run.dir " + ref).exit_code, 0);
+    const auto want = train_losses(ref), want_norms = gpt::test::train_field(ref, "grad_norm");
+    struct Layout { int tp, dp; bool zero1; };
+    for (Layout l : {Layout{2, 1, false}, Layout{4, 1, false}, Layout{2, 2, false}, Layout{2, 2, true}}) {
+      SCOPED_TRACE(std::string(shape) + " tp=" + std::to_string(l.tp) + " dp=" + std::to_string(l.dp) +
+                   " zero1=" + std::to_string(l.zero1));
+      std::string d = fresh_dir("tp" + std::to_string(l.tp) + "dp" + std::to_string(l.dp) + (l.zero1 ? "z" : ""));
+      RunResult r = run_ranks(l.tp * l.dp, args(l.dp, l.zero1) + " --parallel.tp " + std::to_string(l.tp) +
+                                               " --run.dir " + d);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      expect_losses_close(train_losses(d), want);
+      expect_losses_close(gpt::test::train_field(d, "grad_norm"), want_norms);
+    }
+  }
+}
+
+TEST(PretrainMpi, TensorParallelRejectsHeadsNotDivisible) {
+  RunResult r = run_ranks(4, kModel + " --parallel.tp 4 --train.steps 1 --run.dir " + fresh_dir("tp_bad"));  // 2 heads
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("model.n_head = 2 is not divisible by parallel.tp = 4"), std::string::npos) << r.output;
+}
+
 TEST(PretrainMpi, Zero1CheckpointResumesUnderOtherDpSizes) {
   std::string full = fresh_dir("z_full");
   RunResult r = run_ranks(4, layout(4, true) + " --train.steps 10 --run.checkpoint_every 5 --run.dir " + full);

@@ -70,16 +70,16 @@ TEST(Topology, ValidationMessagesNameTheProblem) {
             std::string::npos);
   EXPECT_NE(error_of([] { Topology(8, LayoutConfig{1, 1, 0, 3}); }).find("does not divide dp"),
             std::string::npos);
-  EXPECT_NE(error_of([] { Topology(8, LayoutConfig{2, 1, 0, 1, "tp-dp"}); }).find("layout.order"),
+  EXPECT_NE(error_of([] { Topology(8, LayoutConfig{2, 1, 0, 1, "tp-dp"}); }).find("parallel.order"),
             std::string::npos);
   EXPECT_NE(error_of([] { Topology(8, LayoutConfig{2, 1, 0, 1, "tp-xp-pp"}); }).find("'xp'"),
             std::string::npos);
   GPTConfig model;  // 2 layers, 4 heads
   EXPECT_NE(error_of([&] { Topology(8, LayoutConfig{8, 1}).validate_model(model); })
-                .find("model.n_head = 4 is not divisible by layout.tp = 8"),
+                .find("model.n_head = 4 is not divisible by parallel.tp = 8"),
             std::string::npos);
   EXPECT_NE(error_of([&] { Topology(8, LayoutConfig{1, 4}).validate_model(model); })
-                .find("model.n_layer = 2 is not divisible by layout.pp = 4"),
+                .find("model.n_layer = 2 is not divisible by parallel.pp = 4"),
             std::string::npos);
   EXPECT_EQ(error_of([&] { Topology(8, LayoutConfig{2, 2}).validate_model(model); }), "");
 }
