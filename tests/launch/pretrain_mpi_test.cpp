@@ -83,7 +83,7 @@ TEST(PretrainMpi, RankExitingMidStepStopsTheJobAndNamesIt) {
   EXPECT_NE(r.exit_code, 124) << "the job hung until the test's time limit:\n" << r.output;
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
   // The last checkpoint is intact and resumable.
-  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003.h5"));
+  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003/COMPLETE"));
   r = run_ranks(2, layout(2, true) + " --train.steps 5 --run.resume true --run.dir " + d);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;

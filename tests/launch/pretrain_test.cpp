@@ -53,7 +53,7 @@ TEST(Pretrain, ResumeFromCheckpointContinuesBitIdentically) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // A run that stopped after step 4: its directory holds only that checkpoint.
   fs::create_directories(part);
-  fs::copy_file(full + "/ckpt_00000004.h5", part + "/ckpt_00000004.h5");
+  fs::copy(full + "/ckpt_00000004", part + "/ckpt_00000004");
   r = run_pretrain(kSmall + " --train.steps 10 --run.resume true --run.dir " + part);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
@@ -68,10 +68,10 @@ TEST(Pretrain, NanLossStopsWithoutTouchingLastCheckpoint) {
   auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_step 5 --run.dir " + d);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("step 5: loss is nan"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ckpt_00000004.h5"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004.h5"));
-  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006.h5"));
-  for (const auto& e : fs::directory_iterator(d)) EXPECT_NE(e.path().extension(), ".tmp");
+  EXPECT_NE(r.output.find("ckpt_00000004"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004/COMPLETE"));
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006"));
+  for (const auto& e : fs::recursive_directory_iterator(d)) EXPECT_NE(e.path().extension(), ".tmp");
   // The last good checkpoint still loads.
   r = run_pretrain(kSmall + " --train.steps 6 --run.resume true --run.dir " + d);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -148,8 +148,8 @@ TEST(Pretrain, NanGradientWithFiniteLossNeverReachesParametersOrCheckpoints) {
   auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_grad_step 5 --run.dir " + d);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("step 5: gradient norm is nan"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004.h5"));
-  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006.h5"));
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004/COMPLETE"));
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006"));
   EXPECT_EQ(train_losses(d).size(), 4u);  // step 5 was never logged as trained
 }
 
