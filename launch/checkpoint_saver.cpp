@@ -42,8 +42,12 @@ void CheckpointSaver::save(const OwnedState& owned, int64_t step) {
     // updating the live buffers while the thread writes.
     auto snap = std::make_shared<OwnedState>(snapshot_to_host(owned));
     growth_bytes_ = peak_rss_bytes() - before;
-    writer_.start([snap, path, opt = opt_] { write_rank_file(path, *snap, opt); });
     write_s_ = 0;
+    writer_.start([this, snap, path, opt = opt_] {
+      const auto t1 = Clock::now();
+      write_rank_file(path, *snap, opt);
+      write_s_ = std::chrono::duration<double>(Clock::now() - t1).count();  // read after the join
+    });
     return;
   }
   write_rank_file(path, owned, opt_);

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -29,7 +30,13 @@ struct Command {
 };
 
 void cmd_info(const Args& a) {
-  gpt::CheckpointSource src(a[0]);
+  if (std::filesystem::is_directory(a[0]) && !gpt::has_marker(a[0])) {
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(a[0])) files += e.path().extension() == ".h5";
+    std::printf("checkpoint %s: INCOMPLETE (no %s marker; %d finished rank files)\n", a[0].c_str(),
+                gpt::kMarkerName, files);
+  }
+  gpt::CheckpointSource src(a[0]);  // throws "incomplete checkpoint ..." for the above
   const gpt::CheckpointMarker& m = src.marker();
   std::printf("checkpoint %s: complete, format version %d, step %lld\n", src.path().c_str(), m.format_version,
               (long long)src.scalars().step);
