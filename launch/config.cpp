@@ -61,6 +61,14 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("run.save_final", po::value(&c.save_final)->default_value(c.save_final), "checkpoint after the last step");
   add("run.keep", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "checkpoints kept (oldest deleted)");
   add("run.resume", po::value(&c.resume)->default_value(c.resume), "resume from the latest checkpoint in run.dir");
+  add("run.resume_from", po::value(&c.resume_from)->default_value(c.resume_from),
+      "resume the full state (parameters, optimizer, step, data) from this checkpoint directory or consolidated .h5");
+  add("run.init_from", po::value(&c.init_from)->default_value(c.init_from),
+      "start from the parameters of this checkpoint (directory or .h5) with a fresh optimizer at step 0");
+  add("run.async_checkpoint", po::value(&c.async_checkpoint)->default_value(c.async_checkpoint),
+      "write checkpoints on a background thread from a host copy while training continues");
+  add("run.checkpoint_timeout_s", po::value(&c.checkpoint_timeout_s)->default_value(c.checkpoint_timeout_s),
+      "abort when ranks have not all finished writing a checkpoint after this long");
   add("run.log_every", po::value(&c.log_every)->default_value(c.log_every), "print a step line every N steps");
   add("sample.tokens", po::value(&c.sample_tokens)->default_value(c.sample_tokens), "tokens to generate after training; 0 = none");
   add("sample.temperature", po::value(&c.sample_temperature)->default_value(c.sample_temperature), "sampling temperature");
@@ -78,6 +86,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("debug.nan_grad_step", po::value(&c.debug_nan_grad_step)->default_value(c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
   add("debug.exit_step", po::value(&c.debug_exit_step)->default_value(c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
   add("debug.exit_rank", po::value(&c.debug_exit_rank)->default_value(c.debug_exit_rank), "rank that exits (testing)");
+  add("debug.save_delay_ms", po::value(&c.debug_save_delay_ms)->default_value(c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
   return d;
 }
 
@@ -149,6 +158,10 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
             "config key 'train.dtype' must be fp32 or bf16, got '" + c.dtype + "'");
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
+
+  GPT_CHECK(c.resume_from.empty() || c.init_from.empty(),
+            "config keys 'run.resume_from' and 'run.init_from' exclude each other: resume the full state, or start from the parameters");
+  GPT_CHECK(c.checkpoint_timeout_s > 0, "config key 'run.checkpoint_timeout_s' must be positive");
 
   std::ostringstream text;
   for (const auto& kv : vm)

@@ -41,6 +41,10 @@ struct TrainConfig {
   bool save_final = true;
   int keep_checkpoints = 3;
   bool resume = false;
+  std::string resume_from;  // resume full state from this checkpoint dir or consolidated file
+  std::string init_from;    // parameters only from this checkpoint; fresh optimizer, step 0
+  bool async_checkpoint = false;  // write checkpoints on a background thread while training goes on
+  double checkpoint_timeout_s = 3600;  // how long ranks wait for each other to finish a save
   int64_t log_every = 1;
 
   int sample_tokens = 0;  // generated at the end; 0 = no sample
@@ -59,6 +63,7 @@ struct TrainConfig {
   int64_t debug_nan_grad_step = -1;  // inject a NaN gradient (finite loss) at this step (tests)
   int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)
   int debug_exit_rank = -1;
+  int debug_save_delay_ms = 0;   // sleep between checkpoint piece writes (crash tests)
 
   // train.device and train.dtype as the core's types (both validated by parse_config).
   Device device_kind() const { return device == "cuda" ? Device::CUDA : Device::CPU; }

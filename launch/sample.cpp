@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <exception>
 
-#include "core/checkpoint.h"
+#include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "launch/config.h"
 #include "launch/data_sources.h"
@@ -19,8 +19,7 @@ int main(int argc, char** argv) {
     gpt::ParamStore store;
     gpt::GPT model(cfg.model, store);
     store.materialize(cfg.device_kind());
-    gpt::CheckpointReader reader(path);
-    for (int i = 0; i < store.size(); ++i) reader.read("param." + store.at(i).name, store.at(i).value);
+    gpt::load_params(gpt::CheckpointSource(path), store);  // a checkpoint directory or consolidated file
     store.sync_compute();
 
     auto codec = gpt::make_text_codec(cfg);

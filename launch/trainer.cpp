@@ -7,9 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 
-#include "core/checkpoint.h"
+#include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
 #include "core/op_profile.h"
 #include "core/model/memory_plan.h"
@@ -87,6 +86,9 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   dp_->attach(*model_);
   if (topo_.tp() > 1) dp_->set_tensor_parallel_group(groups_.tp);
   acts_ = model_->make_activations();
+  saver_ = std::make_unique<CheckpointSaver>(
+      cfg_, rank_, CheckpointLayout{comm_.world_size(), groups_.dp.size(), cfg_.zero1, topo_.tp(), 1},
+      std::max<int64_t>(1, int64_t(cfg_.bucket_mb * 1024.0 * 1024.0 / sizeof(float))));
 
   const parallel::RankCoords me = topo_.coords(rank_);
   data::RankSlot slot{me.dp, groups_.dp.size(), cfg_.grad_accum, cfg_.micro_batch, cfg_.seq_len};
@@ -161,15 +163,20 @@ void Trainer::run() {
   // its metrics would interleave with ours.
   // Only the writing rank checks (the others would see the log it creates); when it
   // fails, pretrain aborts the whole job.
-  if (is_logger() && !cfg_.resume && (!latest_checkpoint(cfg_.run_dir).empty() ||
-                       fs::exists(fs::path(cfg_.run_dir) / "metrics.jsonl")))
+  if (is_logger() && !cfg_.resume && cfg_.resume_from.empty() &&
+      (!latest_checkpoint(cfg_.run_dir).empty() || fs::exists(fs::path(cfg_.run_dir) / "metrics.jsonl")))
     fail("config key 'run.dir': " + cfg_.run_dir + " already holds a run; set run.resume = true to "
          "continue it, or choose another run.dir");
-  if (cfg_.resume) {
+  if (!cfg_.resume_from.empty()) {
+    start = load_checkpoint(cfg_.resume_from, /*full_state=*/true);
+  } else if (!cfg_.init_from.empty()) {
+    load_checkpoint(cfg_.init_from, /*full_state=*/false);
+  } else if (cfg_.resume) {
     std::string path = latest_checkpoint(cfg_.run_dir);
-    if (!path.empty()) start = load_checkpoint(path);
+    if (!path.empty()) start = load_checkpoint(path, /*full_state=*/true);
     else if (is_logger()) std::printf("run.resume: no checkpoint in %s, starting from scratch\n", cfg_.run_dir.c_str());
   }
+  if (is_logger()) prepare_run_dir(start);
   log_ = is_logger() ? std::make_unique<MetricsLog>((fs::path(cfg_.run_dir) / "metrics.jsonl").string())
                      : std::make_unique<MetricsLog>();
   const int dp_size = groups_.dp.size();
@@ -194,6 +201,7 @@ void Trainer::run() {
                            .num("start_step", double(start))
                            .num("tokens_per_step", double(tokens_per_step))
                            .str("config", cfg_.text));
+  saver_->set_log(log_.get());
 
   // With train.profile_ops, the steps after this run's first (which allocates and tunes).
   int64_t profiled_steps = 0;
@@ -210,14 +218,14 @@ void Trainer::run() {
     if (!std::isfinite(loss))
       fail("step " + std::to_string(step + 1) + ": loss is " + std::to_string(loss) +
            "; stopped before the update, no checkpoint written (last good: " +
-           (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
+           (saver_->last_complete().empty() ? std::string("none") : saver_->last_complete()) + ")");
     float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
     float norm = dp_->clip_and_step(lr, cfg_.grad_clip);
     store_.sync_compute();
     if (!std::isfinite(norm))
       fail("step " + std::to_string(step + 1) + ": gradient norm is " + std::to_string(norm) +
            "; the update was skipped and no checkpoint written (last good: " +
-           (last_checkpoint_.empty() ? std::string("none") : last_checkpoint_) + ")");
+           (saver_->last_complete().empty() ? std::string("none") : saver_->last_complete()) + ")");
     ops_for(device_).synchronize();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     tokens_seen_ += tokens_per_step;
@@ -247,10 +255,12 @@ void Trainer::run() {
       log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
     }
     bool periodic = cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0;
+    saver_->poll();  // an asynchronous save in flight completes when every rank is done
     if (periodic || (cfg_.save_final && step + 1 == cfg_.steps)) save_checkpoint(step + 1);
     std::fflush(stdout);
   }
   if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
+  saver_->finish();
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
   if (cfg_.sample_tokens > 0 && is_logger()) print_sample();
 }
@@ -281,52 +291,46 @@ void Trainer::print_op_profile(int64_t steps, double step_ms) {
                                 .raw("ops", json + "]"));
 }
 
-// Collective: the optimizer moments may be sharded (ZeRO-1) and are gathered to rank 0,
-// which alone writes the file. The data state is the same global position on every rank.
+// Collective: every rank writes the values and moments of its checkpoint range
+// (DataParallel::checkpoint_range) to its own file; nothing is gathered.
 void Trainer::save_checkpoint(int64_t steps_done) {
-  GPT_CHECK(topo_.tp() == 1, "run.checkpoint_every / run.save_final: this checkpoint format holds whole "
-                             "tensors from rank 0 only; with parallel.tp > 1 set run.save_final = false");
-  std::string path = checkpoint_path(cfg_.run_dir, steps_done);
-  std::unique_ptr<CheckpointWriter> w;
-  if (is_logger()) w = std::make_unique<CheckpointWriter>(path);
-  dp_->save_optimizer(w.get());
-  last_checkpoint_ = path;
-  if (!w) return;
-  for (int i = 0; i < store_.size(); ++i) w->write("param." + store_.at(i).name, store_.at(i).value);
-  w->attr("step", steps_done);
-  w->attr("data.state", train_data_->state());
-  w->attr("config", cfg_.text);
-  w->attr("dp_size", int64_t(groups_.dp.size()));
-  w->commit();
-  std::printf("checkpoint: %s\n", path.c_str());
-  prune_checkpoints();
+  const parallel::ElemRange r = dp_->checkpoint_range();
+  AdamW& adam = dp_->optimizer();
+  CheckpointScalars scalars{steps_done, adam.t(), train_data_->state(), cfg_.text};
+  saver_->save(owned_state(store_, r.begin, r.end, &adam, std::move(scalars), rank_, comm_.world_size()), steps_done);
 }
 
-// Every rank reads the file; each takes the optimizer part it owns under this layout,
-// whatever layout wrote it.
-int64_t Trainer::load_checkpoint(const std::string& path) {
-  CheckpointReader r(path);
-  for (int i = 0; i < store_.size(); ++i) r.read("param." + store_.at(i).name, store_.at(i).value);
+// Every rank reads the pieces its layout needs, whatever layout wrote them: all of its
+// parameters, and the moments of its optimizer range. full_state = false (run.init_from)
+// takes the parameters only and starts at step 0.
+int64_t Trainer::load_checkpoint(const std::string& path, bool full_state) {
+  CheckpointSource src(path);
+  load_params(src, store_);
   store_.sync_compute();
-  dp_->load_optimizer(r);
-  train_data_->restore(r.attr_ints("data.state"));
-  last_checkpoint_ = path;
-  int64_t step = r.attr_int("step");
+  if (!full_state) {
+    if (is_logger()) std::printf("initialised parameters from %s (step %lld there), fresh optimizer at step 0\n",
+                                 path.c_str(), (long long)src.scalars().step);
+    return 0;
+  }
+  load_optimizer(src, store_, dp_->optimizer());
+  train_data_->restore(src.scalars().data_state);
+  saver_->set_last_complete(path);
+  const int64_t step = src.scalars().step;
   if (is_logger()) std::printf("resumed from %s at step %lld\n", path.c_str(), (long long)step);
   return step;
 }
 
-// Deletes the oldest checkpoints beyond run.keep, never the one just written nor any
-// later one (run.dir holds only this run's checkpoints: see the guard in run()).
-void Trainer::prune_checkpoints() {
-  if (cfg_.keep_checkpoints <= 0) return;
-  static const std::regex pattern(R"(ckpt_\d{8}\.h5)");
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator(cfg_.run_dir))
-    if (std::regex_match(e.path().filename().string(), pattern)) found.push_back(e.path().string());
-  std::sort(found.begin(), found.end());
-  for (size_t i = 0; i + size_t(cfg_.keep_checkpoints) < found.size(); ++i)
-    if (found[i] < last_checkpoint_) fs::remove(found[i]);
+// Rank 0, before the first step (so before any rank can start a save): checkpoint
+// directories beyond the starting step are leftovers of an interrupted save and are
+// removed; a complete one there would be overwritten piecemeal, so that stops the run.
+void Trainer::prepare_run_dir(int64_t start) {
+  for (const auto& [step, dir] : list_checkpoints(cfg_.run_dir)) {
+    if (step <= start) continue;
+    if (has_marker(dir))
+      fail("config key 'run.dir': " + cfg_.run_dir + " holds the complete checkpoint " + dir +
+           " beyond the starting step " + std::to_string(start) + "; move it away or choose another run.dir");
+    fs::remove_all(dir);
+  }
 }
 
 void Trainer::print_sample() {

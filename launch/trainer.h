@@ -8,6 +8,7 @@
 #include "core/model/gpt.h"
 #include "core/model/memory_plan.h"
 #include "data/batch.h"
+#include "launch/checkpoint_saver.h"
 #include "launch/config.h"
 #include "launch/metrics_log.h"
 #include "parallel/communicator.h"
@@ -32,8 +33,8 @@ class Trainer {
   float evaluate();
   void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);
-  int64_t load_checkpoint(const std::string& path);
-  void prune_checkpoints();
+  int64_t load_checkpoint(const std::string& path, bool full_state);
+  void prepare_run_dir(int64_t start);
   void print_sample();
 
   bool is_logger() const { return rank_ == 0; }
@@ -52,9 +53,9 @@ class Trainer {
   std::unique_ptr<parallel::DataParallel> dp_;
   std::unique_ptr<data::BatchSource> train_data_, val_data_;
   std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<CheckpointSaver> saver_;
   data::Batch batch_;
   Tensor inputs_, targets_;
-  std::string last_checkpoint_;
   MemoryPlan plan_;
   std::vector<int64_t> val_start_;
   size_t memory_at_start_ = 0;

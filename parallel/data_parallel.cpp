@@ -160,61 +160,6 @@ float DataParallel::average_loss(float local_mean_loss) {
   return to_host_f32(t)[0];
 }
 
-void DataParallel::save_optimizer(CheckpointWriter* writer) {
-  const int64_t total = store_.total();
-  Tensor full_m = adam_->m(), full_v = adam_->v();
-  if (cfg_.zero1 && dp_.size() > 1) {
-    // Gather the moment shards so the file holds whole tensors: any layout can read it.
-    full_m = zeros({total}, DType::F32, store_.device());
-    full_v = zeros({total}, DType::F32, store_.device());
-    if (shard_.size() > 0) {
-      Tensor dst_m = full_m.slice(shard_.begin, {shard_.size()});
-      Tensor dst_v = full_v.slice(shard_.begin, {shard_.size()});
-      copy_(dst_m, adam_->m());
-      copy_(dst_v, adam_->v());
-    }
-    std::vector<int64_t> counts;
-    for (int r = 0; r < dp_.size(); ++r) counts.push_back(shard_range(total, dp_.size(), r).size());
-    CommHandle hm = comm_.allgather(full_m, counts, dp_);
-    CommHandle hv = comm_.allgather(full_v, counts, dp_);
-    hm.wait();
-    hv.wait();
-  }
-  if (!writer) return;
-  for (int i = 0; i < store_.size(); ++i) {
-    const Param& p = store_.at(i);
-    writer->write("optim.m." + p.name, full_m.slice(p.offset, p.shape));
-    writer->write("optim.v." + p.name, full_v.slice(p.offset, p.shape));
-  }
-  writer->attr("optim.t", adam_->t());
-}
-
-void DataParallel::load_optimizer(const CheckpointReader& reader) {
-  std::vector<float> m(size_t(shard_.size()), 0.f), v(size_t(shard_.size()), 0.f);
-  std::vector<float> host;
-  for (int i = 0; i < store_.size(); ++i) {
-    const Param& p = store_.at(i);
-    const int64_t lo = std::max(shard_.begin, p.offset);
-    const int64_t hi = std::min(shard_.end, p.offset + p.numel());
-    if (lo >= hi) continue;  // not in this rank's shard: skip reading it
-    for (const char* which : {"m", "v"}) {
-      const std::string name = std::string("optim.") + which + "." + p.name;
-      GPT_CHECK(reader.has(name), reader.path() + ": no tensor '" + name +
-                                      "' (checkpoint written without optimizer state?)");
-      host.resize(size_t(p.numel()));
-      reader.read(name, p.shape, host.data());
-      std::vector<float>& dst = which[0] == 'm' ? m : v;
-      std::copy(host.begin() + (lo - p.offset), host.begin() + (hi - p.offset),
-                dst.begin() + (lo - shard_.begin));
-    }
-  }
-  if (shard_.size() > 0) {
-    from_host_f32(adam_->m(), m.data());
-    from_host_f32(adam_->v(), v.data());
-  }
-  adam_->set_t(reader.attr_int("optim.t"));
-}
-
 std::string DataParallel::describe() const {
   char line[320];
   std::snprintf(line, sizeof(line),

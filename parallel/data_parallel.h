@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "core/adamw.h"
-#include "core/checkpoint.h"
 #include "core/model/model.h"
 #include "core/param_store.h"
 #include "parallel/communicator.h"
@@ -60,12 +59,13 @@ class DataParallel {
   float clip_and_step(float lr, float max_norm);
   float average_loss(float local_mean_loss);  // mean over the dp group
 
-  // Collective over dp. Full (unsharded) moments per parameter: "optim.m.<name>",
-  // "optim.v.<name>", plus the attribute "optim.t", written by the rank whose `writer`
-  // is non-null (dp rank 0 by convention; the other ranks pass nullptr).
-  void save_optimizer(CheckpointWriter* writer);
-  // Loads this rank's part of the moments; works whatever dp size wrote the file.
-  void load_optimizer(const CheckpointReader& reader);
+  // What this rank writes to a checkpoint (core/checkpoint/sharded_checkpoint.h): the
+  // flat range shard_range(total, dp, rank), whether or not ZeRO-1 is on, so the write
+  // load is spread evenly and nothing is gathered. The optimizer holds moments for a
+  // superset of it (exactly it under ZeRO-1).
+  ElemRange checkpoint_range() const { return shard_range(store_.total(), dp_.size(), dp_.rank); }
+  AdamW& optimizer() { return *adam_; }
+  bool zero1() const { return cfg_.zero1; }
 
   size_t optimizer_state_bytes() const { return adam_->state_bytes(); }
   std::string describe() const;  // one line for the start-up log (optimizer bytes/rank)

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/checkpoint.h"
+#include "core/checkpoint/hdf5_file.h"
 #include "core/ops.h"
 
 namespace gpt {

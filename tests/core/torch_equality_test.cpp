@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "core/adamw.h"
-#include "core/checkpoint.h"
+#include "core/checkpoint/hdf5_file.h"
 #include "core/model/gpt.h"
 #include "core/ops.h"
 #include "core/param_store.h"

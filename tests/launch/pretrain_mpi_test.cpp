@@ -93,21 +93,54 @@ TEST(PretrainMpi, TensorParallelRejectsHeadsNotDivisible) {
   EXPECT_NE(r.output.find("model.n_head = 2 is not divisible by parallel.tp = 4"), std::string::npos) << r.output;
 }
 
-TEST(PretrainMpi, Zero1CheckpointResumesUnderOtherDpSizes) {
+// A model big enough that a copy of a rank's state (1.6 M parameters: 6 MiB of values,
+// 1.5 MiB per rank of each moment under DP=4) dwarfs the 2 MiB bucket, so the memory
+// check below would catch one.
+const std::string kMemModel =
+    " --model.n_layer 2 --model.n_head 2 --model.n_embd 256 --model.vocab_size 101"
+    " --model.block_size 32 --train.seq_len 16 --train.micro_batch 2 --train.warmup 2"
+    " --train.threads 1 --parallel.bucket_mb 2";
+
+std::string mem_layout(int dp, bool zero1) {
+  return kMemModel + " --train.grad_accum " + std::to_string(kGlobalMicroBatches / dp) +
+         " --parallel.zero1 " + (zero1 ? "true" : "false");
+}
+
+TEST(PretrainMpi, Zero1CheckpointResumesUnderOtherLayoutsWithinOneBucketOfMemory) {
   std::string full = fresh_dir("z_full");
-  RunResult r = run_ranks(4, layout(4, true) + " --train.steps 10 --run.checkpoint_every 5 --run.dir " + full);
+  RunResult r = run_ranks(4, mem_layout(4, true) + " --train.steps 10 --run.checkpoint_every 5 --run.dir " + full);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto want = train_losses(full);
-  for (int dp : {2, 1}) {
+  const std::string ckpt = full + "/ckpt_00000005";
+  for (int rank = 0; rank < 4; ++rank) EXPECT_TRUE(fs::exists(ckpt + "/rank_0000" + std::to_string(rank) + ".h5"));
+  EXPECT_TRUE(fs::exists(ckpt + "/COMPLETE"));
+  // Every rank's peak memory grew by at most one bucket while it wrote.
+  auto saves = gpt::test::checkpoint_lines(full);
+  ASSERT_EQ(saves.size(), 2u);
+  for (const auto& c : saves) {
+    ASSERT_EQ(c.rss_growth_bytes.size(), 4u);
+    for (size_t rank = 0; rank < 4; ++rank) {
+      std::printf("[memory] step %lld rank %zu: peak RSS grew %lld bytes during the save (bucket %lld)\n",
+                  (long long)c.step, rank, (long long)c.rss_growth_bytes[rank], (long long)c.bucket_bytes);
+      EXPECT_LE(c.rss_growth_bytes[rank], c.bucket_bytes) << "rank " << rank << " at step " << c.step;
+    }
+  }
+  for (int dp : {1, 2, 4}) {
     std::string d = fresh_dir("z_resume" + std::to_string(dp));
-    fs::create_directories(d);
-    fs::copy_file(full + "/ckpt_00000005.h5", d + "/ckpt_00000005.h5");
-    std::string args = layout(dp, true) + " --train.steps 10 --run.resume true --run.dir " + d;
+    std::string args = mem_layout(dp, false) + " --train.steps 10 --run.resume_from " + ckpt + " --run.dir " + d;
     r = dp == 1 ? run_pretrain(args) : run_ranks(dp, args);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     SCOPED_TRACE("resumed at dp=" + std::to_string(dp));
     expect_losses_close(train_losses(d), want, 5);
   }
+  // The consolidated single file resumes in one process with the same losses.
+  const std::string one = full + "/consolidated.h5";
+  r = gpt::test::run_command(std::string(CKPT_BIN) + " consolidate " + ckpt + " " + one);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string d = fresh_dir("z_consolidated");
+  r = run_pretrain(mem_layout(1, false) + " --train.steps 10 --run.resume_from " + one + " --run.dir " + d);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_losses_close(train_losses(d), want, 5);
 }
 
 TEST(PretrainMpi, RankExitingMidStepStopsTheJobAndNamesIt) {
@@ -118,7 +151,7 @@ TEST(PretrainMpi, RankExitingMidStepStopsTheJobAndNamesIt) {
   EXPECT_NE(r.exit_code, 124) << "the job hung until the test's time limit:\n" << r.output;
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
   // The last checkpoint is intact and resumable.
-  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003.h5"));
+  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003/COMPLETE"));
   r = run_ranks(2, layout(2, true) + " --train.steps 5 --run.resume true --run.dir " + d);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;

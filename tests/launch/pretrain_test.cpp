@@ -53,7 +53,7 @@ TEST(Pretrain, ResumeFromCheckpointContinuesBitIdentically) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // A run that stopped after step 4: its directory holds only that checkpoint.
   fs::create_directories(part);
-  fs::copy_file(full + "/ckpt_00000004.h5", part + "/ckpt_00000004.h5");
+  fs::copy(full + "/ckpt_00000004", part + "/ckpt_00000004");
   r = run_pretrain(kSmall + " --train.steps 10 --run.resume true --run.dir " + part);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
@@ -68,10 +68,10 @@ TEST(Pretrain, NanLossStopsWithoutTouchingLastCheckpoint) {
   auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_step 5 --run.dir " + d);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("step 5: loss is nan"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("ckpt_00000004.h5"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004.h5"));
-  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006.h5"));
-  for (const auto& e : fs::directory_iterator(d)) EXPECT_NE(e.path().extension(), ".tmp");
+  EXPECT_NE(r.output.find("ckpt_00000004"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004/COMPLETE"));
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006"));
+  for (const auto& e : fs::recursive_directory_iterator(d)) EXPECT_NE(e.path().extension(), ".tmp");
   // The last good checkpoint still loads.
   r = run_pretrain(kSmall + " --train.steps 6 --run.resume true --run.dir " + d);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -148,8 +148,8 @@ TEST(Pretrain, NanGradientWithFiniteLossNeverReachesParametersOrCheckpoints) {
   auto r = run_pretrain(kSmall + " --train.steps 10 --run.checkpoint_every 2 --debug.nan_grad_step 5 --run.dir " + d);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("step 5: gradient norm is nan"), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004.h5"));
-  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006.h5"));
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000004/COMPLETE"));
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000006"));
   EXPECT_EQ(train_losses(d).size(), 4u);  // step 5 was never logged as trained
 }
 
@@ -163,4 +163,36 @@ TEST(Pretrain, FreshRunRefusesADirectoryHoldingAnotherRun) {
 // GPU): the loss curve tracks fp32 within 2% and is deterministic.
 TEST(Pretrain, Bf16TracksFp32AndIsDeterministic) {
   gpt::test::expect_bf16_tracks_fp32(kSmall, 60, 0.02);
+}
+
+TEST(Pretrain, InterruptedSaveIsIgnoredAndResumeContinuesFromTheLastCompleteOne) {
+  std::string full = fresh_dir("interrupted_full"), d = fresh_dir("interrupted");
+  ASSERT_EQ(run_pretrain(kSmall + " --train.steps 6 --run.dir " + full).exit_code, 0);
+  auto r = run_pretrain(kSmall + " --train.steps 4 --run.checkpoint_every 2 --run.dir " + d);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  fs::remove(d + "/ckpt_00000004/COMPLETE");  // as if the save of step 4 was cut short
+  expect_one_line_error(run_pretrain(kSmall + " --train.steps 6 --run.resume_from " + d + "/ckpt_00000004 --run.dir " +
+                                     fresh_dir("interrupted_from")),
+                        d + "/ckpt_00000004: incomplete checkpoint");
+  r = run_pretrain(kSmall + " --train.steps 6 --run.resume true --run.dir " + d);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + d + "/ckpt_00000002 at step 2"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(d + "/ckpt_00000004"));  // the leftover was cleared at start-up
+  EXPECT_TRUE(fs::exists(d + "/ckpt_00000006/COMPLETE"));
+  auto want = train_losses(full), got = train_losses(d);
+  ASSERT_EQ(got.size(), 8u);  // 4 from the first run, 4 after the resume at step 2
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(got[4 + i], want[2 + i]) << "step " << i + 3;
+}
+
+TEST(Pretrain, InitFromTakesParametersOnlyAtStepZero) {
+  std::string a = fresh_dir("init_src"), b = fresh_dir("init_dst");
+  ASSERT_EQ(run_pretrain(kSmall + " --train.steps 4 --run.dir " + a).exit_code, 0);
+  auto r = run_pretrain(kSmall + " --train.steps 3 --run.init_from " + a + "/ckpt_00000004 --run.dir " + b);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("initialised parameters from " + a + "/ckpt_00000004"), std::string::npos) << r.output;
+  auto from_scratch = train_losses(a), got = train_losses(b);
+  ASSERT_EQ(got.size(), 3u);  // steps 1..3 of a fresh schedule ...
+  EXPECT_NE(got[0], from_scratch[0]);  // ... from the trained parameters
+  expect_one_line_error(run_pretrain(kSmall + " --run.init_from /nonexistent/ckpt --run.dir " + fresh_dir("init_bad")),
+                        "/nonexistent/ckpt");
 }

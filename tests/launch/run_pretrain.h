@@ -62,4 +62,31 @@ inline std::vector<std::string> train_losses(const std::string& run_dir) {
   return train_field(run_dir, "loss");
 }
 
+// The "checkpoint" lines of metrics.jsonl: each rank's peak-RSS growth during the save.
+struct CheckpointLine {
+  long long step = 0, bucket_bytes = 0;
+  std::vector<long long> rss_growth_bytes;
+};
+inline std::vector<CheckpointLine> checkpoint_lines(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<CheckpointLine> out;
+  std::string line;
+  auto number = [&](const std::string& key) {
+    size_t a = line.find("\"" + key + "\":") + key.size() + 3;
+    return std::stoll(line.substr(a));
+  };
+  while (std::getline(in, line)) {
+    if (line.find("\"kind\":\"checkpoint\"") == std::string::npos) continue;
+    CheckpointLine c;
+    c.step = number("step");
+    c.bucket_bytes = number("bucket_bytes");
+    size_t a = line.find("\"rss_growth_bytes\":[") + 20, b = line.find(']', a);
+    std::stringstream list(line.substr(a, b - a));
+    std::string item;
+    while (std::getline(list, item, ',')) c.rss_growth_bytes.push_back(std::stoll(item));
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace gpt::test

@@ -7,12 +7,14 @@
 // over the whole flat parameter vector.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <unistd.h>
 
-#include "core/checkpoint.h"
+#include "core/checkpoint/sharded_checkpoint.h"
 #include "tests/parallel/dp_test_support.h"
 
 namespace gpt::parallel {
@@ -146,16 +148,17 @@ TEST_F(DataParallelTest, Zero1CheckpointResumesOnSmallerLayouts) {
   Tensor pid = empty({1}, DType::I32);
   pid.i32()[0] = int32_t(getpid());
   comm->broadcast(pid, 0, world).wait();
-  const std::string path = "/tmp/gpt_dp_resume_" + std::to_string(pid.i32()[0]) + ".h5";
+  const std::string path = "/tmp/gpt_dp_resume_" + std::to_string(pid.i32()[0]);
   {
     TinyTrainer t(*comm, world, kAccum, DPConfig{true, true, kBucketMb});
     for (int s = 0; s < kSaveAt; ++s) t.step(s);
-    std::unique_ptr<CheckpointWriter> writer;
-    if (r == 0) writer = std::make_unique<CheckpointWriter>(path);
-    if (writer)
-      for (int i = 0; i < t.store.size(); ++i) writer->write(t.store.at(i).name, t.store.at(i).value);
-    t.dp->save_optimizer(writer.get());  // collective: gathers the moment shards
-    if (writer) writer->commit();
+    // Every rank writes its own range; nothing is gathered. Rank 0 marks it complete.
+    const ElemRange own = t.dp->checkpoint_range();
+    write_rank_file(path + "/" + rank_file_name(r),
+                    owned_state(t.store, own.begin, own.end, &t.dp->optimizer(), CheckpointScalars{kSaveAt, t.dp->optimizer().t(), {}, ""}, r, n),
+                    SaveOptions{});
+    comm->barrier(world).wait();
+    if (r == 0) write_marker(path, CheckpointMarker{kCheckpointFormatVersion, kSaveAt, CheckpointLayout{n, n, true, 1, 1}, n});
     comm->barrier(world).wait();
   }
   std::vector<std::vector<int>> halves(2);
@@ -165,16 +168,16 @@ TEST_F(DataParallelTest, Zero1CheckpointResumesOnSmallerLayouts) {
   for (Layout lay : {Layout{&half, kAccum * 2, true}, Layout{&solo, kAccum * n, false}}) {
     SCOPED_TRACE("resume at dp " + std::to_string(lay.g->size()));
     TinyTrainer t(*comm, *lay.g, lay.accum, DPConfig{lay.zero1, true, kBucketMb});
-    CheckpointReader reader(path);
-    for (int i = 0; i < t.store.size(); ++i) reader.read(t.store.at(i).name, t.store.at(i).value);
-    t.dp->load_optimizer(reader);
+    CheckpointSource src(path);
+    load_params(src, t.store);
+    load_optimizer(src, t.store, t.dp->optimizer());
     std::vector<float> losses;
     for (int s = kSaveAt; s < kSteps; ++s) losses.push_back(t.step(s));
     expect_same_curve(losses, ref.losses, kSaveAt, "resumed run");
     EXPECT_LE(relative_l2(t.params(), ref.params), kTol);
   }
   comm->barrier(world).wait();
-  if (r == 0) std::remove(path.c_str());
+  if (r == 0) std::filesystem::remove_all(path);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-"""Writes reference tensors in core's checkpoint format (core/checkpoint.h), so the
-C++ tests read them with CheckpointReader: attrs format_version=[1] (int64) and magic
+"""Writes reference tensors in core's checkpoint format (core/checkpoint/hdf5_file.h), so the
+C++ tests read them with CheckpointReader: attrs format_version=[2] (int64) and magic
 (NUL-terminated fixed-length string), float32 datasets named flat ('/' -> '|')."""
 import os
 
@@ -23,7 +23,7 @@ def write_h5(path, tensors, int_attrs):
     """tensors: name -> torch tensor (stored float32); int_attrs: name -> int."""
     tmp = path + ".tmp"  # renamed when complete: a crash never leaves a half reference
     with h5py.File(tmp, "w") as f:
-        f.attrs["format_version"] = np.array([1], dtype=np.int64)
+        f.attrs["format_version"] = np.array([2], dtype=np.int64)
         write_c_string_attr(f, "magic", b"gptrain-checkpoint")
         for k, v in int_attrs.items():
             f.attrs[k] = np.array([v], dtype=np.int64)
