@@ -143,6 +143,30 @@ TEST(PretrainMpi, Zero1CheckpointResumesUnderOtherLayoutsWithinOneBucketOfMemory
   expect_losses_close(train_losses(d), want, 5);
 }
 
+// A checkpoint written at TP2 x DP2 with ZeRO-1 (each TP rank writes its slices, each
+// DP rank its share of them) continues the same run at TP1 x DP4, TP4 x DP1 and TP1 x DP1.
+TEST(PretrainMpi, TensorParallelCheckpointResumesUnderOtherLayouts) {
+  auto args = [](int tp, int dp, bool zero1) {
+    std::string a = layout(dp, zero1);
+    a.replace(a.find("--model.n_head 2"), 16, "--model.n_head 4");
+    return a + " --parallel.tp " + std::to_string(tp) + " --train.steps 10";
+  };
+  std::string full = fresh_dir("tp_ckpt_full");
+  RunResult r = run_ranks(4, args(2, 2, true) + " --run.checkpoint_every 5 --run.dir " + full);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto want = train_losses(full);
+  struct Layout { int tp, dp; };
+  for (Layout l : {Layout{1, 4}, Layout{4, 1}, Layout{1, 1}}) {
+    SCOPED_TRACE("resumed at tp=" + std::to_string(l.tp) + " dp=" + std::to_string(l.dp));
+    std::string d = fresh_dir("tp_ckpt_resume" + std::to_string(l.tp) + std::to_string(l.dp));
+    std::string a = args(l.tp, l.dp, false) + " --run.save_final false --run.resume_from " + full +
+                    "/ckpt_00000005 --run.dir " + d;
+    r = l.tp * l.dp == 1 ? run_pretrain(a) : run_ranks(l.tp * l.dp, a);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    expect_losses_close(train_losses(d), want, 5);
+  }
+}
+
 TEST(PretrainMpi, RankExitingMidStepStopsTheJobAndNamesIt) {
   std::string d = fresh_dir("fault");
   RunResult r = run_ranks(2, layout(2, true) + " --train.steps 10 --run.checkpoint_every 3"
