@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
     if (a.n_head) g.n_head = a.n_head;
     if (a.n_embd) g.n_embd = a.n_embd;
     if (a.vocab_size) g.vocab_size = a.vocab_size;
+    if (a.seq_len > g.block_size) g.block_size = a.seq_len;  // a longer position table
     ModelShape m = ModelShape::from_gpt(g, a.seq_len);
     m.tied_head = a.tied_head, m.n_experts = a.n_experts, m.top_k = a.top_k;
 

@@ -43,21 +43,21 @@ double ring_time(double bytes_per_rank, int steps, double bw, double latency) {
 
 double ModelShape::num_params() const {
   const double h = n_embd, l = n_layer;
-  return l * layer_params(*this, 1) + double(vocab_size) * h * (tied_head ? 1 : 2) + double(seq_len) * h +
-         2 * h;
+  const double positions = max_positions > 0 ? max_positions : seq_len;
+  return l * layer_params(*this, 1) + double(vocab_size) * h * (tied_head ? 1 : 2) + positions * h + 2 * h;
 }
 
 ModelShape ModelShape::from_gpt(const GPTConfig& c, int seq_len) {
   ModelShape m;
   m.n_layer = c.n_layer, m.n_head = c.n_head, m.n_embd = c.n_embd, m.vocab_size = c.vocab_size;
-  m.seq_len = seq_len;
+  m.seq_len = seq_len, m.max_positions = c.block_size;
   return m;
 }
 
 GPTConfig ModelShape::to_gpt() const {
   GPTConfig c;
   c.n_layer = n_layer, c.n_head = n_head, c.n_embd = n_embd, c.vocab_size = vocab_size;
-  c.block_size = seq_len;
+  c.block_size = max_positions > 0 ? max_positions : seq_len;
   return c;
 }
 
@@ -119,7 +119,8 @@ void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L) {
   GPT_CHECK(m.n_head % L.tp == 0, "config key 'parallel.tp' (" + num(L.tp) + ") does not divide 'model.n_head' (" +
                                       num(m.n_head) + ")");
   GPT_CHECK(m.n_layer % (L.pp * L.virtual_stages) == 0,
-            "config key 'parallel.virtual_stages': model.n_layer (" + num(m.n_layer) +
+            std::string("config key '") + (L.virtual_stages > 1 ? "parallel.virtual_stages" : "parallel.pp") +
+                "': model.n_layer (" + num(m.n_layer) +
                 ") is not divisible by parallel.pp x parallel.virtual_stages (" + num(L.pp) + " x " +
                 num(L.virtual_stages) + ")");
   GPT_CHECK(L.virtual_stages == 1 || L.pp > 1,
@@ -192,7 +193,8 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
 
   // Parameters on the most loaded device: its layers (sharded by TP, experts by EP) plus
   // the embedding (wte by TP, positions whole) on the first stage.
-  const double params = layers * layer_params(m, L.ep) / t + V * h / t + s * h +
+  const double positions = m.max_positions > 0 ? m.max_positions : s;
+  const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
                         (!m.tied_head && p == 1 ? V * h / t : 0);
   // DP: ring all-reduce of the gradients (reduce-scatter + all-gather under ZeRO-1, the
   // same bytes), exposed except for the overlapped fraction.

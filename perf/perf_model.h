@@ -19,6 +19,7 @@ namespace gpt::perf {
 
 struct ModelShape {
   int n_layer = 12, n_head = 12, n_embd = 768, vocab_size = 50257, seq_len = 1024;
+  int max_positions = 0;  // rows of the learned position table (GPT-2's block_size); 0 = seq_len
   bool tied_head = true;  // GPT-2 ties the head to wte; Megatron's GPT runs untie it
   int n_experts = 0;      // MoE: experts per MLP (0 = dense)
   int top_k = 1;          // MoE: experts each token is routed to
@@ -26,7 +27,7 @@ struct ModelShape {
   // for MoE every expert counted).
   double num_params() const;
   static ModelShape from_gpt(const GPTConfig& c, int seq_len);
-  GPTConfig to_gpt() const;  // block_size = seq_len
+  GPTConfig to_gpt() const;  // block_size = max_positions (or seq_len)
 };
 
 // One accelerator type and how the accelerators are wired. Bandwidths are one direction,

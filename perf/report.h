@@ -28,6 +28,7 @@ std::string describe_search(const std::vector<Candidate>& best, const Cluster& c
 struct PlannerSanity {
   Prediction published;     // Megatron's own layout: tp 8, pp 8, v 2, b 2, full recompute
   Candidate best_145b;      // the planner's best under the same settings
+  Candidate best_145b_full; // its best that also recomputes everything (layout alone)
   Candidate best_gpt2;      // GPT-2 1.5B on 8 × h100-sxm
 };
 PlannerSanity planner_sanity();
