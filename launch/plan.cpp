@@ -94,6 +94,12 @@ int run_validate() {
   const std::vector<PublishedTable> tables = published_tables();
   const std::vector<TableCheck> checks = validate(tables);
   std::fputs(describe_validation(checks).c_str(), stdout);
+  // The presets' constants, recomputed from the calibration rows alone.
+  const Calibration cal = calibrate(tables);
+  std::printf("\ncalibration rerun on the 'cal' rows only: memory_traffic %.2f", cal.constants.memory_traffic);
+  for (size_t i = 0; i < tables.size(); ++i)
+    std::printf(", %s gemm_efficiency %.2f", tables[i].cluster.c_str(), cal.constants.gemm_efficiency[i]);
+  std::printf(" (max |error| on those rows %.1f%%)\n", 100 * cal.max_abs_error_calibration_rows);
   const PlannerSanity s = planner_sanity();
   std::fputs(describe_sanity(s).c_str(), stdout);
   std::string json = "{";

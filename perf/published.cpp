@@ -83,15 +83,18 @@ Layout row_layout(const PublishedTable& t, const PublishedRow& r) {
   return L;
 }
 
-std::vector<TableCheck> validate(const std::vector<PublishedTable>& tables) {
+std::vector<TableCheck> validate(const std::vector<PublishedTable>& tables, const Constants* overrides) {
   std::vector<TableCheck> out;
-  for (const PublishedTable& t : tables) {
+  for (size_t ti = 0; ti < tables.size(); ++ti) {
+    const PublishedTable& t = tables[ti];
     TableCheck tc;
     tc.table = &t;
     for (const PublishedRow& r : t.rows) {
       RowCheck rc;
       rc.row = &r;
-      rc.prediction = predict(row_model(t, r), row_cluster(t, r), row_layout(t, r));
+      Cluster c = row_cluster(t, r);
+      if (overrides) c.gemm_efficiency = overrides->gemm_efficiency[ti], c.memory_traffic = overrides->memory_traffic;
+      rc.prediction = predict(row_model(t, r), c, row_layout(t, r));
       // Count FLOPs as the source does: eq. (3) of [1] (= our hardware FLOPs under full
       // recomputation) or model FLOPs.
       const double flops = t.paper_flops ? megatron_paper_flops(r.batch, t.seq_len, r.layers, r.hidden, t.vocab)
@@ -105,6 +108,40 @@ std::vector<TableCheck> validate(const std::vector<PublishedTable>& tables) {
     out.push_back(tc);
   }
   return out;
+}
+
+Calibration calibrate(const std::vector<PublishedTable>& tables) {
+  // Least squares of the relative errors on the calibration rows. The tables' accelerators
+  // differ, so each gemm_efficiency only moves its own table's errors: for each
+  // memory_traffic, the best efficiency per table is found on its own.
+  Calibration best;
+  double best_sq = 1e30;
+  for (int k = 0; k < 30; ++k) {
+    Constants c;
+    c.memory_traffic = 0.1 * k;
+    double worst = 0;
+    for (size_t ti = 0; ti < tables.size(); ++ti) {
+      double best_e = 1e30, best_eff = 0;
+      for (int e = 30; e < 90; ++e) {
+        const std::vector<PublishedTable> one(tables.begin() + ti, tables.begin() + ti + 1);
+        Constants single{{0.01 * e}, c.memory_traffic};
+        double err = 0;
+        const std::vector<TableCheck> checks = validate(one, &single);  // outlives the loop
+        for (const RowCheck& rc : checks[0].rows)
+          if (rc.row->calibration) err += rc.error * rc.error;
+        if (err < best_e - 1e-12) best_e = err, best_eff = 0.01 * e;
+      }
+      c.gemm_efficiency.push_back(best_eff);
+      worst += best_e;
+    }
+    if (worst < best_sq - 1e-15) best_sq = worst, best.constants = c;
+  }
+  best.max_abs_error_calibration_rows = 0;
+  for (const TableCheck& tc : validate(tables, &best.constants))
+    for (const RowCheck& rc : tc.rows)
+      if (rc.row->calibration)
+        best.max_abs_error_calibration_rows = std::max(best.max_abs_error_calibration_rows, std::fabs(rc.error));
+  return best;
 }
 
 }  // namespace gpt::perf

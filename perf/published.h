@@ -43,7 +43,23 @@ struct TableCheck {
   double max_abs_error = 0, max_abs_error_held_out = 0;
 };
 
-// Predicts every row of every table (tables must outlive the result).
-std::vector<TableCheck> validate(const std::vector<PublishedTable>& tables);
+// Predicts every row of every table (tables must outlive the result). overrides, when
+// given, replace each table's cluster constants (gemm_efficiency per table, in order,
+// and memory_traffic): calibrate() uses it.
+struct Constants {
+  std::vector<double> gemm_efficiency;  // one per table
+  double memory_traffic = 0;
+};
+std::vector<TableCheck> validate(const std::vector<PublishedTable>& tables, const Constants* overrides = nullptr);
+
+// Reruns the calibration the presets' constants come from: a grid over gemm_efficiency
+// (0.30..0.89 by 0.01, one per table's accelerator) and the shared memory_traffic
+// (0..2.9 by 0.1) minimising the sum of squared relative errors on the rows marked
+// `calibration` only (the other rows are held out).
+struct Calibration {
+  Constants constants;
+  double max_abs_error_calibration_rows = 0;
+};
+Calibration calibrate(const std::vector<PublishedTable>& tables);
 
 }  // namespace gpt::perf

@@ -26,6 +26,18 @@ TEST(PerfPublished, EveryRowWithin15Percent) {
   }
 }
 
+// The presets' constants are what calibrating on the marked rows alone gives.
+TEST(PerfPublished, PresetConstantsComeFromTheCalibrationRows) {
+  const std::vector<PublishedTable> tables = published_tables();
+  const Calibration cal = calibrate(tables);
+  ASSERT_EQ(cal.constants.gemm_efficiency.size(), tables.size());
+  for (size_t i = 0; i < tables.size(); ++i) {
+    const Cluster c = cluster_preset(tables[i].cluster);
+    EXPECT_NEAR(c.gemm_efficiency, cal.constants.gemm_efficiency[i], 1e-9) << tables[i].cluster;
+    EXPECT_NEAR(c.memory_traffic, cal.constants.memory_traffic, 1e-9);
+  }
+}
+
 TEST(PerfPublished, PlannerBeatsOrMatchesMegatronOn145B) {
   const PlannerSanity s = planner_sanity();
   EXPECT_LE(s.best_145b.prediction.step, s.published.step);
