@@ -18,7 +18,7 @@ namespace {
 struct Args {
   std::string model_preset = "gpt2-1.5B", cluster_preset = "h100-sxm", recompute = "none", dtype = "bf16";
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_experts = 0, top_k = 1;
-  int seq_len = 1024, micro_batch = 1, global_batch = 0;
+  int seq_len = 1024, micro_batch = 1, global_batch = 512;  // GPT-2: 512 x 1024 tokens
   int tp = 1, pp = 1, dp = 0, ep = 1, v = 1, top = 5;
   bool zero1 = false, sp = true, flash = true, tied_head = true;
   double tp_overlap = Layout().tp_overlap, dp_overlap = Layout().dp_overlap;
@@ -45,7 +45,7 @@ po::options_description describe(Args& a) {
   add("model.top_k", po::value(&a.top_k)->default_value(a.top_k), "MoE experts per token");
   add("train.seq_len", po::value(&a.seq_len)->default_value(a.seq_len), "sequence length");
   add("train.micro_batch", po::value(&a.micro_batch)->default_value(a.micro_batch), "sequences per micro-batch");
-  add("train.global_batch", po::value(&a.global_batch)->default_value(a.global_batch), "sequences per step; 0 = dp x micro_batch");
+  add("train.global_batch", po::value(&a.global_batch)->default_value(a.global_batch), "sequences per step (all data-parallel ranks); 0 = dp x micro_batch");
   add("train.recompute", po::value(&a.recompute)->default_value(a.recompute), "none | selective | full");
   add("train.dtype", po::value(&a.dtype)->default_value(a.dtype), "bf16 | fp32 activations");
   add("parallel.tp", po::value(&a.tp)->default_value(a.tp), "tensor parallel size");

@@ -100,11 +100,11 @@ std::string describe_validation(const std::vector<TableCheck>& checks) {
 }
 
 std::string describe_search(const std::vector<Candidate>& best, const Cluster& c) {
-  std::string o = "  #  layout                                                   step s  TFLOP/s   MFU   GiB/dev  limited by\n";
+  std::string o = "  #  layout                                                       step s  TFLOP/s   MFU   GiB/dev  limited by\n";
   int i = 0;
   for (const Candidate& k : best) {
     const Prediction& p = k.prediction;
-    o += fmt("  %-2d %-56s %7.3f %8.1f %5.1f%% %7.1f  %s\n", ++i, describe_layout(k.layout).c_str(), p.step,
+    o += fmt("  %-2d %-60s %7.3f %8.1f %5.1f%% %7.1f  %s\n", ++i, describe_layout(k.layout).c_str(), p.step,
              p.tflops_per_gpu, 100 * p.mfu, p.memory.total() / GiB, p.limit.c_str());
   }
   if (best.empty()) o += "  no layout fits in memory\n";
