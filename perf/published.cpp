@@ -18,6 +18,9 @@ std::vector<PublishedTable> published_tables() {
   PublishedTable n;
   n.name = "narayanan2021_table1";
   n.source = "Narayanan et al. 2021 (SC'21), Table 1, A100-80GB";
+  n.assumptions =
+      "v = layers per device / layers per virtual stage as Table 1 notes them (1008B: none noted, v = 1); "
+      "full recomputation, no SP, no flash attention, no TP/DP overlap (2021 Megatron)";
   n.cluster = "a100-80gb", n.seq_len = 2048, n.vocab = 51200, n.paper_flops = true, n.tied_head = true;
   // 2021 Megatron: full recomputation, no sequence parallelism, no flash attention,
   // TP and DP communication not overlapped, fp32 gradient all-reduce.
@@ -41,6 +44,9 @@ std::vector<PublishedTable> published_tables() {
   PublishedTable m;
   m.name = "megatron_h100_weak_scaling";
   m.source = "NVIDIA Megatron-LM README, H100 weak scaling";
+  m.assumptions =
+      "micro-batch not published: 1 assumed; selective recomputation, SP, flash attention, ZeRO-1; "
+      "80% of TP and DP traffic hidden by the overlap (assumed, not fitted); untied head";
   m.cluster = "h100-sxm", m.seq_len = 4096, m.vocab = 131072, m.paper_flops = false, m.tied_head = false;
   // Megatron-Core: selective recomputation, SP, flash attention, distributed optimizer,
   // communication overlapped: we take 80% of TP and DP traffic hidden (an assumption,

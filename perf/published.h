@@ -17,6 +17,7 @@ struct PublishedRow {
 
 struct PublishedTable {
   std::string name, source;
+  std::string assumptions;  // what the source does not state and we chose (printed)
   std::string cluster;  // cluster preset
   int seq_len, vocab;
   bool paper_flops;     // Narayanan et al. eq. (3) (recomputation counted), else model FLOPs

@@ -82,6 +82,7 @@ std::string describe_validation(const std::vector<TableCheck>& checks) {
     const Cluster c = cluster_preset(t.cluster);
     o += fmt("\n%s (%s)\n", t.source.c_str(), t.paper_flops ? "TFLOP/s by eq. (3), recomputation counted"
                                                             : "model TFLOP/s");
+    o += "assumed: " + t.assumptions + "\n";
     o += fmt("cluster %s: gemm_efficiency %.2f, memory_traffic %.2f (calibrated on the rows marked 'cal')\n",
              t.cluster.c_str(), c.gemm_efficiency, c.memory_traffic);
     o += "  model    tp  pp  v   GPUs  batch  b | published  predicted   error | bubble  comm   row\n";

@@ -83,6 +83,26 @@ TEST(PerfModel, MemoryEqualsPretrainPlan) {
           }
 }
 
+TEST(PerfModel, ExpertParallelism) {
+  // 8 experts, top-2: experts are spread over ep ranks (fewer parameters per device) and
+  // the dispatch costs all-to-all time.
+  ModelShape m;
+  m.n_experts = 8, m.top_k = 2;
+  Cluster c = cluster_preset("h100-sxm");
+  c.gpus = 8;
+  Layout L;
+  L.dp = 8, L.global_batch = 64;
+  const Prediction one = predict(m, c, L);
+  L.ep = 4;
+  const Prediction four = predict(m, c, L);
+  EXPECT_EQ(one.ep_comm, 0.0);
+  EXPECT_GT(four.ep_comm, 0.0);
+  EXPECT_LT(four.memory.params, one.memory.params);
+  EXPECT_DOUBLE_EQ(four.model_flops, one.model_flops);
+  L.ep = 3;  // does not divide dp = 8
+  EXPECT_NE(error_of([&] { predict(m, c, L); }).find("'parallel.ep'"), std::string::npos);
+}
+
 TEST(PerfModel, BadLayoutsNameTheKey) {
   ModelShape m;  // 12 layers, 12 heads
   Cluster c = cluster_preset("h100-sxm");

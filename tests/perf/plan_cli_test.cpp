@@ -1,0 +1,53 @@
+// The plan program end to end: its RESULT lines and one-line errors.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct PlanRun {
+  int status;
+  std::string output;
+};
+
+PlanRun run_plan(const std::string& args) {
+  const std::string cmd = std::string(PLAN_BIN) + " " + args + " 2>&1";
+  PlanRun r{0, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  r.status = pclose(p);
+  return r;
+}
+
+TEST(PlanCli, PrintsABreakdownAndAResultLine) {
+  const PlanRun r = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8");
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* key : {"RESULT plan {", "\"tflops_per_gpu\":", "\"mfu\":", "\"step_s\":", "\"memory_gib_per_gpu\":"})
+    EXPECT_NE(r.output.find(key), std::string::npos) << key << "\n" << r.output;
+}
+
+TEST(PlanCli, SearchAndValidate) {
+  const PlanRun s = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8 --search");
+  EXPECT_EQ(s.status, 0) << s.output;
+  EXPECT_NE(s.output.find("limited by"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find("RESULT plan {"), std::string::npos) << s.output;
+  const PlanRun v = run_plan("--validate");
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_NE(v.output.find("held out"), std::string::npos);
+  EXPECT_NE(v.output.find("RESULT plan_validate {"), std::string::npos) << v.output;
+}
+
+TEST(PlanCli, BadLayoutIsOneLineNamingTheKey) {
+  const PlanRun r = run_plan("--model.preset gpt2-1.5B --parallel.tp 8 --cluster.gpus 8");  // 25 heads
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+  EXPECT_NE(r.output.find("'parallel.tp'"), std::string::npos) << r.output;
+  const PlanRun u = run_plan("--cluster.preset tpu");
+  EXPECT_NE(u.status, 0);
+  EXPECT_NE(u.output.find("'cluster.preset'"), std::string::npos) << u.output;
+}
+
+}  // namespace
