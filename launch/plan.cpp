@@ -20,7 +20,7 @@ struct Args {
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_experts = 0, top_k = 1;
   int seq_len = 1024, micro_batch = 1, global_batch = 512;  // GPT-2: 512 x 1024 tokens
   int tp = 1, pp = 1, dp = 0, ep = 1, v = 1, top = 5;
-  bool zero1 = false, sp = true, flash = true, tied_head = true;
+  bool zero1 = false, shard_master = false, sp = true, flash = true, tied_head = true;
   double tp_overlap = Layout().tp_overlap, dp_overlap = Layout().dp_overlap;
   // cluster overrides (0 = the preset's)
   int gpus = 0, gpus_per_node = 0;
@@ -54,6 +54,7 @@ po::options_description describe(Args& a) {
   add("parallel.dp", po::value(&a.dp)->default_value(a.dp), "data parallel size; 0 = cluster.gpus / (tp x pp)");
   add("parallel.ep", po::value(&a.ep)->default_value(a.ep), "expert parallel size (divides dp)");
   add("parallel.zero1", po::value(&a.zero1)->default_value(a.zero1), "shard the optimizer state over dp");
+  add("parallel.shard_master", po::value(&a.shard_master)->default_value(a.shard_master), "with zero1, shard the fp32 master weights too (Megatron's distributed optimizer; this framework's ZeRO-1 does not)");
   add("parallel.sequence_parallel", po::value(&a.sp)->default_value(a.sp), "sequence parallelism with TP");
   add("parallel.flash_attention", po::value(&a.flash)->default_value(a.flash), "attention without a stored s x s matrix");
   add("parallel.tp_overlap", po::value(&a.tp_overlap)->default_value(a.tp_overlap), "fraction of TP traffic hidden");
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
     L.recompute = parse_recompute(a.recompute);
     GPT_CHECK(a.dtype == "bf16" || a.dtype == "fp32", "config key 'train.dtype' must be bf16 or fp32, got '" + a.dtype + "'");
     L.act = a.dtype == "bf16" ? DType::BF16 : DType::F32;
-    L.zero1 = a.zero1, L.sequence_parallel = a.sp, L.flash_attention = a.flash;
+    L.zero1 = a.zero1, L.shard_master = a.shard_master, L.sequence_parallel = a.sp, L.flash_attention = a.flash;
     L.tp_overlap = a.tp_overlap, L.dp_overlap = a.dp_overlap;
     const Cluster c = make_cluster(a, a.dp > 0 ? a.tp * a.pp * a.dp : 0);
     GPT_CHECK(a.tp > 0 && a.pp > 0, "config key 'parallel.tp' and 'parallel.pp' must be positive");

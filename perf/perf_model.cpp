@@ -222,17 +222,18 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
                 double(mp.workspace)};
   } else {
     const double as = dtype_size(L.act);
-    r.memory.params = params * (4 + (L.act == DType::F32 ? 0 : as));
+    const bool master_sharded = L.shard_master && shards > 1 && L.act != DType::F32;
+    r.memory.params = params * (master_sharded ? as : 4 + (L.act == DType::F32 ? 0 : as));
     r.memory.grads = params * 4;
-    r.memory.optimizer = 8 * params / shards + (shards > 1 ? 4 * params / shards : 0);
+    r.memory.optimizer = (master_sharded ? 12 : 8) * params / shards + (shards > 1 ? 4 * params / shards : 0);
     // 1F1B keeps min(m, p) micro-batches in flight on the first stage; interleaving adds
     // (p−1)/(p·v) of that (Korthikanti et al. 2022 §4.2.3).
     const double in_flight = std::min(mb, double(p)) * (v > 1 ? 1 + double(p - 1) / (p * v) : 1);
     double act = layers * in_flight * layer_activation_bytes(s, b, h, a, t, L.sequence_parallel, L.recompute,
                                                               L.flash_attention);
     if (L.recompute == Recompute::Full) act += act_layer;  // the layer being recomputed
-    act += s * b * V / t * as;                               // one micro-batch's logits
-    r.memory.activations = act * as / 2;  // the formulas count 16-bit activations
+    // The formulas count 16-bit activations; then one micro-batch's logits (vocab-parallel).
+    r.memory.activations = act * as / 2 + s * b * V / t * as;
     r.memory.workspace = double(backend_workspace_bytes(c.device));
   }
   r.fits = r.memory.total() <= c.memory_bytes;

@@ -58,6 +58,9 @@ struct Layout {
   int global_batch = 1;   // B, sequences per step
   Recompute recompute = Recompute::None;
   bool zero1 = false;     // optimizer state sharded over dp
+  // Under zero1, also shard the fp32 master weights (Megatron's distributed optimizer);
+  // this framework's ZeRO-1 keeps them whole on every rank (core/model/memory_plan.h).
+  bool shard_master = false;
   bool sequence_parallel = true;  // Korthikanti et al. 2022 SP with TP
   bool flash_attention = true;    // no s×s attention matrix stored
   double tp_overlap = 0;  // fraction of TP communication hidden behind compute

@@ -85,14 +85,14 @@ std::string describe_validation(const std::vector<TableCheck>& checks) {
     o += "assumed: " + t.assumptions + "\n";
     o += fmt("cluster %s: gemm_efficiency %.2f, memory_traffic %.2f (calibrated on the rows marked 'cal')\n",
              t.cluster.c_str(), c.gemm_efficiency, c.memory_traffic);
-    o += "  model    tp  pp  v   GPUs  batch  b | published  predicted   error | bubble  comm   row\n";
+    o += "  model    tp  pp  v   GPUs  batch  b | published  predicted   error | bubble  comm   GiB/dev  row\n";
     for (const RowCheck& rc : tc.rows) {
       const PublishedRow& r = *rc.row;
       const Prediction& p = rc.prediction;
       const double comm = (p.tp_comm + p.pp_p2p + p.dp_comm) / p.step;
-      o += fmt("  %-7s %3d %3d %2d %6d %6d %2d | %9.1f %10.1f %+6.1f%% | %5.1f%% %5.1f%%  %s\n", r.name, r.tp, r.pp,
-               r.virtual_stages, r.gpus, r.batch, r.micro_batch, r.tflops_per_gpu, rc.predicted, 100 * rc.error,
-               100 * p.bubble_fraction, 100 * comm, r.calibration ? "cal" : "held out");
+      o += fmt("  %-7s %3d %3d %2d %6d %6d %2d | %9.1f %10.1f %+6.1f%% | %5.1f%% %5.1f%%  %7.1f  %s\n", r.name, r.tp,
+               r.pp, r.virtual_stages, r.gpus, r.batch, r.micro_batch, r.tflops_per_gpu, rc.predicted, 100 * rc.error,
+               100 * p.bubble_fraction, 100 * comm, p.memory.total() / GiB, r.calibration ? "cal" : "held out");
     }
     o += fmt("  max |error| %.1f%% (held-out rows %.1f%%)\n", 100 * tc.max_abs_error,
              100 * tc.max_abs_error_held_out);

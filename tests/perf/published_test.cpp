@@ -20,6 +20,9 @@ TEST(PerfPublished, EveryRowWithin15Percent) {
       EXPECT_LE(std::fabs(rc.error), 0.15) << tc.table->name << " " << rc.row->name << ": predicted "
                                            << rc.predicted << " vs " << rc.row->tflops_per_gpu;
       held_out += !rc.row->calibration;
+      // The published runs ran: their layouts fit in the device's memory.
+      EXPECT_TRUE(rc.prediction.fits) << tc.table->name << " " << rc.row->name << ": "
+                                      << rc.prediction.memory.total() / (1 << 30) << " GiB";
     }
     EXPECT_GE(2 * held_out, int(tc.rows.size())) << tc.table->name << ": at least half the rows held out";
     EXPECT_LE(tc.max_abs_error, 0.15) << tc.table->name;
