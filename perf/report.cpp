@@ -157,6 +157,12 @@ std::string describe_sanity(const PlannerSanity& s) {
   o += fmt("  best with full recomputation as published: %s: step %.2f s, %.1f GiB (%.2fx)\n",
            describe_layout(s.best_145b_full.layout).c_str(), f.step, f.memory.total() / GiB,
            s.published.step / f.step);
+  o += fmt("  why: the published run recomputed every layer (selective recomputation came a year later,\n"
+           "  Korthikanti et al. 2022), which costs a third more compute; with full recomputation kept, the gain\n"
+           "  is the bubble (%.1f%% vs %.1f%%) and TP traffic per FLOP (tp %d vs 8: TP %.2f s vs %.2f s). The model\n"
+           "  does not charge small micro-batches for less efficient GEMMs, so the real gain is likely smaller.\n",
+           100 * f.bubble_fraction, 100 * s.published.bubble_fraction, s.best_145b_full.layout.tp, f.tp_comm,
+           s.published.tp_comm);
   const Prediction& g = s.best_gpt2.prediction;
   o += fmt("planner: GPT-2 1.5B on 8 H100-SXM, batch 512 x 1024 tokens: %s: step %.3f s, MFU %.1f%%, %.1f GiB\n",
            describe_layout(s.best_gpt2.layout).c_str(), g.step, 100 * g.mfu, g.memory.total() / GiB);
