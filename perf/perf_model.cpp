@@ -152,7 +152,9 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   Prediction r;
 
   // Compute: forward, backward (2× forward), the recomputed forward; the head's logits GEMM
-  // (6·b·s·h·V forward + backward) is never recomputed.
+  // (6·b·s·h·V forward + backward) is never recomputed. The head runs on the last stage;
+  // it is spread over the p stages here, as if the stages were balanced (optimistic by up
+  // to 6bshV/(t·p) per micro-batch on the last stage).
   const double fwd = layer_forward_flops(m, b);
   const double passes = L.recompute == Recompute::Full ? 4 : 3;
   const double selective = L.recompute == Recompute::Selective ? 4 * b * s * s * h : 0;
@@ -197,7 +199,8 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
                         (!m.tied_head && p == 1 ? V * h / t : 0);
   // DP: ring all-reduce of the gradients (reduce-scatter + all-gather under ZeRO-1, the
-  // same bytes), exposed except for the overlapped fraction.
+  // same bytes), exposed except for the overlapped fraction. (MoE: expert gradients really
+  // reduce over dp/ep ranks; counted over dp here, slightly pessimistic.)
   if (d > 1) {
     const int span = t * p * d;
     r.dp_comm = ring_time(ring_allreduce_bytes(params * L.grad_bytes, d), 2 * (d - 1), group_bw(span),

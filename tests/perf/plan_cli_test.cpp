@@ -40,6 +40,37 @@ TEST(PlanCli, SearchAndValidate) {
   EXPECT_NE(v.output.find("RESULT plan_validate {"), std::string::npos) << v.output;
 }
 
+// The total after '=' on the first line containing `marker`.
+std::string total_after(const std::string& text, const std::string& marker) {
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t eq = text.find("= ", at), end = text.find(" GiB", eq);
+  return text.substr(eq + 2, end - eq - 2);
+}
+
+// One rank of pretrain on this machine: plan's memory per device is pretrain's own plan.
+TEST(PlanCli, MemoryEqualsPretrainsPlan) {
+  const std::string model = "--model.preset gpt2-124M --train.seq_len 512 --train.micro_batch 4 --train.dtype bf16";
+  for (const char* mode : {"none", "selective", "full"}) {
+    PlanRun pre{0, ""};
+    {
+      const std::string cmd = std::string(PRETRAIN_BIN) + " " + model + " --train.plan_only true 2>&1";
+      FILE* p = popen(cmd.c_str(), "r");
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) pre.output.append(buf, n);
+      pre.status = pclose(p);
+    }
+    ASSERT_EQ(pre.status, 0) << pre.output;
+    const PlanRun plan = run_plan("--cluster.preset local --cluster.gpus 1 --train.global_batch 4 " + model +
+                                  " --train.recompute " + mode);
+    ASSERT_EQ(plan.status, 0) << plan.output;
+    const std::string want = total_after(pre.output, std::string("recompute ") + mode + " ");
+    EXPECT_FALSE(want.empty()) << pre.output;
+    EXPECT_EQ(total_after(plan.output, "memory per device"), want) << mode << "\n" << pre.output << plan.output;
+  }
+}
+
 TEST(PlanCli, BadLayoutIsOneLineNamingTheKey) {
   const PlanRun r = run_plan("--model.preset gpt2-1.5B --parallel.tp 8 --cluster.gpus 8");  // 25 heads
   EXPECT_NE(r.status, 0);
