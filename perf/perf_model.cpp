@@ -246,6 +246,8 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   char lim[96];
   if (r.memory.total() > 0.9 * c.memory_bytes)
     std::snprintf(lim, sizeof lim, "memory (%.0f%% used)", 100 * r.memory.total() / c.memory_bytes);
+  else if (std::max({r.bubble, comm, r.memory_ops}) < 0.05 * r.step)
+    std::snprintf(lim, sizeof lim, "compute (GEMMs %.0f%% of step)", 100 * r.compute / r.step);
   else if (r.bubble >= comm && r.bubble >= r.memory_ops)
     std::snprintf(lim, sizeof lim, "bubble (%.0f%% of step)", 100 * r.bubble / r.step);
   else if (comm >= r.memory_ops)

@@ -54,16 +54,16 @@ std::vector<Candidate> search_layouts(const ModelShape& m, const Cluster& c, con
     if (x.prediction.step != y.prediction.step) return x.prediction.step < y.prediction.step;
     return x.prediction.memory.total() < y.prediction.memory.total();
   });
-  // The micro-batch moves the prediction only through the bubble and memory (the model has
-  // no GEMM-shape efficiency): of layouts that differ only in it and predict the same
-  // step, keep the one with the least memory (the first after the sort).
+  // The micro-batch moves the prediction only through the bubble, latencies and memory
+  // (the model has no GEMM-shape efficiency): of layouts that differ only in it and
+  // predict the same step within 0.1%, keep the fastest (the first after the sort).
   std::vector<Candidate> out;
   for (const Candidate& k : fit) {
     bool dup = false;
     for (const Candidate& o : out) {
       const Layout &a = k.layout, &b = o.layout;
       dup |= a.tp == b.tp && a.pp == b.pp && a.virtual_stages == b.virtual_stages && a.recompute == b.recompute &&
-             a.zero1 == b.zero1 && k.prediction.step <= o.prediction.step * (1 + 1e-9);
+             a.zero1 == b.zero1 && k.prediction.step <= o.prediction.step * 1.001;
     }
     if (!dup) out.push_back(k);
     if (int(out.size()) == top) break;

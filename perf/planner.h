@@ -16,7 +16,7 @@ struct Candidate {
 // dtype). Layouts that do not fit in memory are dropped; the fastest `top` come back,
 // fastest first (ties: less memory first). TP groups stay inside a node (tp divides
 // gpus_per_node). Layouts that differ only in the micro-batch and predict the same step
-// come back once, with the least memory.
+// (within 0.1%) come back once, the fastest of them.
 std::vector<Candidate> search_layouts(const ModelShape& m, const Cluster& c, const Layout& base, int top);
 
 // How many layouts were predicted by the last call in this thread (for the report).
