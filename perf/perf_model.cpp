@@ -1,0 +1,261 @@
+#include "perf/perf_model.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/model/memory_plan.h"
+
+namespace gpt::perf {
+
+namespace {
+
+std::string num(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
+// Parameters of one transformer layer (matrices, biases, two LayerNorms): 12h² + 13h
+// dense; a MoE layer keeps attention (4h² + 4h) and has n_experts MLPs of 8h² + 5h.
+double layer_params(const ModelShape& m, int ep) {
+  const double h = m.n_embd;
+  const double attn = 4 * h * h + 4 * h + 4 * h, mlp = 8 * h * h + 5 * h;
+  return attn + (m.n_experts > 0 ? mlp * m.n_experts / ep : mlp);
+}
+
+// Forward FLOPs of one layer for one micro-batch, whole layer (before TP): the GEMMs
+// 24·b·s·h² (qkv 6, projection 2, MLP 16) and attention's QKᵀ and AV, 4·b·s²·h
+// (Narayanan et al. 2021 §5.1, the derivation of eq. (3)). A MoE layer runs top_k MLPs.
+double layer_forward_flops(const ModelShape& m, double b) {
+  const double s = m.seq_len, h = m.n_embd;
+  const double mlp = 16 * b * s * h * h * (m.n_experts > 0 ? m.top_k : 1);
+  return 8 * b * s * h * h + mlp + 4 * b * s * s * h;
+}
+
+// Seconds of one ring collective moving `bytes` per rank over n ranks at bw, with a
+// latency per ring step (2(n−1) steps for an all-reduce).
+double ring_time(double bytes_per_rank, int steps, double bw, double latency) {
+  return bytes_per_rank / bw + steps * latency;
+}
+
+}  // namespace
+
+double ModelShape::num_params() const {
+  const double h = n_embd, l = n_layer;
+  const double positions = max_positions > 0 ? max_positions : seq_len;
+  return l * layer_params(*this, 1) + double(vocab_size) * h * (tied_head ? 1 : 2) + positions * h + 2 * h;
+}
+
+ModelShape ModelShape::from_gpt(const GPTConfig& c, int seq_len) {
+  ModelShape m;
+  m.n_layer = c.n_layer, m.n_head = c.n_head, m.n_embd = c.n_embd, m.vocab_size = c.vocab_size;
+  m.seq_len = seq_len, m.max_positions = c.block_size;
+  return m;
+}
+
+GPTConfig ModelShape::to_gpt() const {
+  GPTConfig c;
+  c.n_layer = n_layer, c.n_head = n_head, c.n_embd = n_embd, c.vocab_size = vocab_size;
+  c.block_size = max_positions > 0 ? max_positions : seq_len;
+  return c;
+}
+
+double bubble_fraction(int p, int m, int v) {
+  // Narayanan et al. 2021: GPipe and 1F1B idle (p−1)/(m+p−1) of the step (§2.2.1); the
+  // interleaved schedule with v model chunks per device cuts it to (p−1)/(v·m+p−1) (§2.2.2).
+  if (p <= 1) return 0;
+  return double(p - 1) / (double(v) * m + p - 1);
+}
+
+double ring_allreduce_bytes(double bytes, int n) { return n > 1 ? 2.0 * (n - 1) / n * bytes : 0; }
+
+double megatron_paper_flops(double B, double s, double l, double h, double V) {
+  // Narayanan et al. 2021, eq. (3): F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)).
+  return 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+}
+
+double megatron_model_flops(double B, double s, double l, double h, double V) {
+  // Megatron-LM training.py num_floating_point_operations (dense GPT, 4h MLP, no GQA):
+  // 12·B·s·l·h²·(6 + s/h + V/(2·l·h)) = 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)).
+  return 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+}
+
+double layer_activation_bytes(double s, double b, double h, double a, int t, bool sp, Recompute r,
+                              bool flash) {
+  // Korthikanti et al. 2022 (Reducing Activation Recomputation in Large Transformer
+  // Models), §4: eq. (1) s·b·h·(34 + 5as/h); eq. (2) with TP; eq. (3) with TP + SP.
+  // Selective recomputation drops the 5as/h attention term (§5); full recomputation
+  // keeps only the layer input, 2·s·b·h (§5, eq. (6) per layer). Flash attention never
+  // stores the s×s scores, so it drops the 5as/h term too.
+  if (r == Recompute::Full) return 2 * s * b * h / (sp ? t : 1);
+  const double linear = sp ? 34.0 / t : 10.0 + 24.0 / t;
+  const double attn = (r == Recompute::Selective || flash) ? 0 : 5 * a * s / (h * t);
+  return s * b * h * (linear + attn);
+}
+
+void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L) {
+  auto positive = [](double v, const char* key) {
+    GPT_CHECK(v > 0, std::string("config key '") + key + "' must be positive, got " + num(v));
+  };
+  positive(m.n_layer, "model.n_layer");
+  positive(m.n_head, "model.n_head");
+  positive(m.n_embd, "model.n_embd");
+  positive(m.vocab_size, "model.vocab_size");
+  positive(m.seq_len, "train.seq_len");
+  positive(L.tp, "parallel.tp");
+  positive(L.pp, "parallel.pp");
+  positive(L.dp, "parallel.dp");
+  positive(L.ep, "parallel.ep");
+  positive(L.virtual_stages, "parallel.virtual_stages");
+  positive(L.micro_batch, "train.micro_batch");
+  positive(L.global_batch, "train.global_batch");
+  positive(c.gpus, "cluster.gpus");
+  GPT_CHECK(m.n_embd % m.n_head == 0, "config key 'model.n_embd' (" + num(m.n_embd) +
+                                          ") is not divisible by 'model.n_head' (" + num(m.n_head) + ")");
+  GPT_CHECK(L.gpus() == c.gpus, "config key 'cluster.gpus' (" + num(c.gpus) +
+                                    ") != parallel.tp x parallel.pp x parallel.dp (" + num(L.tp) + " x " +
+                                    num(L.pp) + " x " + num(L.dp) + " = " + num(L.gpus()) + ")");
+  GPT_CHECK(m.n_head % L.tp == 0, "config key 'parallel.tp' (" + num(L.tp) + ") does not divide 'model.n_head' (" +
+                                      num(m.n_head) + ")");
+  GPT_CHECK(m.n_layer % (L.pp * L.virtual_stages) == 0,
+            std::string("config key '") + (L.virtual_stages > 1 ? "parallel.virtual_stages" : "parallel.pp") +
+                "': model.n_layer (" + num(m.n_layer) +
+                ") is not divisible by parallel.pp x parallel.virtual_stages (" + num(L.pp) + " x " +
+                num(L.virtual_stages) + ")");
+  GPT_CHECK(L.virtual_stages == 1 || L.pp > 1,
+            "config key 'parallel.virtual_stages' needs parallel.pp > 1, got " + num(L.virtual_stages));
+  GPT_CHECK(L.global_batch % (L.dp * L.micro_batch) == 0,
+            "config key 'train.global_batch' (" + num(L.global_batch) +
+                ") is not divisible by parallel.dp x train.micro_batch (" + num(L.dp) + " x " +
+                num(L.micro_batch) + ")");
+  GPT_CHECK(L.dp % L.ep == 0, "config key 'parallel.ep' (" + num(L.ep) + ") does not divide parallel.dp (" +
+                                  num(L.dp) + ")");
+  GPT_CHECK(L.ep == 1 || (m.n_experts > 0 && m.n_experts % L.ep == 0),
+            "config key 'parallel.ep' (" + num(L.ep) + ") does not divide model.n_experts (" +
+                num(m.n_experts) + ")");
+}
+
+Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
+  validate_layout(m, c, L);
+  const double s = m.seq_len, h = m.n_embd, a = m.n_head, V = m.vocab_size, l = m.n_layer;
+  const double b = L.micro_batch, B = L.global_batch;
+  const int t = L.tp, p = L.pp, v = L.virtual_stages, d = L.dp;
+  const double mb = L.micro_batches(), layers = l / p;  // per device
+  const double inter_per_gpu = c.inter_node_bw / c.gpus_per_node;
+  // A group stays inside a node when its ranks are adjacent and few enough (TP innermost,
+  // then pipeline, then data, as the rank grid orders them: parallel/topology.h).
+  auto group_bw = [&](int span) { return span <= c.gpus_per_node ? c.intra_node_bw : inter_per_gpu; };
+  auto group_lat = [&](int span) {
+    return span <= c.gpus_per_node ? c.intra_node_latency : c.inter_node_latency;
+  };
+  Prediction r;
+
+  // Compute: forward, backward (2× forward), the recomputed forward; the head's logits GEMM
+  // (6·b·s·h·V forward + backward) is never recomputed. The head runs on the last stage;
+  // it is spread over the p stages here, as if the stages were balanced (optimistic by up
+  // to 6bshV/(t·p) per micro-batch on the last stage).
+  const double fwd = layer_forward_flops(m, b);
+  const double passes = L.recompute == Recompute::Full ? 4 : 3;
+  const double selective = L.recompute == Recompute::Selective ? 4 * b * s * s * h : 0;
+  const double layer_hw = fwd * passes + selective, head = 6 * b * s * h * V;
+  r.compute = (mb * layers * layer_hw / t + mb * head / (t * p)) / (c.peak_flops * c.gemm_efficiency);
+  r.hardware_flops = (B / b) * (l * layer_hw + head);
+  r.model_flops = (B / b) * (l * fwd * 3 + head);
+
+  // Memory-bound ops touch each layer's activation bytes (Korthikanti's count, the bytes a
+  // layer stores without recomputation) memory_traffic times per pass.
+  const double act_layer = layer_activation_bytes(s, b, h, a, t, L.sequence_parallel, Recompute::None,
+                                                   L.flash_attention);
+  r.memory_ops = c.memory_traffic * mb * layers * act_layer * passes / c.hbm_bw;
+
+  // TP: per layer 2 all-reduces forward and 2 backward of b·s·h bf16 values (Megatron's f
+  // and g operators, Shoeybi et al. 2019 §3), 2 more in the recomputed forward. With SP
+  // each is a reduce-scatter + all-gather: the same bytes.
+  if (t > 1) {
+    const double n_ar = 4 + (L.recompute == Recompute::Full ? 2 : 0);
+    const double one = ring_time(ring_allreduce_bytes(b * s * h * 2, t), 2 * (t - 1), group_bw(t), group_lat(t));
+    r.tp_comm = mb * layers * n_ar * one * (1 - L.tp_overlap);
+  }
+  // EP: per MoE layer an all-to-all dispatch and combine forward and again backward, each
+  // sending (ep−1)/ep of the b·s·top_k routed tokens' h bf16 values.
+  if (L.ep > 1 && m.n_experts > 0) {
+    const double bytes = b * s * m.top_k * h * 2 * (L.ep - 1) / L.ep / t;
+    r.ep_comm = mb * layers * 4 * ring_time(bytes, L.ep - 1, group_bw(t * p * L.ep), group_lat(t * p * L.ep));
+  }
+  // PP: each micro-batch crosses every chunk boundary forward (activations) and backward
+  // (their gradients), b·s·h bf16 values, split over the t TP ranks (Narayanan et al.
+  // 2021 §4.1, scatter/gather).
+  if (p > 1) r.pp_p2p = mb * v * 2 * (b * s * h * 2 / t) / group_bw(t * p) + mb * v * 2 * group_lat(t * p);
+
+  // Bubble: the per-micro-batch work stretched by (p−1)/(v·m) (bubble_fraction's source).
+  r.bubble_fraction = bubble_fraction(p, int(mb), v);
+  const double pipelined = r.compute + r.memory_ops + r.tp_comm + r.ep_comm + r.pp_p2p;
+  r.bubble = pipelined * r.bubble_fraction / (1 - r.bubble_fraction);
+
+  // Parameters on the most loaded device: its layers (sharded by TP, experts by EP) plus
+  // the embedding (wte by TP, positions whole) on the first stage.
+  const double positions = m.max_positions > 0 ? m.max_positions : s;
+  const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
+                        (!m.tied_head && p == 1 ? V * h / t : 0);
+  // DP: ring all-reduce of the gradients (reduce-scatter + all-gather under ZeRO-1, the
+  // same bytes), exposed except for the overlapped fraction. (MoE: expert gradients really
+  // reduce over dp/ep ranks; counted over dp here, slightly pessimistic.)
+  if (d > 1) {
+    const int span = t * p * d;
+    r.dp_comm = ring_time(ring_allreduce_bytes(params * L.grad_bytes, d), 2 * (d - 1), group_bw(span),
+                          group_lat(span)) *
+                (1 - L.dp_overlap);
+  }
+  // AdamW reads and writes fp32 value, grad, m, v and writes the bf16 copy: ~32 B/param.
+  const double shards = L.zero1 ? d : 1;
+  r.optimizer = params / shards * 32 / c.hbm_bw;
+  r.step = pipelined + r.bubble + r.dp_comm + r.optimizer;
+  r.tflops_per_gpu = r.model_flops / r.step / L.gpus() / 1e12;
+  r.mfu = r.model_flops / r.step / L.gpus() / c.peak_flops;
+
+  // Memory. At tp = pp = 1 on a GPT-2 model this is exactly pretrain's own plan
+  // (core/model/memory_plan.h); elsewhere the same byte accounting per parameter
+  // (fp32 value + bf16 copy, fp32 grad, AdamW m, v and the reduced grad shard under
+  // ZeRO-1) with Korthikanti's activations.
+  if (t == 1 && p == 1 && L.ep == 1 && m.n_experts == 0 && m.tied_head) {
+    const MemoryPlan mp = plan_memory(m.to_gpt(), L.micro_batch, m.seq_len, L.recompute,
+                                      L.zero1 ? d : 1, L.act, c.device);
+    r.memory = {double(mp.params), double(mp.grads), double(mp.optimizer), double(mp.activations + mp.logits),
+                double(mp.workspace)};
+  } else {
+    const double as = dtype_size(L.act);
+    const bool master_sharded = L.shard_master && shards > 1 && L.act != DType::F32;
+    r.memory.params = params * (master_sharded ? as : 4 + (L.act == DType::F32 ? 0 : as));
+    r.memory.grads = params * 4;
+    r.memory.optimizer = (master_sharded ? 12 : 8) * params / shards + (shards > 1 ? 4 * params / shards : 0);
+    // 1F1B keeps min(m, p) micro-batches in flight on the first stage; interleaving adds
+    // (p−1)/(p·v) of that (Korthikanti et al. 2022 §4.2.3).
+    const double in_flight = std::min(mb, double(p)) * (v > 1 ? 1 + double(p - 1) / (p * v) : 1);
+    double act = layers * in_flight * layer_activation_bytes(s, b, h, a, t, L.sequence_parallel, L.recompute,
+                                                              L.flash_attention);
+    if (L.recompute == Recompute::Full) act += act_layer;  // the layer being recomputed
+    // The formulas count 16-bit activations; then one micro-batch's logits (vocab-parallel).
+    r.memory.activations = act * as / 2 + s * b * V / t * as;
+    r.memory.workspace = double(backend_workspace_bytes(c.device));
+  }
+  r.fits = r.memory.total() <= c.memory_bytes;
+
+  // What limits it beyond compute: memory when nearly full, else the largest overhead.
+  const double comm = r.tp_comm + r.ep_comm + r.pp_p2p + r.dp_comm;
+  char lim[96];
+  if (r.memory.total() > 0.9 * c.memory_bytes)
+    std::snprintf(lim, sizeof lim, "memory (%.0f%% used)", 100 * r.memory.total() / c.memory_bytes);
+  else if (std::max({r.bubble, comm, r.memory_ops}) < 0.05 * r.step)
+    std::snprintf(lim, sizeof lim, "compute (GEMMs %.0f%% of step)", 100 * r.compute / r.step);
+  else if (r.bubble >= comm && r.bubble >= r.memory_ops)
+    std::snprintf(lim, sizeof lim, "bubble (%.0f%% of step)", 100 * r.bubble / r.step);
+  else if (comm >= r.memory_ops)
+    std::snprintf(lim, sizeof lim, "communication (%.0f%% of step)", 100 * comm / r.step);
+  else
+    std::snprintf(lim, sizeof lim, "memory-bound ops (%.0f%% of step)", 100 * r.memory_ops / r.step);
+  r.limit = lim;
+  return r;
+}
+
+}  // namespace gpt::perf

@@ -1,0 +1,120 @@
+// An analytic performance model of one training step: from a model shape, a cluster
+// and a parallel layout, the step time broken into compute, memory-bound ops,
+// communication and pipeline bubble, the memory each device holds, and MFU.
+//
+// Dimension letters, as in Narayanan et al. 2021 and Korthikanti et al. 2022:
+//   l layers, h hidden size, a heads, s sequence length, V vocabulary,
+//   b micro-batch, B global batch, t = tp, p = pp, v virtual stages per device, d = dp,
+//   m = B / (d·b) micro-batches per step per pipeline.
+// Sources of the formulas are cited where they are used (perf_model.cpp).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/layers/block.h"
+#include "core/model/gpt_config.h"
+#include "core/tensor.h"
+
+namespace gpt::perf {
+
+struct ModelShape {
+  int n_layer = 12, n_head = 12, n_embd = 768, vocab_size = 50257, seq_len = 1024;
+  int max_positions = 0;  // rows of the learned position table (GPT-2's block_size); 0 = seq_len
+  bool tied_head = true;  // GPT-2 ties the head to wte; Megatron's GPT runs untie it
+  int n_experts = 0;      // MoE: experts per MLP (0 = dense)
+  int top_k = 1;          // MoE: experts each token is routed to
+  // Parameters of the whole model (learned positions, biases and LayerNorms included;
+  // for MoE every expert counted).
+  double num_params() const;
+  static ModelShape from_gpt(const GPTConfig& c, int seq_len);
+  GPTConfig to_gpt() const;  // block_size = max_positions (or seq_len)
+};
+
+// One accelerator type and how the accelerators are wired. Bandwidths are one direction,
+// bytes/s; inter_node_bw is the whole node's, shared by its gpus_per_node devices.
+struct Cluster {
+  std::string name;
+  int gpus = 8, gpus_per_node = 8;
+  double peak_flops = 0;     // dense bf16 FLOP/s per device
+  double memory_bytes = 0;   // per device
+  double hbm_bw = 0;         // per device
+  double intra_node_bw = 0;  // per device (NVLink / NVSwitch)
+  double intra_node_latency = 0;  // s per ring step
+  double inter_node_bw = 0;  // per node (all NICs together)
+  double inter_node_latency = 0;  // s per ring step
+  // Calibrated (perf/published.cpp says on which rows): achieved fraction of peak on the
+  // model's GEMMs, and how many times the activation bytes memory-bound ops move.
+  double gemm_efficiency = 0.6;
+  double memory_traffic = 0.9;
+  Device device = Device::CUDA;  // the backend whose memory plan applies at tp = pp = 1
+};
+
+// "a100-80gb" | "h100-sxm" | "local"; throws naming 'cluster.preset' otherwise.
+Cluster cluster_preset(const std::string& name);
+
+struct Layout {
+  int tp = 1, pp = 1, virtual_stages = 1, dp = 1, ep = 1;
+  int micro_batch = 1;    // b
+  int global_batch = 1;   // B, sequences per step
+  Recompute recompute = Recompute::None;
+  bool zero1 = false;     // optimizer state sharded over dp
+  // Under zero1, also shard the fp32 master weights (Megatron's distributed optimizer);
+  // this framework's ZeRO-1 keeps them whole on every rank (core/model/memory_plan.h).
+  bool shard_master = false;
+  bool sequence_parallel = true;  // Korthikanti et al. 2022 SP with TP
+  bool flash_attention = true;    // no s×s attention matrix stored
+  double tp_overlap = 0;  // fraction of TP communication hidden behind compute
+  double dp_overlap = 0.5;  // fraction of the gradient reduction hidden behind backward
+  DType act = DType::BF16;
+  int grad_bytes = 4;     // bytes per gradient element in the DP reduction (fp32)
+  int gpus() const { return tp * pp * dp; }
+  int micro_batches() const { return global_batch / (dp * micro_batch); }  // m
+};
+
+struct MemoryBreakdown {
+  double params = 0, grads = 0, optimizer = 0, activations = 0, workspace = 0;
+  double total() const { return params + grads + optimizer + activations + workspace; }
+};
+
+struct Prediction {
+  // Seconds per step, per device; step = the sum.
+  double compute = 0;     // GEMM FLOPs / (peak × gemm_efficiency)
+  double memory_ops = 0;  // memory-bound ops (LayerNorm, softmax, GELU, dropout, ...)
+  double tp_comm = 0, ep_comm = 0, pp_p2p = 0;
+  double bubble = 0;      // pipeline fill and drain
+  double dp_comm = 0;     // exposed part of the gradient reduction
+  double optimizer = 0;
+  double step = 0;
+  double bubble_fraction = 0;  // (p−1)/(v·m+p−1)
+  double model_flops = 0;      // per step, whole job, no recomputation counted
+  double hardware_flops = 0;   // per step, recomputation included
+  double tflops_per_gpu = 0;   // model FLOPs / step / GPUs / 1e12
+  double mfu = 0;
+  MemoryBreakdown memory;      // the most loaded device (first pipeline stage)
+  bool fits = true;
+  std::string limit;           // what costs most beyond compute: "bubble", "communication", ...
+};
+
+// Throws gpt::Error naming the key (parallel.tp, train.global_batch, ...) when the layout
+// does not fit the model or the cluster.
+void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L);
+
+Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L);
+
+// ---- the formulas, exposed for tests ----
+// Pipeline bubble as a fraction of the step (Narayanan et al. 2021 §2.2.1, §2.2.2).
+double bubble_fraction(int p, int m, int v);
+// Bytes each rank sends in a ring all-reduce of `bytes` over n ranks: 2(n−1)/n·bytes.
+double ring_allreduce_bytes(double bytes, int n);
+// Narayanan et al. 2021 eq. (3): FLOPs of one iteration with full recomputation.
+double megatron_paper_flops(double B, double s, double l, double h, double V);
+// Model FLOPs without recomputation (Megatron-LM's num_floating_point_operations for a
+// GPT with 4h MLP): 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)).
+double megatron_model_flops(double B, double s, double l, double h, double V);
+// Korthikanti et al. 2022 activation bytes of one layer for one micro-batch per device:
+// s·b·h·(34 + 5·a·s/h) without TP; with TP t: s·b·h·(10 + 24/t + 5as/(ht)), or
+// s·b·h·(34/t + 5as/(ht)) with sequence parallelism.
+double layer_activation_bytes(double s, double b, double h, double a, int t, bool sp, Recompute r,
+                              bool flash);
+
+}  // namespace gpt::perf

@@ -1,0 +1,84 @@
+// The plan program end to end: its RESULT lines and one-line errors.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct PlanRun {
+  int status;
+  std::string output;
+};
+
+PlanRun run_plan(const std::string& args) {
+  const std::string cmd = std::string(PLAN_BIN) + " " + args + " 2>&1";
+  PlanRun r{0, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  r.status = pclose(p);
+  return r;
+}
+
+TEST(PlanCli, PrintsABreakdownAndAResultLine) {
+  const PlanRun r = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8");
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* key : {"RESULT plan {", "\"tflops_per_gpu\":", "\"mfu\":", "\"step_s\":", "\"memory_gib_per_gpu\":"})
+    EXPECT_NE(r.output.find(key), std::string::npos) << key << "\n" << r.output;
+}
+
+TEST(PlanCli, SearchAndValidate) {
+  const PlanRun s = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8 --search");
+  EXPECT_EQ(s.status, 0) << s.output;
+  EXPECT_NE(s.output.find("limited by"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find("RESULT plan {"), std::string::npos) << s.output;
+  const PlanRun v = run_plan("--validate");
+  EXPECT_EQ(v.status, 0) << v.output;
+  EXPECT_NE(v.output.find("held out"), std::string::npos);
+  EXPECT_NE(v.output.find("RESULT plan_validate {"), std::string::npos) << v.output;
+}
+
+// The total after '=' on the first line containing `marker`.
+std::string total_after(const std::string& text, const std::string& marker) {
+  const size_t at = text.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t eq = text.find("= ", at), end = text.find(" GiB", eq);
+  return text.substr(eq + 2, end - eq - 2);
+}
+
+// One rank of pretrain on this machine: plan's memory per device is pretrain's own plan.
+TEST(PlanCli, MemoryEqualsPretrainsPlan) {
+  const std::string model = "--model.preset gpt2-124M --train.seq_len 512 --train.micro_batch 4 --train.dtype bf16";
+  for (const char* mode : {"none", "selective", "full"}) {
+    PlanRun pre{0, ""};
+    {
+      const std::string cmd = std::string(PRETRAIN_BIN) + " " + model + " --train.plan_only true 2>&1";
+      FILE* p = popen(cmd.c_str(), "r");
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) pre.output.append(buf, n);
+      pre.status = pclose(p);
+    }
+    ASSERT_EQ(pre.status, 0) << pre.output;
+    const PlanRun plan = run_plan("--cluster.preset local --cluster.gpus 1 --train.global_batch 4 " + model +
+                                  " --train.recompute " + mode);
+    ASSERT_EQ(plan.status, 0) << plan.output;
+    const std::string want = total_after(pre.output, std::string("recompute ") + mode + " ");
+    EXPECT_FALSE(want.empty()) << pre.output;
+    EXPECT_EQ(total_after(plan.output, "memory per device"), want) << mode << "\n" << pre.output << plan.output;
+  }
+}
+
+TEST(PlanCli, BadLayoutIsOneLineNamingTheKey) {
+  const PlanRun r = run_plan("--model.preset gpt2-1.5B --parallel.tp 8 --cluster.gpus 8");  // 25 heads
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+  EXPECT_NE(r.output.find("'parallel.tp'"), std::string::npos) << r.output;
+  const PlanRun u = run_plan("--cluster.preset tpu");
+  EXPECT_NE(u.status, 0);
+  EXPECT_NE(u.output.find("'cluster.preset'"), std::string::npos) << u.output;
+}
+
+}  // namespace
