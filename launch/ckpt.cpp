@@ -1,6 +1,9 @@
 // ckpt: inspect and convert checkpoints (core/checkpoint/sharded_checkpoint.h).
 //   ckpt info CKPT                 step, the layout it was written under, each tensor
 //   ckpt consolidate CKPT OUT.h5   any checkpoint -> one single-process file
+//   ckpt export-hf CKPT DIR        GPT-2 weights -> Hugging Face config.json + model.safetensors
+//   ckpt import-hf DIR OUT.h5      Hugging Face GPT-2 -> a parameters-only checkpoint
+//                                  (pretrain --run.init_from OUT.h5 continues from it)
 // CKPT is a checkpoint directory (run.dir/ckpt_<step>) or a consolidated .h5 file.
 // A subcommand is one function plus one line in kCommands.
 #include <boost/program_options.hpp>
@@ -13,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "core/checkpoint/hf_gpt2.h"
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "launch/config.h"
 
 namespace po = boost::program_options;
 
@@ -82,7 +87,35 @@ void cmd_consolidate(const Args& a) {
               a[1].c_str());
 }
 
+// The model shape comes from the configuration the checkpoint stores (n_head is not in
+// any tensor's shape).
+void cmd_export_hf(const Args& a) {
+  gpt::CheckpointSource src(a[0]);
+  const gpt::GPTConfig cfg = gpt::model_config_from_text(src.scalars().config);
+  gpt::export_hf_gpt2(gpt::read_global_params(a[0]), cfg, a[1]);
+  std::printf("exported %s (step %lld, L=%d H=%d C=%d V=%d) to %s (config.json, model.safetensors)\n",
+              src.path().c_str(), (long long)src.scalars().step, cfg.n_layer, cfg.n_head, cfg.n_embd,
+              cfg.vocab_size, a[1].c_str());
+}
+
+void cmd_import_hf(const Args& a) {
+  auto [cfg, params] = gpt::import_hf_gpt2(a[0]);
+  gpt::CheckpointScalars scalars;
+  scalars.config = gpt::model_config_text(cfg);
+  gpt::write_params_checkpoint(a[1], params, scalars);
+  std::printf("imported %s (L=%d H=%d C=%d V=%d) into %s; continue pretraining with --run.init_from %s "
+              "and these model keys:\n%s",
+              a[0].c_str(), cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, a[1].c_str(), a[1].c_str(),
+              scalars.config.c_str());
+}
+
 const std::map<std::string, Command> kCommands = {
+    {"export-hf",
+     {"export-hf CKPT DIR", "write a GPT-2 checkpoint's weights as a Hugging Face GPT2LMHeadModel folder", 2,
+      cmd_export_hf}},
+    {"import-hf",
+     {"import-hf DIR OUT.h5", "read a Hugging Face GPT-2 folder into a parameters-only checkpoint", 2,
+      cmd_import_hf}},
     {"info", {"info CKPT", "print the step, the layout it was written under, and every tensor", 1, cmd_info}},
     {"consolidate",
      {"consolidate CKPT OUT.h5", "write any checkpoint as one single-process file (run.resume_from loads it)", 2,

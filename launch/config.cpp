@@ -170,4 +170,29 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   return true;
 }
 
+GPTConfig model_config_from_text(const std::string& text) {
+  std::vector<std::string> args{"model_config"};
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t eq = line.find(" = ");
+    if (line.rfind("model.", 0) != 0 || eq == std::string::npos) continue;
+    args.push_back("--" + line.substr(0, eq));
+    args.push_back(line.substr(eq + 3));
+  }
+  // Only the model is wanted: a sequence of 1 passes the check against block_size.
+  args.insert(args.end(), {"--train.seq_len", "1"});
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  TrainConfig c;
+  parse_config(int(argv.size()), argv.data(), c);
+  return c.model;
+}
+
+std::string model_config_text(const GPTConfig& m) {
+  return "model.n_layer = " + std::to_string(m.n_layer) + "\nmodel.n_head = " + std::to_string(m.n_head) +
+         "\nmodel.n_embd = " + std::to_string(m.n_embd) + "\nmodel.vocab_size = " + std::to_string(m.vocab_size) +
+         "\nmodel.block_size = " + std::to_string(m.block_size) + "\n";
+}
+
 }  // namespace gpt

@@ -76,4 +76,10 @@ struct TrainConfig {
 // printed. Throws gpt::Error naming the file or key on bad input.
 bool parse_config(int argc, char** argv, TrainConfig& out);
 
+// The model shape of a resolved configuration text (TrainConfig::text, as checkpoints
+// store it): its model.* keys parsed exactly as pretrain parses them.
+GPTConfig model_config_from_text(const std::string& text);
+// model.* lines that model_config_from_text reads back as `cfg`.
+std::string model_config_text(const GPTConfig& cfg);
+
 }  // namespace gpt

@@ -196,3 +196,34 @@ TEST(Pretrain, InitFromTakesParametersOnlyAtStepZero) {
   expect_one_line_error(run_pretrain(kSmall + " --run.init_from /nonexistent/ckpt --run.dir " + fresh_dir("init_bad")),
                         "/nonexistent/ckpt");
 }
+
+// The Hugging Face round trip through the ckpt tool: export a trained checkpoint, import
+// the folder, export the import again: the same bytes. Continuing pretraining from the
+// import (run.init_from) gives exactly the losses of continuing from the checkpoint.
+TEST(Pretrain, HuggingFaceExportImportRoundTripContinuesPretraining) {
+  const std::string src = fresh_dir("hf_src"), hf = fresh_dir("hf_dir"), hf2 = fresh_dir("hf_dir2");
+  const std::string imported = fresh_dir("hf_import") + ".h5";
+  const std::string model = " --model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.vocab_size 101"
+                            " --model.block_size 32";
+  const std::string run = model + " --train.seq_len 16 --train.micro_batch 2 --train.threads 2 --train.warmup 2";
+  ASSERT_EQ(run_pretrain(run + " --train.steps 3 --run.dir " + src).exit_code, 0);
+  const std::string ckpt = src + "/ckpt_00000003", ckpt_bin = CKPT_BIN;
+  auto r = gpt::test::run_command(ckpt_bin + " export-hf " + ckpt + " " + hf);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = gpt::test::run_command(ckpt_bin + " import-hf " + hf + " " + imported);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = gpt::test::run_command(ckpt_bin + " export-hf " + imported + " " + hf2);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* f : {"/model.safetensors", "/config.json"}) {
+    std::ifstream a(hf + f, std::ios::binary), b(hf2 + f, std::ios::binary);
+    std::stringstream sa, sb;
+    sa << a.rdbuf(), sb << b.rdbuf();
+    EXPECT_FALSE(sa.str().empty()) << f;
+    EXPECT_EQ(sa.str(), sb.str()) << f << " differs after import and export";
+  }
+  const std::string from_ckpt = fresh_dir("hf_cont_ckpt"), from_hf = fresh_dir("hf_cont_hf");
+  ASSERT_EQ(run_pretrain(run + " --train.steps 3 --run.init_from " + ckpt + " --run.dir " + from_ckpt).exit_code, 0);
+  r = run_pretrain(run + " --train.steps 3 --run.init_from " + imported + " --run.dir " + from_hf);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(train_losses(from_hf), train_losses(from_ckpt));
+}
