@@ -262,7 +262,9 @@ void Trainer::run() {
   if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
   saver_->finish();
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
-  if (cfg_.sample_tokens > 0 && is_logger()) print_sample();
+  // Under tensor parallelism the model's forward is collective over the TP group, so
+  // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
+  if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0 && topo_.coords(rank_).pp == 0) print_sample();
 }
 
 // Per step, each op's share, and what the step spends outside the ops (communication,
@@ -340,13 +342,16 @@ void Trainer::print_sample() {
   SampleConfig sc{cfg_.sample_tokens, cfg_.sample_temperature, cfg_.sample_top_k, cfg_.seq_len,
                   codec->vocab_size()};
   Rng rng(cfg_.seed + 1);
-  std::printf("---- sample (%d tokens, temperature %.2f, top-k %d) ----\n%s", cfg_.sample_tokens,
-              cfg_.sample_temperature, cfg_.sample_top_k, cfg_.sample_prompt.c_str());
+  const bool speak = is_logger();
+  if (speak)
+    std::printf("---- sample (%d tokens, temperature %.2f, top-k %d) ----\n%s", cfg_.sample_tokens,
+                cfg_.sample_temperature, cfg_.sample_top_k, cfg_.sample_prompt.c_str());
   generate(*model_, prompt, sc, rng, [&](int32_t id) {
+    if (!speak) return;
     std::fputs(codec->decode(id).c_str(), stdout);
     std::fflush(stdout);
   });
-  std::printf("\n----\n");
+  if (speak) std::printf("\n----\n");
 }
 
 }  // namespace gpt
