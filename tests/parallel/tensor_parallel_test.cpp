@@ -3,10 +3,12 @@
 // TP group by TensorParallelPlan, from the same seed, on the same batch. The TP model's
 // loss equals the reference's, and each rank's parameter gradients equal the slice of
 // the reference gradients that rank holds, within fp32 rounding (the split changes the
-// order of sums inside the matmuls, nothing else).
+// order of sums inside the matmuls, nothing else). The TP group's traffic equals the
+// analytic count and the parameters per rank the hand-counted split.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -77,7 +79,32 @@ void expect_tp_equals_one_process(const GPTConfig& cfg, int B, int T, Recompute 
 
   ParamStore whole_store, tp_store;
   const Outcome whole = train(cfg, B, T, nullptr, whole_store);
+  comm->traffic().reset();
   const Outcome split = train(cfg, B, T, &plan, tp_store, mode);
+
+  // Traffic equals the formula: per micro-batch and layer, one all-reduce of B*T*C fp32
+  // activations after each row-parallel linear forward (2) and one of the input gradient
+  // of each column-parallel linear backward (2); full recomputation reruns the forward's
+  // two. Ring all-reduce: 2 (n-1)/n of the bytes per rank. Embedding and head are
+  // replicated: no traffic.
+  const int n = comm->world_size();
+  const double act_bytes = double(B) * T * cfg.n_embd * 4;
+  const int per_layer = mode == Recompute::Full ? 6 : 4;
+  const double want_bytes = 2.0 * cfg.n_layer * per_layer * 2.0 * (n - 1) / n * act_bytes;
+  const TrafficCount got = comm->traffic().get("tp", "allreduce");
+  EXPECT_EQ(got.calls, 2 * cfg.n_layer * per_layer);
+  EXPECT_DOUBLE_EQ(got.bytes, want_bytes);
+  if (comm->world_rank() == 0)
+    std::printf("[traffic] tp %d: %lld all-reduces, %.0f bytes per rank (formula %.0f)\n", n,
+                (long long)got.calls, got.bytes, want_bytes);
+
+  // Parameters per rank: the split tensors divide by n, the replicated ones (embeddings,
+  // LayerNorms, row-parallel biases) stay whole; counted here from the shapes by hand.
+  const int64_t C = cfg.n_embd, L = cfg.n_layer;
+  const int64_t split_per_layer = 3 * C * C + 3 * C + C * C + 4 * C * C + 4 * C + 4 * C * C;
+  const int64_t replicated = int64_t(cfg.vocab_size) * C + int64_t(cfg.block_size) * C + L * (6 * C) + 2 * C;
+  EXPECT_EQ(whole_store.total(), L * split_per_layer + replicated);
+  EXPECT_EQ(tp_store.total(), L * split_per_layer / n + replicated);
 
   for (size_t m = 0; m < whole.losses.size(); ++m)
     EXPECT_NEAR(split.losses[m], whole.losses[m], 1e-5 * std::fabs(whole.losses[m])) << "micro-batch " << m;
