@@ -9,8 +9,8 @@
 namespace gpt {
 
 // The text printed: a header naming the model, batch, dtype and device, then one line per
-// recompute mode (the configured one marked). dp_ranks shards the optimizer under
+// recompute mode (the configured one marked). world / parallel.tp ranks share the optimizer under
 // parallel.zero1.
-std::string describe_memory_plans(const TrainConfig& cfg, int dp_ranks);
+std::string describe_memory_plans(const TrainConfig& cfg, int world);
 
 }  // namespace gpt

@@ -63,7 +63,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   const Recompute recompute = parse_recompute(cfg_.recompute);
   const DType compute = cfg_.activation_dtype();
   plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
-                      compute, device_);
+                      compute, device_, topo_.tp());
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)

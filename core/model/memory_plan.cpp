@@ -24,9 +24,14 @@ size_t backend_workspace_bytes(Device device) {
 }
 
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act, Device device) {
-  const size_t f = 4, a = dtype_size(act), N = size_t(cfg.num_params()), C = size_t(cfg.n_embd);
-  const size_t L = size_t(cfg.n_layer), NH = size_t(cfg.n_head), V = size_t(cfg.vocab_size);
+                       DType act, Device device, int tp) {
+  const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
+  const size_t L = size_t(cfg.n_layer), V = size_t(cfg.vocab_size);
+  // Per block 12 C^2 + 7 C parameters split over TP (qkv, both projections' and fc's
+  // weights, the qkv and fc biases); the rest is replicated.
+  const size_t split = L * (12 * C * C + 7 * C);
+  const size_t N = size_t(cfg.num_params()) - split + split / t;
+  const size_t NH = size_t(cfg.n_head) / t;  // heads this rank computes
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
   p.params = N * f + (act == DType::F32 ? 0 : N * a);  // master values (+ compute copy)
@@ -36,21 +41,27 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   p.optimizer = 2 * share * f + (shards > 1 ? share * f : 0);
 
   // Bytes per token (see core/layers/block.h and core/model/gpt.cpp): a block keeps
-  // 15 C activations under none, 9 C under selective (+ 6 C shared by all blocks),
+  // 15 C activations under none (ln1, x2, ln2 whole; qkv 3C, atty C, fc and gelu 4C each
+  // split over TP), 9 C under selective (+ 6 C shared by all blocks: ln1, ln2, gelu),
   // none under full (+ one shared set and its output), plus fp32 statistics: NH softmax
   // log-sum-exps and 4 LayerNorm mean/rstd values (shared too under full).
+  const size_t whole3 = 3 * C, split12 = 12 * C / t;  // the 15 C, by TP
   size_t per_block = 0, shared = 0;
   switch (recompute) {
-    case Recompute::None: per_block = 15 * C * a + NH * f + 4 * f; break;
-    case Recompute::Selective: per_block = 9 * C * a + NH * f + 4 * f, shared = 6 * C * a; break;
-    case Recompute::Full: per_block = 0, shared = 16 * C * a + NH * f + 4 * f; break;
+    case Recompute::None: per_block = (whole3 + split12) * a + NH * f + 4 * f; break;
+    case Recompute::Selective:
+      per_block = (C + 8 * C / t) * a + NH * f + 4 * f, shared = (2 * C + 4 * C / t) * a;
+      break;
+    case Recompute::Full: per_block = 0, shared = (whole3 + split12 + C) * a + NH * f + 4 * f; break;
   }
-  const size_t model_level = ((L + 1) * C  // residual stream, one per block boundary
-                              + 3 * C      // final LayerNorm output, its grad, dres
-                              + 9 * C)     // backward scratch shared by the blocks
+  const size_t model_level = ((L + 1) * C     // residual stream, one per block boundary
+                              + 3 * C         // final LayerNorm output, its grad, dres
+                              + C + 8 * C / t)  // backward scratch shared by the blocks (9 C at tp 1)
                                  * a +
-                             2 * f;        // final LayerNorm statistics
+                             2 * f;           // final LayerNorm statistics
   p.activations = (L * per_block + shared + model_level) * tok;
+  // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion).
+  if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * tok;
   // One chunk of logits (turned into their gradient in place, see GPT::head_loss) and
   // the fp32 losses of every position.
   p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;

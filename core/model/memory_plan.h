@@ -28,7 +28,10 @@ struct MemoryPlan {
 // attention backward (a few MiB at GPT-2 sizes), rounded up to 64 MiB; none on the CPU.
 size_t backend_workspace_bytes(Device device);
 
+// tp: tensor-parallel ranks (parallel/tensor, no sequence parallelism): each block's
+// matmul weights, column-parallel biases, attention heads and MLP channels divide by tp;
+// embeddings, LayerNorms, row-parallel biases and the residual stream stay whole.
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act = DType::F32, Device device = Device::CPU);
+                       DType act = DType::F32, Device device = Device::CPU, int tp = 1);
 
 }  // namespace gpt

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/model/gpt.h"
+#include "core/model/memory_plan.h"
 #include "core/rng.h"
 #include "parallel/communicator.h"
 #include "parallel/tensor/tp_linear.h"
@@ -25,11 +26,14 @@ constexpr uint64_t kSeed = 3;
 struct Outcome {
   std::vector<float> losses;
   std::vector<std::vector<float>> grads;   // per parameter, local
+  size_t peak_bytes = 0;                   // tensor memory at the peak of the two micro-batches
 };
 
 // Two micro-batches of forward_train + backward (gradients accumulate), fp32 or bf16.
 Outcome train(const GPTConfig& cfg, int B, int T, const LinearFactory* plan, ParamStore& store,
               Recompute mode = Recompute::None) {
+  reset_peak_memory(Device::CPU);
+  const size_t start = memory_stats(Device::CPU).current;
   GPT model(cfg, store, mode, StageSpec{}, plan);
   store.materialize(Device::CPU);
   store.init(kSeed);
@@ -56,6 +60,7 @@ Outcome train(const GPTConfig& cfg, int B, int T, const LinearFactory* plan, Par
     o.losses.push_back(model.forward_train(*acts, tokens, &targets, 1.f / float(2 * B * T)));
     model.backward(*acts, nullptr);
   }
+  o.peak_bytes = memory_stats(Device::CPU).peak - start;
   for (int i = 0; i < store.size(); ++i) o.grads.push_back(to_host_f32(store.at(i).grad));
   return o;
 }
@@ -105,6 +110,13 @@ void expect_tp_equals_one_process(const GPTConfig& cfg, int B, int T, Recompute 
   const int64_t replicated = int64_t(cfg.vocab_size) * C + int64_t(cfg.block_size) * C + L * (6 * C) + 2 * C;
   EXPECT_EQ(whole_store.total(), L * split_per_layer + replicated);
   EXPECT_EQ(tp_store.total(), L * split_per_layer / n + replicated);
+
+  // The memory plan per rank under TP against the allocator's peak (no optimizer here;
+  // the plan leaves out only the caller's int token tensors, 2 B T ints).
+  const MemoryPlan mp = plan_memory(cfg, B, T, mode, 1, DType::F32, Device::CPU, n);
+  const double planned = double(mp.total() - mp.optimizer) + 2.0 * B * T * 4;
+  EXPECT_NEAR(double(split.peak_bytes) / planned, 1.0, 0.01)
+      << "measured " << split.peak_bytes << " planned " << planned;
 
   for (size_t m = 0; m < whole.losses.size(); ++m)
     EXPECT_NEAR(split.losses[m], whole.losses[m], 1e-5 * std::fabs(whole.losses[m])) << "micro-batch " << m;
