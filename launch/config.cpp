@@ -1,6 +1,10 @@
 #include "launch/config.h"
 
 #include <boost/program_options.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <type_traits>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -20,73 +24,95 @@ struct ModelOverrides {
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, block_size = 0;
 };
 
+// The shortest text that reads back as exactly `v` ("6e-4", not "0.000600000028").
+template <class T>
+std::string shortest(T v) {
+  char buf[48];
+  if (std::isfinite(double(v)) && double(v) == std::trunc(double(v)) && std::fabs(double(v)) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", double(v));  // 3600, not 3.6e+03
+    return buf;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+    if (T(std::strtod(buf, nullptr)) == v) break;
+  }
+  return buf;
+}
+
+// A key bound to `p`, defaulting to its current value; --help prints floats as typed.
+template <class T>
+po::typed_value<T>* keyed(T* p) {
+  if constexpr (std::is_floating_point_v<T>) return po::value(p)->default_value(*p, shortest(*p));
+  else return po::value(p)->default_value(*p);
+}
+
 po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   po::options_description d("Configuration keys (INI sections in the config file, --section.key on the command line)");
   auto add = d.add_options();
-  add("model.preset", po::value(&c.model_preset)->default_value(c.model_preset),
+  add("model.preset", keyed(&c.model_preset),
       "tiny | gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B");
   add("model.n_layer", po::value(&m.n_layer), "transformer blocks (overrides the preset)");
   add("model.n_head", po::value(&m.n_head), "attention heads (overrides the preset)");
   add("model.n_embd", po::value(&m.n_embd), "model width (overrides the preset)");
   add("model.vocab_size", po::value(&m.vocab_size), "vocabulary size (overrides the preset)");
   add("model.block_size", po::value(&m.block_size), "maximum sequence length (overrides the preset)");
-  add("train.seed", po::value(&c.seed)->default_value(c.seed), "seed for init and data order");
-  add("train.micro_batch", po::value(&c.micro_batch)->default_value(c.micro_batch), "sequences per micro-batch per rank");
-  add("train.seq_len", po::value(&c.seq_len)->default_value(c.seq_len), "tokens per sequence (T)");
-  add("train.grad_accum", po::value(&c.grad_accum)->default_value(c.grad_accum), "micro-batches per step per rank");
-  add("train.steps", po::value(&c.steps)->default_value(c.steps), "optimizer steps");
-  add("train.lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
-  add("train.min_lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the cosine");
-  add("train.warmup", po::value(&c.warmup)->default_value(c.warmup), "linear warmup steps");
-  add("train.weight_decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "AdamW decoupled weight decay (matmul weights only)");
-  add("train.beta1", po::value(&c.beta1)->default_value(c.beta1), "AdamW beta1");
-  add("train.beta2", po::value(&c.beta2)->default_value(c.beta2), "AdamW beta2");
-  add("train.eps", po::value(&c.eps)->default_value(c.eps), "AdamW epsilon");
-  add("train.grad_clip", po::value(&c.grad_clip)->default_value(c.grad_clip), "global grad-norm clip; 0 = off");
-  add("train.threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank; 0 = all cores");
-  add("train.device", po::value(&c.device)->default_value(c.device), "cpu | cuda");
-  add("train.dtype", po::value(&c.dtype)->default_value(c.dtype), "fp32 | bf16 (mixed precision: bf16 activations and weight copies, fp32 master weights, grads and optimizer)");
-  add("train.profile_ops", po::value(&c.profile_ops)->default_value(c.profile_ops),
+  add("train.seed", keyed(&c.seed), "seed for init and data order");
+  add("train.micro_batch", keyed(&c.micro_batch), "sequences per micro-batch per rank");
+  add("train.seq_len", keyed(&c.seq_len), "tokens per sequence (T)");
+  add("train.grad_accum", keyed(&c.grad_accum), "micro-batches per step per rank");
+  add("train.steps", keyed(&c.steps), "optimizer steps");
+  add("train.lr", keyed(&c.lr), "peak learning rate");
+  add("train.min_lr", keyed(&c.min_lr), "final learning rate of the cosine");
+  add("train.warmup", keyed(&c.warmup), "linear warmup steps");
+  add("train.weight_decay", keyed(&c.weight_decay), "AdamW decoupled weight decay (matmul weights only)");
+  add("train.beta1", keyed(&c.beta1), "AdamW beta1");
+  add("train.beta2", keyed(&c.beta2), "AdamW beta2");
+  add("train.eps", keyed(&c.eps), "AdamW epsilon");
+  add("train.grad_clip", keyed(&c.grad_clip), "global grad-norm clip; 0 = off");
+  add("train.threads", keyed(&c.threads), "CPU threads per rank; 0 = all cores");
+  add("train.device", keyed(&c.device), "cpu | cuda");
+  add("train.dtype", keyed(&c.dtype), "fp32 | bf16 (mixed precision: bf16 activations and weight copies, fp32 master weights, grads and optimizer)");
+  add("train.profile_ops", keyed(&c.profile_ops),
       "time every op (synchronising around each, so steps run slower) and print where the steps go");
-  add("train.plan_only", po::value(&c.plan_only)->default_value(c.plan_only),
+  add("train.plan_only", keyed(&c.plan_only),
       "print the memory plan per rank under each recompute mode and exit: no data, no device, "
       "no training (does the run fit?)");
-  add("train.recompute", po::value(&c.recompute)->default_value(c.recompute), "activation recomputation: none | selective | full");
-  add("eval.every", po::value(&c.eval_every)->default_value(c.eval_every), "validation every N steps; 0 = never");
-  add("eval.steps", po::value(&c.eval_steps)->default_value(c.eval_steps), "validation micro-batches");
-  add("data.mixture", po::value(&c.data_mixture)->default_value(c.data_mixture), "mixture config; empty = synthetic tokens");
-  add("data.tokenizer_dir", po::value(&c.tokenizer_dir)->default_value(c.tokenizer_dir), "folder with GPT-2's encoder.json and vocab.bpe");
-  add("run.dir", po::value(&c.run_dir)->default_value(c.run_dir), "output folder: metrics.jsonl and checkpoints");
-  add("run.checkpoint_every", po::value(&c.checkpoint_every)->default_value(c.checkpoint_every), "checkpoint every N steps; 0 = never");
-  add("run.save_final", po::value(&c.save_final)->default_value(c.save_final), "checkpoint after the last step");
-  add("run.keep", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints), "checkpoints kept (oldest deleted)");
-  add("run.resume", po::value(&c.resume)->default_value(c.resume), "resume from the latest checkpoint in run.dir");
-  add("run.resume_from", po::value(&c.resume_from)->default_value(c.resume_from),
+  add("train.recompute", keyed(&c.recompute), "activation recomputation: none | selective | full");
+  add("eval.every", keyed(&c.eval_every), "validation every N steps; 0 = never");
+  add("eval.steps", keyed(&c.eval_steps), "validation micro-batches");
+  add("data.mixture", keyed(&c.data_mixture), "mixture config; empty = synthetic tokens");
+  add("data.tokenizer_dir", keyed(&c.tokenizer_dir), "folder with GPT-2's encoder.json and vocab.bpe");
+  add("run.dir", keyed(&c.run_dir), "output folder: metrics.jsonl and checkpoints");
+  add("run.checkpoint_every", keyed(&c.checkpoint_every), "checkpoint every N steps; 0 = never");
+  add("run.save_final", keyed(&c.save_final), "checkpoint after the last step");
+  add("run.keep", keyed(&c.keep_checkpoints), "checkpoints kept (oldest deleted)");
+  add("run.resume", keyed(&c.resume), "resume from the latest checkpoint in run.dir");
+  add("run.resume_from", keyed(&c.resume_from),
       "resume the full state (parameters, optimizer, step, data) from this checkpoint directory or consolidated .h5");
-  add("run.init_from", po::value(&c.init_from)->default_value(c.init_from),
+  add("run.init_from", keyed(&c.init_from),
       "start from the parameters of this checkpoint (directory or .h5) with a fresh optimizer at step 0");
-  add("run.async_checkpoint", po::value(&c.async_checkpoint)->default_value(c.async_checkpoint),
+  add("run.async_checkpoint", keyed(&c.async_checkpoint),
       "write checkpoints on a background thread from a host copy while training continues");
-  add("run.checkpoint_timeout_s", po::value(&c.checkpoint_timeout_s)->default_value(c.checkpoint_timeout_s),
+  add("run.checkpoint_timeout_s", keyed(&c.checkpoint_timeout_s),
       "abort when ranks have not all finished writing a checkpoint after this long");
-  add("run.log_every", po::value(&c.log_every)->default_value(c.log_every), "print a step line every N steps");
-  add("sample.tokens", po::value(&c.sample_tokens)->default_value(c.sample_tokens), "tokens to generate after training; 0 = none");
-  add("sample.temperature", po::value(&c.sample_temperature)->default_value(c.sample_temperature), "sampling temperature");
-  add("sample.top_k", po::value(&c.sample_top_k)->default_value(c.sample_top_k), "sample from the k most likely tokens; 0 = all");
-  add("sample.prompt", po::value(&c.sample_prompt)->default_value(c.sample_prompt), "text the sample starts from");
-  add("sample.checkpoint", po::value(&c.sample_checkpoint)->default_value(c.sample_checkpoint), "checkpoint the sample program loads (default: the latest in run.dir)");
-  add("parallel.tp", po::value(&c.tp)->default_value(c.tp),
+  add("run.log_every", keyed(&c.log_every), "print a step line every N steps");
+  add("sample.tokens", keyed(&c.sample_tokens), "tokens to generate after training; 0 = none");
+  add("sample.temperature", keyed(&c.sample_temperature), "sampling temperature");
+  add("sample.top_k", keyed(&c.sample_top_k), "sample from the k most likely tokens; 0 = all");
+  add("sample.prompt", keyed(&c.sample_prompt), "text the sample starts from");
+  add("sample.checkpoint", keyed(&c.sample_checkpoint), "checkpoint the sample program loads (default: the latest in run.dir)");
+  add("parallel.tp", keyed(&c.tp),
       "tensor-parallel ranks per model (Megatron-style: heads and MLP split, adjacent ranks); "
       "data parallelism takes world / tp");
-  add("parallel.zero1", po::value(&c.zero1)->default_value(c.zero1), "shard AdamW state across data-parallel ranks");
-  add("parallel.overlap", po::value(&c.dp_overlap)->default_value(c.dp_overlap), "overlap gradient all-reduce with backward");
-  add("parallel.bucket_mb", po::value(&c.bucket_mb)->default_value(c.bucket_mb), "gradient bucket size in MB");
-  add("parallel.timeout_s", po::value(&c.comm_timeout_s)->default_value(c.comm_timeout_s), "abort when a collective takes longer");
-  add("debug.nan_step", po::value(&c.debug_nan_step)->default_value(c.debug_nan_step), "inject a NaN loss at this step, counted from 1 as in the log (testing)");
-  add("debug.nan_grad_step", po::value(&c.debug_nan_grad_step)->default_value(c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
-  add("debug.exit_step", po::value(&c.debug_exit_step)->default_value(c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
-  add("debug.exit_rank", po::value(&c.debug_exit_rank)->default_value(c.debug_exit_rank), "rank that exits (testing)");
-  add("debug.save_delay_ms", po::value(&c.debug_save_delay_ms)->default_value(c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
+  add("parallel.zero1", keyed(&c.zero1), "shard AdamW state across data-parallel ranks");
+  add("parallel.overlap", keyed(&c.dp_overlap), "overlap gradient all-reduce with backward");
+  add("parallel.bucket_mb", keyed(&c.bucket_mb), "gradient bucket size in MB");
+  add("parallel.timeout_s", keyed(&c.comm_timeout_s), "abort when a collective takes longer");
+  add("debug.nan_step", keyed(&c.debug_nan_step), "inject a NaN loss at this step, counted from 1 as in the log (testing)");
+  add("debug.nan_grad_step", keyed(&c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
+  add("debug.exit_step", keyed(&c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
+  add("debug.exit_rank", keyed(&c.debug_exit_rank), "rank that exits (testing)");
+  add("debug.save_delay_ms", keyed(&c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
   return d;
 }
 
@@ -97,8 +123,8 @@ std::string value_text(const po::variable_value& v) {
   else if (auto p = boost::any_cast<int>(&a)) os << *p;
   else if (auto p = boost::any_cast<int64_t>(&a)) os << *p;
   else if (auto p = boost::any_cast<uint64_t>(&a)) os << *p;
-  else if (auto p = boost::any_cast<float>(&a)) os << *p;
-  else if (auto p = boost::any_cast<double>(&a)) os << *p;
+  else if (auto p = boost::any_cast<float>(&a)) os << shortest(*p);
+  else if (auto p = boost::any_cast<double>(&a)) os << shortest(*p);
   else if (auto p = boost::any_cast<bool>(&a)) os << (*p ? "true" : "false");
   return os.str();
 }

@@ -227,3 +227,12 @@ TEST(Pretrain, HuggingFaceExportImportRoundTripContinuesPretraining) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(train_losses(from_hf), train_losses(from_ckpt));
 }
+
+// --help shows float defaults as a person types them, not as float noise.
+TEST(Pretrain, HelpPrintsFloatDefaultsAsTyped) {
+  auto r = run_pretrain("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--train.lr arg (=0.0006)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--train.eps arg (=1e-08)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("0.000600000028"), std::string::npos) << r.output;
+}
