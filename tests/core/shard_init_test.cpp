@@ -5,6 +5,7 @@
 // of for_each_global_run.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <vector>
 
 #include "core/error.h"
@@ -66,6 +67,8 @@ TEST(ShardInit, EverySliceOfEveryParameterEqualsTheSameSliceOfTheWhole) {
         }
   }
   // Every tensor TP splits has a dimension divisible by 2, 3 and 4 at these sizes.
+  std::printf("[shard init] %d slices of %d parameters equal the whole tensor's slice bit for bit\n", checked,
+              whole.size());
   EXPECT_GT(checked, 200);
 }
 
