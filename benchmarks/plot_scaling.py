@@ -7,7 +7,8 @@ comm_bench JSON    -> bus bandwidth (GB/s) vs message size, one line per operati
                       (and per backend, MPI solid, NCCL dashed), log-log.
 scaling_bench JSON -> step time and tokens/s vs ranks, measured (solid, dots) and the
                       perf model's prediction on the calibrated `local` cluster (dashed),
-                      one colour per layout and scaling.
+                      one colour per layout and scaling; dotted: the measured step times
+                      CPU share (the core-normalised time, where ranks shared their cores).
 Default: build/bench/comm_bench.json and build/bench/scaling_bench.json, those that exist.
 Writes <json name>.png into -o. Agg backend: no display needed.
 """
@@ -60,6 +61,9 @@ def plot_scaling(res, out_path):
         colour, label = "C%d" % i, "%s, %s" % (layout, scaling)
         axes[0].plot(n, [r["step_ms"] for r in rs], "-o", color=colour, label=label + " measured")
         axes[0].plot(n, [r["predicted_step_ms"] for r in rs], "--", color=colour, label=label + " predicted")
+        if all("core_step_ms" in r for r in rs):
+            axes[0].plot(n, [r["core_step_ms"] for r in rs], ":", marker="x", color=colour,
+                         label=label + " measured x CPU share")
         axes[1].plot(n, [r["tokens_per_s"] for r in rs], "-o", color=colour, label=label + " measured")
         axes[1].plot(n, [r["predicted_tokens_per_s"] for r in rs], "--", color=colour)
     for ax, ylabel in zip(axes, ("step time, ms (median)", "tokens/s")):
