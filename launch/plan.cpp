@@ -4,9 +4,12 @@
 // it answers on a laptop for thousands of GPUs.
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "core/error.h"
+#include "perf/calibration.h"
 #include "perf/report.h"
 
 namespace po = boost::program_options;
@@ -17,6 +20,7 @@ namespace {
 
 struct Args {
   std::string model_preset = "gpt2-1.5B", cluster_preset = "h100-sxm", recompute = "none", dtype = "bf16";
+  std::string cluster_json;  // measured numbers applied on top of the preset
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_experts = 0, top_k = 1;
   int seq_len = 1024, micro_batch = 1, global_batch = 512;  // GPT-2: 512 x 1024 tokens
   int tp = 1, pp = 1, dp = 0, ep = 1, v = 1, top = 5;
@@ -60,6 +64,7 @@ po::options_description describe(Args& a) {
   add("parallel.tp_overlap", po::value(&a.tp_overlap)->default_value(a.tp_overlap), "fraction of TP traffic hidden");
   add("parallel.dp_overlap", po::value(&a.dp_overlap)->default_value(a.dp_overlap), "fraction of the gradient reduction hidden behind backward");
   add("cluster.preset", po::value(&a.cluster_preset)->default_value(a.cluster_preset), "a100-80gb | h100-sxm | local");
+  add("cluster.from_json", po::value(&a.cluster_json), "measured numbers over the preset: a JSON file with a \"calibration\" object (benchmarks/scaling_bench.py writes one); explicit --cluster.* keys still win");
   add("cluster.gpus", po::value(&a.gpus), "devices in the job (default: the preset's, or tp x pp x dp)");
   add("cluster.gpus_per_node", po::value(&a.gpus_per_node), "devices per node");
   add("cluster.peak_tflops", po::value(&a.peak_tflops), "dense bf16 TFLOP/s per device");
@@ -76,6 +81,13 @@ po::options_description describe(Args& a) {
 
 Cluster make_cluster(const Args& a, int layout_gpus) {
   Cluster c = cluster_preset(a.cluster_preset);
+  if (!a.cluster_json.empty()) {
+    std::ifstream f(a.cluster_json);
+    GPT_CHECK(f, "config key 'cluster.from_json': cannot read " + a.cluster_json);
+    std::stringstream text;
+    text << f.rdbuf();
+    apply_calibration_json(c, text.str(), "config key 'cluster.from_json' (" + a.cluster_json + ")");
+  }
   if (a.gpus) c.gpus = a.gpus;
   else if (layout_gpus) c.gpus = layout_gpus;
   if (a.gpus_per_node) c.gpus_per_node = a.gpus_per_node;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -206,6 +207,10 @@ void Trainer::run() {
   // With train.profile_ops, the steps after this run's first (which allocates and tunes).
   int64_t profiled_steps = 0;
   double profiled_ms = 0;
+  std::map<std::string, std::map<std::string, double>> bytes_before;  // [group][op]
+  for (const char* g : {"dp", "tp"})
+    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast"})
+      bytes_before[g][op] = comm_.traffic().get(g, op).bytes;
   for (int64_t step = start; step < cfg_.steps; ++step) {
     if (step == start + 1) reset_op_profile();
     auto t0 = Clock::now();
@@ -262,6 +267,15 @@ void Trainer::run() {
   if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
   saver_->finish();
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
+  // This rank's bytes per group over the whole run (the ring formulas of
+  // parallel/communicator.h), for benchmarks/scaling_bench.py to set beside the analytic volume.
+  // Set-up traffic (the initial broadcast) is left out: the counts start at the first step.
+  MetricsLog::Line bytes;
+  bytes.num("steps", double(cfg_.steps - start));
+  for (const char* g : {"dp", "tp"})
+    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast"})
+      bytes.num(std::string(g) + "_" + op + "_bytes", comm_.traffic().get(g, op).bytes - bytes_before[g][op]);
+  log_->write("comm_bytes", bytes);
   // Under tensor parallelism the model's forward is collective over the TP group, so
   // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
   if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0 && topo_.coords(rank_).pp == 0) print_sample();

@@ -169,12 +169,14 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
                                                    L.flash_attention);
   r.memory_ops = c.memory_traffic * mb * layers * act_layer * passes / c.hbm_bw;
 
-  // TP: per layer 2 all-reduces forward and 2 backward of b·s·h bf16 values (Megatron's f
+  // TP: per layer 2 all-reduces forward and 2 backward of b·s·h activation values (Megatron's f
   // and g operators, Shoeybi et al. 2019 §3), 2 more in the recomputed forward. With SP
   // each is a reduce-scatter + all-gather: the same bytes.
+  // Values are the activation dtype's (2 bytes in bf16; fp32 runs, as on CPU, move 4).
+  const double act_bytes = dtype_size(L.act);
   if (t > 1) {
     const double n_ar = 4 + (L.recompute == Recompute::Full ? 2 : 0);
-    const double one = ring_time(ring_allreduce_bytes(b * s * h * 2, t), 2 * (t - 1), group_bw(t), group_lat(t));
+    const double one = ring_time(ring_allreduce_bytes(b * s * h * act_bytes, t), 2 * (t - 1), group_bw(t), group_lat(t));
     r.tp_comm = mb * layers * n_ar * one * (1 - L.tp_overlap);
   }
   // EP: per MoE layer an all-to-all dispatch and combine forward and again backward, each
@@ -184,9 +186,9 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
     r.ep_comm = mb * layers * 4 * ring_time(bytes, L.ep - 1, group_bw(t * p * L.ep), group_lat(t * p * L.ep));
   }
   // PP: each micro-batch crosses every chunk boundary forward (activations) and backward
-  // (their gradients), b·s·h bf16 values, split over the t TP ranks (Narayanan et al.
+  // (their gradients), b·s·h activation values, split over the t TP ranks (Narayanan et al.
   // 2021 §4.1, scatter/gather).
-  if (p > 1) r.pp_p2p = mb * v * 2 * (b * s * h * 2 / t) / group_bw(t * p) + mb * v * 2 * group_lat(t * p);
+  if (p > 1) r.pp_p2p = mb * v * 2 * (b * s * h * act_bytes / t) / group_bw(t * p) + mb * v * 2 * group_lat(t * p);
 
   // Bubble: the per-micro-batch work stretched by (p−1)/(v·m) (bubble_fraction's source).
   r.bubble_fraction = bubble_fraction(p, int(mb), v);

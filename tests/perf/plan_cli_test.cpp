@@ -29,6 +29,36 @@ TEST(PlanCli, PrintsABreakdownAndAResultLine) {
     EXPECT_NE(r.output.find(key), std::string::npos) << key << "\n" << r.output;
 }
 
+// The RESULT line of a run, "" when there is none.
+std::string result_line(const PlanRun& r) {
+  const size_t a = r.output.find("RESULT plan ");
+  return a == std::string::npos ? "" : r.output.substr(a, r.output.find('\n', a) - a);
+}
+
+TEST(PlanCli, ClusterFromJsonActsAsTheSameOverridesAndExplicitKeysWin) {
+  const std::string path = testing::TempDir() + "plan_cli_calibration.json";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("{\"calibration\": {\"peak_tflops\": 0.1, \"gemm_efficiency\": 0.5, \"intra_gbps\": 0.3, "
+             "\"intra_latency_us\": 250}}\n", f);
+  std::fclose(f);
+  const std::string base = "--cluster.preset local --model.preset tiny --cluster.gpus 2 --train.global_batch 0 ";
+  const PlanRun by_file = run_plan(base + "--cluster.from_json " + path);
+  const PlanRun by_keys = run_plan(base + "--cluster.peak_tflops 0.1 --cluster.gemm_efficiency 0.5 "
+                                          "--cluster.intra_gbps 0.3 --cluster.intra_latency_us 250");
+  ASSERT_EQ(by_file.status, 0) << by_file.output;
+  EXPECT_NE(result_line(by_file), "");
+  EXPECT_EQ(result_line(by_file), result_line(by_keys));
+  EXPECT_NE(result_line(by_file), result_line(run_plan(base)));  // the preset's placeholders differ
+  const PlanRun both = run_plan(base + "--cluster.from_json " + path + " --cluster.peak_tflops 0.2");
+  const PlanRun keys2 = run_plan(base + "--cluster.peak_tflops 0.2 --cluster.gemm_efficiency 0.5 "
+                                        "--cluster.intra_gbps 0.3 --cluster.intra_latency_us 250");
+  EXPECT_EQ(result_line(both), result_line(keys2));
+  const PlanRun missing = run_plan(base + "--cluster.from_json /nonexistent/cal.json");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("config key 'cluster.from_json': cannot read"), std::string::npos) << missing.output;
+}
+
 TEST(PlanCli, SearchAndValidate) {
   const PlanRun s = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8 --search");
   EXPECT_EQ(s.status, 0) << s.output;

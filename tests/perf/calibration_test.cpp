@@ -1,0 +1,72 @@
+// perf/calibration.h without any timing: the bus-bandwidth factors, the latency-bandwidth
+// fit on synthetic points, and the calibration JSON reader `plan --cluster.from_json` uses.
+#include <gtest/gtest.h>
+
+#include "perf/calibration.h"
+#include "tests/support/error_of.h"
+
+namespace gpt::perf {
+namespace {
+
+TEST(Calibration, BusBandwidthFactorsFollowNcclTests) {
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("allreduce", 2), 1.0);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("allreduce", 8), 2.0 * 7 / 8);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("reduce_scatter", 4), 0.75);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("allgather", 4), 0.75);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("all_to_all", 2), 0.5);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("sendrecv", 2), 1.0);
+  EXPECT_DOUBLE_EQ(bus_bandwidth_factor("allreduce", 1), 0.0);
+  EXPECT_NE(error_of([] { bus_bandwidth_factor("gather", 2); }).find("unknown operation 'gather'"), std::string::npos);
+}
+
+TEST(Calibration, FitRecoversLatencyAndBandwidthOfARing) {
+  // t = steps·5 µs + bytes / 2 GB/s, 1 KiB to 64 MiB, steps = 2(n−1) = 6 for n = 4.
+  std::vector<double> x, t;
+  for (double b = 1024; b <= 64.0 * 1024 * 1024; b *= 4) x.push_back(b), t.push_back(6 * 5e-6 + b / 2e9);
+  const LatencyBandwidth f = fit_latency_bandwidth(x, t, 6);
+  EXPECT_NEAR(f.latency_s, 5e-6, 1e-12);
+  EXPECT_NEAR(f.bandwidth, 2e9, 1e-3);
+}
+
+TEST(Calibration, FitClampsANegativeLatencyToZero) {
+  // Points on a line through a negative intercept: latency 0, bandwidth through the origin.
+  const std::vector<double> x = {1e6, 2e6}, t = {0.5e-3, 1.5e-3};
+  const LatencyBandwidth f = fit_latency_bandwidth(x, t, 2);
+  EXPECT_EQ(f.latency_s, 0.0);
+  EXPECT_GT(f.bandwidth, 0.0);
+  EXPECT_NE(error_of([] { fit_latency_bandwidth({1e6}, {1e-3}, 2); }).find("two"), std::string::npos);
+}
+
+TEST(Calibration, JsonOverridesOnlyTheKeysItNames) {
+  Cluster c = cluster_preset("local");
+  const Cluster before = c;
+  apply_calibration_json(c, R"({"bench": "comm_bench", "calibration": {"intra_gbps": 0.5, "intra_latency_us": 0,
+                                "peak_tflops": 0.1, "gemm_efficiency": 0.4}})", "test");
+  EXPECT_DOUBLE_EQ(c.intra_node_bw, 0.5e9);
+  EXPECT_DOUBLE_EQ(c.intra_node_latency, 0.0);
+  EXPECT_DOUBLE_EQ(c.peak_flops, 0.1e12);
+  EXPECT_DOUBLE_EQ(c.gemm_efficiency, 0.4);
+  EXPECT_DOUBLE_EQ(c.hbm_bw, before.hbm_bw);  // not named: the preset's
+  EXPECT_DOUBLE_EQ(c.inter_node_bw, before.inter_node_bw);
+  EXPECT_DOUBLE_EQ(c.memory_traffic, before.memory_traffic);
+}
+
+TEST(Calibration, JsonErrorsNameTheKey) {
+  Cluster c = cluster_preset("local");
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": null})", "f.json"); })
+                .find("f.json: no \"calibration\" object"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": {"intra_gbs": 1}})", "f.json"); })
+                .find("unknown calibration key 'intra_gbs'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": {"peak_tflops": 0}})", "f.json"); })
+                .find("'peak_tflops' must be a positive number"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": {"hbm_gbps": "fast"}})", "f.json"); })
+                .find("'hbm_gbps'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, "{", "f.json"); }).find("f.json"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gpt::perf
