@@ -72,14 +72,19 @@ def run_pretrain(pretrain, sections, tag, env=None):
             raise RuntimeError("pretrain failed (%d):\n%s%s" % (proc.returncode,
                                                                proc.stdout[-2000:],
                                                                proc.stderr[-2000:]))
-        train, others = [], {}
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            for line in f:
-                rec = json.loads(line)
-                if rec.get("kind") == "train":
-                    train.append(rec)
-                else:
-                    others[rec.get("kind")] = rec
+        return read_metrics(run_dir)
+
+
+def read_metrics(run_dir):
+    """metrics.jsonl of a run: the train records in order, and the last record of each other kind."""
+    train, others = [], {}
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("kind") == "train":
+                train.append(rec)
+            else:
+                others[rec.get("kind")] = rec
     return train, others
 
 

@@ -96,14 +96,8 @@ def run_pretrain_once(a, n, layout, micro_batch):
         if proc.returncode != 0:
             raise RuntimeError("pretrain failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd),
                                                                  (proc.stdout + proc.stderr)[-3000:]))
-        train, comm = [], {}
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            for line in f:
-                rec = json.loads(line)
-                if rec.get("kind") == "train":
-                    train.append(rec)
-                elif rec.get("kind") == "comm_bytes":
-                    comm = rec
+        train, others = bc.read_metrics(run_dir)
+        comm = others.get("comm_bytes", {})
     times = [r["step_ms"] for r in train[a.skip:]]
     return statistics.median(times), comm
 
