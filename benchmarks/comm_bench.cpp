@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -313,7 +314,14 @@ int main(int argc, char** argv) {
                                 ",\"mpi_peak_busbw_gbps\":" + peak_json(mpi_rows) +
                                 ",\"nccl_peak_busbw_gbps\":" + nccl_peak +
                                 ",\"calibration\":" + (cal.empty() ? "null" : cal) + "}";
-    if (FILE* f = std::fopen(a.json.c_str(), "w")) {
+    // The README's command names build/bench/, which a fresh build does not have yet.
+    const std::filesystem::path parent = std::filesystem::path(a.json).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+    FILE* f = std::fopen(a.json.c_str(), "w");
+    if (!f) {
+      std::fprintf(stderr, "comm_bench: cannot write --json %s\n", a.json.c_str());
+      ok = false;
+    } else {
       std::fprintf(f, "{\"bench\":\"comm_bench\",\"ranks\":%d,\"dtype\":\"fp32\",\"all_correct\":%s,\n"
                       "\"nccl\":\"%s\",\n\"calibration\":%s,\n\"mpi\":%s,\n\"nccl_rows\":%s}\n",
                    n, ok ? "true" : "false", nccl_note.c_str(), cal.empty() ? "null" : cal.c_str(),
