@@ -82,6 +82,8 @@ struct Ops {
   void (*matmul_forward)(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
   // dinp = dout @ weight (overwritten), dweight += dout^T @ inp, dbias += sum(dout).
   // dinp may be null (first layer needs no input gradient); dbias null when no bias.
+  // dweight undefined (a default Tensor, with dbias null): the input gradient only; a
+  // zero-bubble pipeline computes the weight gradients later, from the same dout and inp.
   void (*matmul_backward)(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
                           const Tensor& inp, const Tensor& weight);
 
@@ -90,7 +92,8 @@ struct Ops {
   // dinp = gelu'(inp) * dout (overwritten); dinp may alias dout.
   void (*gelu_backward)(Tensor& dinp, const Tensor& inp, const Tensor& dout);
   // The MLP's second linear layer and the GELU before it, backward in one pass:
-  // inp = gelu(pre) was the layer's input. dweight, dbias as matmul_backward;
+  // inp = gelu(pre) was the layer's input. dweight, dbias as matmul_backward (dweight
+  // undefined: the input gradient only);
   // dinp = (dout @ weight) * gelu'(pre), overwritten. The CPU rounds it once (the
   // product is never stored in the activation dtype), as CUDA's fused path does in bf16
   // (cuBLASLt's DGELU epilogue); CUDA's fallback (fp32, GPT_CUDA_GELU_EPILOGUE=0, no

@@ -31,7 +31,7 @@ void residual_layernorm_forward(Tensor& sum, Tensor& out, Tensor& mean, Tensor& 
                                 const Tensor& a, const Tensor& b, const Tensor& weight,
                                 const Tensor& bias, bool round_sum_to_bf16);
 void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias);
-void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+void matmul_backward(Tensor* dinp, Tensor* dweight, Tensor* dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight);
 void gelu_forward(Tensor& out, const Tensor& inp);
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);

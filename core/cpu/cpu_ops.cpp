@@ -43,7 +43,8 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
 void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight) {
   F32Args a;
-  gpt::cpu::matmul_backward(a.out(dinp, false), a.out(dweight, true), a.out(dbias, true), a.in(dout),
+  gpt::cpu::matmul_backward(a.out(dinp, false), dweight.defined() ? &a.out(dweight, true) : nullptr,
+                            a.out(dbias, true), a.in(dout),
                        a.in(inp), a.in(weight));
 }
 void gelu_forward(Tensor& out, const Tensor& inp) {
@@ -60,7 +61,8 @@ void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Te
                           const Tensor& inp, const Tensor& weight, const Tensor& pre) {
   F32Args a;
   Tensor& d = a.out(dinp, false);
-  gpt::cpu::matmul_backward(&d, a.out(dweight, true), a.out(dbias, true), a.in(dout), a.in(inp),
+  gpt::cpu::matmul_backward(&d, dweight.defined() ? &a.out(dweight, true) : nullptr, a.out(dbias, true),
+                            a.in(dout), a.in(inp),
                             a.in(weight));
   gpt::cpu::gelu_backward(d, a.in(pre), d);
 }

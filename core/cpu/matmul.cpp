@@ -25,7 +25,7 @@ void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const 
               int(C), weight.f32(), int(C), beta, y, int(OC));
 }
 
-void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+void matmul_backward(Tensor* dinp, Tensor* dweight, Tensor* dbias, const Tensor& dout,
                      const Tensor& inp, const Tensor& weight) {
   const int64_t C = inp.dim(-1), N = inp.numel() / C, OC = weight.dim(0);
   const float* dy = dout.f32();
@@ -33,8 +33,9 @@ void matmul_backward(Tensor* dinp, Tensor& dweight, Tensor* dbias, const Tensor&
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(C), int(OC), 1.f, dy,
                 int(OC), weight.f32(), int(C), 0.f, dinp->f32(), int(C));
   // dweight[OC,C] += dout^T @ inp
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(OC), int(C), int(N), 1.f, dy, int(OC),
-              inp.f32(), int(C), 1.f, dweight.f32(), int(C));
+  if (dweight)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(OC), int(C), int(N), 1.f, dy, int(OC),
+                inp.f32(), int(C), 1.f, dweight->f32(), int(C));
   if (dbias) {
     float* db = dbias->f32();
 #pragma omp parallel for schedule(static)

@@ -332,11 +332,13 @@ BackwardDims check_backward(const char* op, const Tensor* dinp, const Tensor& dw
   check_float(inp, op, "inp");
   check_dtype(weight, inp.dtype, op, "weight");
   check_dtype(dout, inp.dtype, op, "dout");
-  check_float(dweight, op, "dweight");
   const int64_t C = inp.dim(-1), N = inp.numel() / C, OC = weight.dim(0);
   check_numel(weight, OC * C, op, "weight");
   check_numel(dout, N * OC, op, "dout");
-  check_numel(dweight, OC * C, op, "dweight");
+  if (dweight.defined()) {  // undefined: the input gradient only
+    check_float(dweight, op, "dweight");
+    check_numel(dweight, OC * C, op, "dweight");
+  }
   if (dinp) {
     check_float(*dinp, op, "dinp");
     check_numel(*dinp, N * C, op, "dinp");
@@ -352,6 +354,7 @@ BackwardDims check_backward(const char* op, const Tensor* dinp, const Tensor& dw
 void weight_and_bias_grads(const char* op, const BackwardDims& d, Tensor& dweight, Tensor* dbias,
                            const Tensor& dout, const Tensor& inp) {
   const int64_t N = d.N, C = d.C, OC = d.OC;
+  if (!dweight.defined()) return;  // the input gradient only (a zero-bubble B pass)
   gemm(op, Gemm{false, true, C, OC, N, inp.raw(), C, dout.raw(), OC, dweight.raw(), C, inp.dtype,
                 dweight.dtype, 1.f});
   if (!dbias) return;

@@ -105,4 +105,29 @@ void Block::backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScr
   ln1.backward(dres, s.dln, x_in, *a.ln1_stats);  // dres is now d(x_in)
 }
 
+void Block::backward_input(BlockActs& a, Tensor& dres, const Tensor& x_in, BlockScratch& s) {
+  GPT_CHECK(mode_ == Recompute::None, "a split backward (parallel.schedule = zb-h1) needs train.recompute = none");
+  const Ops& ops = ops_for(x_in.device);
+  // The linears' output gradients land in (or are copied to) the micro-batch's own
+  // buffers, which the weight pass reads; dres itself keeps changing.
+  ensure(a.d_mlp_proj, dres.shape, dres.dtype, dres.device);
+  copy_(a.d_mlp_proj, dres);
+  mlp_proj->input_grad_through_gelu(sized(a.d_fc, a.fc_out), dres, a.gelu_out, a.fc_out);
+  fc->input_grad(sized(s.dln, a.ln2_out), a.d_fc, a.ln2_out);
+  ln2.backward(dres, s.dln, a.x2, a.ln2_stats);  // dres is now d(x2)
+  ensure(a.d_attn_proj, dres.shape, dres.dtype, dres.device);
+  copy_(a.d_attn_proj, dres);
+  attn_proj->input_grad(sized(s.datty, a.atty), dres, a.atty);
+  ops.attention_backward(sized(a.d_qkv, a.qkv_out), s.datty, a.atty, a.lse, a.qkv_out, n_head);
+  qkv->input_grad(sized(s.dln, a.ln1_out), a.d_qkv, a.ln1_out);
+  ln1.backward(dres, s.dln, x_in, a.ln1_stats);  // dres is now d(x_in)
+}
+
+void Block::backward_weights(BlockActs& a) {
+  mlp_proj->weight_grad(a.d_mlp_proj, a.gelu_out);
+  fc->weight_grad(a.d_fc, a.ln2_out);
+  attn_proj->weight_grad(a.d_attn_proj, a.atty);
+  qkv->weight_grad(a.d_qkv, a.ln1_out);
+}
+
 }  // namespace gpt

@@ -32,6 +32,9 @@ struct BlockActs {
   Tensor ln1_out, qkv_out, atty, lse, x2, ln2_out, fc_out, gelu_out;
   LayerNormStats ln1_stats, ln2_stats;
   Tensor x_out;  // full recomputation only: where the rerun forward writes its output
+  // Split backward only: each linear's output gradient, kept from the input-gradient
+  // pass for the weight-gradient pass (9 C floats per token beside the 15 C above).
+  Tensor d_qkv, d_attn_proj, d_fc, d_mlp_proj;
 };
 
 class Block {
@@ -47,6 +50,12 @@ class Block {
   // dres holds d(x_out) on entry and d(x_in) on return (updated in place); x_in and acts
   // are those of the same micro-batch's forward.
   void backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
+  // The same split in two (zero-bubble pipelines): backward_input does everything but
+  // the four linears' weight and bias gradients, keeping their output gradients in
+  // `acts`; backward_weights adds those gradients later. Needs Recompute::None (the
+  // weight pass reads the saved activations, which recomputation would have reused).
+  void backward_input(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
+  void backward_weights(BlockActs& acts);
 
   int n_head;  // the heads this block computes (all of them unless qkv is a slice)
   LayerNorm ln1, ln2;

@@ -36,6 +36,21 @@ void Linear::backward_through_gelu(Tensor& dpre, const Tensor& dout, const Tenso
                                            inp, weight->compute, pre);
 }
 
+void Linear::input_grad(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  Tensor no_weight_grad;
+  ops_for(inp.device).matmul_backward(&dinp, no_weight_grad, nullptr, dout, inp, weight->compute);
+}
+
+void Linear::input_grad_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp, const Tensor& pre) {
+  Tensor no_weight_grad;
+  ops_for(inp.device).matmul_gelu_backward(dpre, no_weight_grad, nullptr, dout, inp, weight->compute, pre);
+}
+
+void Linear::weight_grad(const Tensor& dout, const Tensor& inp) {
+  ops_for(inp.device).matmul_backward(nullptr, weight->grad, bias ? &bias->grad : nullptr, dout, inp,
+                                      weight->compute);
+}
+
 LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t C) {
   weight = store.add(name + ".weight", {C}, /*decay=*/false, 0.f, 1.f);
   bias = store.add(name + ".bias", {C}, /*decay=*/false, 0.f, 0.f);

@@ -25,6 +25,13 @@ class Linear {
   // respect to pre, the GELU's backward fused into the product (ops matmul_gelu_backward).
   virtual void backward_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp,
                                      const Tensor& pre);
+  // Backward split in two for zero-bubble pipelines: the input gradient now (no weight
+  // or bias gradient), then weight_grad later from the same dout and inp, which the
+  // caller keeps until then. Together they equal backward().
+  virtual void input_grad(Tensor& dinp, const Tensor& dout, const Tensor& inp);
+  virtual void input_grad_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp,
+                                       const Tensor& pre);
+  void weight_grad(const Tensor& dout, const Tensor& inp);
 
   int64_t in_features, out_features;
   Param* weight;

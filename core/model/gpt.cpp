@@ -143,8 +143,26 @@ float GPT::forward_train(Activations& acts, const Tensor& input, const Tensor* t
   return loss;
 }
 
-void GPT::backward(Activations& acts, const Tensor* dout) {
+void GPT::backward(Activations& acts, const Tensor* dout) { run_backward(cast(acts), dout, false); }
+
+void GPT::backward_input(Activations& acts, const Tensor* dout) { run_backward(cast(acts), dout, true); }
+
+// The blocks' weight gradients, last block first; each block's parameters are final
+// once its weight pass is done (its LayerNorms' gradients came in the input pass).
+void GPT::backward_weight(Activations& acts) {
   GPTActivations& a = cast(acts);
+  GPT_CHECK(a.weight_pass_due, "GPT::backward_weight() needs a backward_input() of the same activations first");
+  a.weight_pass_due = false;
+  int64_t end = blocks_end_;
+  for (size_t l = blocks_.size(); l-- > 0;) {
+    blocks_[l]->backward_weights(a.blocks[l]);
+    const int64_t begin = blocks_[l]->ln1.weight->offset;
+    if (on_grads_ready && begin < end) on_grads_ready(begin, end);
+    end = begin;
+  }
+}
+
+void GPT::run_backward(GPTActivations& a, const Tensor* dout, bool split) {
   const Ops& ops = ops_for(store_.device());
   auto ready = [&](int64_t begin, int64_t end) {
     if (on_grads_ready && begin < end) on_grads_ready(begin, end);
@@ -165,11 +183,16 @@ void GPT::backward(Activations& acts, const Tensor* dout) {
   }
   int64_t end = blocks_end_;
   for (size_t l = blocks_.size(); l-- > 0;) {
+    if (split) {
+      blocks_[l]->backward_input(a.blocks[l], a.dres, a.resid[l], scratch_);
+      continue;  // the block's parameters are final after the weight pass
+    }
     blocks_[l]->backward(a.blocks[l], a.dres, a.resid[l], scratch_);
     const int64_t begin = blocks_[l]->ln1.weight->offset;
     ready(begin, end);
     end = begin;
   }
+  a.weight_pass_due = split;
   if (stage_.embedding) {
     ops.encoder_backward(wte->grad, wpe->grad, a.dres, a.tokens);
     ready(0, blocks_begin_);

@@ -26,6 +26,7 @@ struct GPTActivations : Activations {
   LayerNormStats lnf_stats;
   Tensor lnf_out, dlnf, dres;  // dres: the residual stream's gradient during backward
   bool head_grad_ready = false;  // forward_train ran, backward not yet
+  bool weight_pass_due = false;  // backward_input ran, backward_weight not yet
 };
 
 class GPT : public Model {
@@ -44,6 +45,8 @@ class GPT : public Model {
   float forward_train(Activations& acts, const Tensor& input, const Tensor* targets,
                       float dloss) override;
   void backward(Activations& acts, const Tensor* dout) override;
+  void backward_input(Activations& acts, const Tensor* dout) override;
+  void backward_weight(Activations& acts) override;
   float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
 
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
@@ -65,6 +68,8 @@ class GPT : public Model {
   void forward_trunk(GPTActivations& a, const Tensor& input);
   // The head over lnf_out in chunks of rows: losses, and with dloss the fused gradient.
   float head_loss(GPTActivations& a, const Tensor& targets, const float* dloss);
+  // backward (split = false) or its input pass (split = true).
+  void run_backward(GPTActivations& a, const Tensor* dout, bool split);
 
   int64_t head_chunk_rows_ = 0;
   // Scratch shared by every micro-batch: used only inside one call.

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace gpt {
@@ -58,6 +59,13 @@ class Model {
   // [B, T, C] on a stage without the head (null on a head stage). On a stage without the
   // embedding acts.input_grad then holds d(input).
   virtual void backward(Activations& acts, const Tensor* dout) = 0;
+  // Backward split in two for zero-bubble pipelines (Qi et al. 2023): backward_input
+  // does what backward does except the layers' weight-gradient GEMMs, so acts.input_grad
+  // is ready to send as early as possible; backward_weight(acts) adds those gradients
+  // later, before acts is dropped. Together they equal backward(). A model that cannot
+  // split says so by throwing.
+  virtual void backward_input(Activations& acts, const Tensor* dout);
+  virtual void backward_weight(Activations& acts);
   // Evaluation: with the head and targets the mean loss; with the head and no targets
   // the logits into acts.output; without the head the stage output. No gradients.
   virtual float forward(Activations& acts, const Tensor& input, const Tensor* targets) = 0;
@@ -67,5 +75,12 @@ class Model {
   // parallelism starts its bucket reductions here).
   std::function<void(int64_t begin, int64_t end)> on_grads_ready;
 };
+
+inline void Model::backward_input(Activations&, const Tensor*) {
+  fail("this model cannot split its backward into input and weight passes (parallel.schedule = zb-h1)");
+}
+inline void Model::backward_weight(Activations&) {
+  fail("this model cannot split its backward into input and weight passes (parallel.schedule = zb-h1)");
+}
 
 }  // namespace gpt

@@ -19,6 +19,11 @@ void ColumnParallelLinear::backward(Tensor* dinp, const Tensor& dout, const Tens
   if (dinp) tp_.allreduce(*dinp);
 }
 
+void ColumnParallelLinear::input_grad(Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  Linear::input_grad(dinp, dout, inp);
+  tp_.allreduce(dinp);
+}
+
 RowParallelLinear::RowParallelLinear(ParamStore& store, const std::string& name, int64_t in,
                                      int64_t out, bool bias, float init_std, TpRegion& tp)
     : Linear(store, name, in, out, bias, init_std, ShardSpec{1, tp.size(), tp.rank(), 1}, ShardSpec{}),

@@ -23,6 +23,7 @@ class ColumnParallelLinear : public Linear {
   ColumnParallelLinear(ParamStore& store, const std::string& name, int64_t in, int64_t out,
                        bool bias, float init_std, TpRegion& tp, int blocks = 1);
   void backward(Tensor* dinp, const Tensor& dout, const Tensor& inp) override;
+  void input_grad(Tensor& dinp, const Tensor& dout, const Tensor& inp) override;
 
  private:
   TpRegion& tp_;

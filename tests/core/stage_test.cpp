@@ -65,8 +65,11 @@ struct Result {
 
 // Runs the model cut at `cuts` (layer boundaries, e.g. {3} for [0,3) [3,6)); with
 // `one_at_a_time`, each micro-batch's forward and backward run back to back (in the
-// backward order) with a single activations object, the trainer's way.
-Result run(const std::vector<int>& cuts, Recompute mode = Recompute::None, bool one_at_a_time = false) {
+// backward order) with a single activations object, the trainer's way. With `split`,
+// backward is the zero-bubble pair: every micro-batch's input pass first, then all the
+// weight passes in the same micro-batch order (so each gradient sums in the same order).
+Result run(const std::vector<int>& cuts, Recompute mode = Recompute::None, bool one_at_a_time = false,
+           bool split = false) {
   const GPTConfig cfg = config();
   std::vector<int> bounds{0};
   bounds.insert(bounds.end(), cuts.begin(), cuts.end());
@@ -97,11 +100,17 @@ Result run(const std::vector<int>& cuts, Recompute mode = Recompute::None, bool 
   auto backward = [&](int m) {
     const Tensor* dout = nullptr;
     for (size_t s = S; s-- > 0;) {
-      stages[s].model->backward(acts(s, m), dout);
+      if (split) stages[s].model->backward_input(acts(s, m), dout);
+      else stages[s].model->backward(acts(s, m), dout);
       dout = &acts(s, m).input_grad;
     }
   };
-  if (one_at_a_time) {
+  if (split) {
+    for (int m : kForwardOrder) forward(m);
+    for (int m : kBackwardOrder) backward(m);
+    for (int m : kBackwardOrder)
+      for (size_t s = S; s-- > 0;) stages[s].model->backward_weight(acts(s, m));
+  } else if (one_at_a_time) {
     for (int m : kBackwardOrder) forward(m), backward(m);
   } else {
     for (int m : kForwardOrder) forward(m);
@@ -156,6 +165,23 @@ TEST(Stages, RecomputationWithMicroBatchesInFlight) {
   const Result whole = run({});
   for (Recompute mode : {Recompute::Selective, Recompute::Full})
     expect_equal_to_whole(run({2, 4}, mode), whole);
+}
+
+// Zero-bubble's split backward (input passes now, weight passes later) adds up to the
+// same gradients as whole backward passes, bit for bit, on the whole model and on stages.
+TEST(Stages, SplitBackwardEqualsWholeBackward) {
+  const Result whole = run({});
+  expect_equal_to_whole(run({}, Recompute::None, false, /*split=*/true), whole);
+  expect_equal_to_whole(run({2, 4}, Recompute::None, false, /*split=*/true), whole);
+  // The weight pass reads saved activations, which recomputation would have reused.
+  ParamStore store;
+  GPT model(config(), store, Recompute::Selective);
+  store.materialize(Device::CPU);
+  store.init(kSeed);
+  auto acts = model.make_activations();
+  const std::vector<Batch> data = batches();
+  model.forward_train(*acts, data[0].tokens, &data[0].targets, 1.f);
+  EXPECT_THROW(model.backward_input(*acts, nullptr), Error);
 }
 
 // A stage holds only its own parameters, under their global names; the head stage has
