@@ -69,17 +69,23 @@ struct PipelineShape {
 inline int rank_of_chunk(int chunk, int stages) { return chunk % stages; }
 
 // Throws gpt::Error with one line naming the config key when the shape does not suit
-// the schedule (e.g. 'train.grad_accum' smaller than 'parallel.pp' for interleaving,
-// 'parallel.virtual_stages' > 1 with a schedule other than interleaved).
+// the schedule. Rejected exactly: 'parallel.pp', 'train.grad_accum' (m) or
+// 'parallel.virtual_stages' below 1; v > 1 with a schedule other than interleaved; and
+// interleaved with v > 1 and m < p ('train.grad_accum' smaller than 'parallel.pp').
+// Interleaved accepts m not a multiple of p (the last group of micro-batches is smaller).
 void validate_shape(ScheduleKind kind, const PipelineShape& shape);
 
-// The ordered actions of `rank` (0 <= rank < stages) for one step.
+// The ordered actions of `rank` (0 <= rank < stages) for one step; validates the shape
+// first (validate_shape).
 //   GPipe:        all forwards, then all backwards (m micro-batches in flight).
 //   OneFOneB:     p - rank - 1 warm-up forwards, then one forward / one backward, then
 //                 the remaining backwards (at most p - rank in flight).
-//   Interleaved:  1F1B over v chunks per rank, in groups of p micro-batches.
+//   Interleaved:  1F1B over v chunks per rank, in groups of p micro-batches; with v == 1
+//                 exactly OneFOneB.
 //   ZeroBubbleH1: 1F1B's order with every backward split into B and W, the W passes
-//                 delayed to fill the cool-down bubble (same peak memory as 1F1B).
+//                 delayed to fill the cool-down bubble. Same peak memory as 1F1B in the
+//                 paper's sense, the most any rank holds: at most p on every rank (1F1B
+//                 holds p on rank 0 only, p - rank on the others).
 std::vector<Action> make_schedule(ScheduleKind kind, const PipelineShape& shape, int rank);
 
 }  // namespace gpt::parallel::pipeline

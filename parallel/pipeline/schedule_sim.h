@@ -35,7 +35,10 @@ SimResult simulate(const std::vector<std::vector<Action>>& per_rank, const Pipel
                    const PassCosts& costs = {});
 
 // The textbook bubble: (p - 1) / (m + p - 1) for GPipe and 1F1B, (p - 1) / (v m + p - 1)
-// interleaved (equal forward and backward costs).
+// interleaved (every stage and chunk equally costly, no p2p latency); for zb-h1
+// (p - 1) / (3m + p - 1), Qi et al.'s (p - 1)(F + B - W) bubble with F = B = W.
+// Under those costs with F = B = W the simulator reproduces it exactly for GPipe and
+// 1F1B, for interleaved when p divides m, for zb-h1 when m >= p.
 double formula_bubble(ScheduleKind kind, const PipelineShape& shape);
 
 }  // namespace gpt::parallel::pipeline
