@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
     comm->barrier(world).wait();  // start together: time the step, not the skew
     const auto t0 = Clock::now();
     store.zero_grads();
+    dp.begin_step();
     dp.begin_micro(true);
     model.forward_train(*acts, tokens, &targets, 1.f / float(a.batch * a.seq));
     model.backward(*acts, nullptr);

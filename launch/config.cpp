@@ -104,6 +104,16 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("parallel.tp", keyed(&c.tp),
       "tensor-parallel ranks per model (Megatron-style: heads and MLP split, adjacent ranks); "
       "data parallelism takes world / tp");
+  add("parallel.pp", keyed(&c.pp),
+      "pipeline stages: the layers cut into consecutive stages, one per rank of a pipeline group; "
+      "the micro-batches of a step (train.grad_accum) flow through them");
+  add("parallel.schedule", keyed(&c.schedule), "pipeline schedule: gpipe | 1f1b | interleaved | zb-h1");
+  add("parallel.virtual_stages", keyed(&c.virtual_stages),
+      "model chunks per pipeline rank (interleaved schedule): rank r holds chunks r, r + pp, ...");
+  add("parallel.layers_per_stage", keyed(&c.layers_per_stage),
+      "layers of each pipeline chunk in model order, e.g. 3,3,2; empty = balanced (head cost counted)");
+  add("parallel.timeline", keyed(&c.pipeline_timeline),
+      "write the last step's pipeline schedule as a Chrome-trace JSON (opens in Perfetto) to this file");
   add("parallel.zero1", keyed(&c.zero1), "shard AdamW state across data-parallel ranks");
   add("parallel.overlap", keyed(&c.dp_overlap), "overlap gradient all-reduce with backward");
   add("parallel.bucket_mb", keyed(&c.bucket_mb), "gradient bucket size in MB");

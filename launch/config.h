@@ -54,6 +54,11 @@ struct TrainConfig {
   std::string sample_checkpoint;  // the sample program: checkpoint to load (default: latest in run.dir)
 
   int tp = 1;              // tensor-parallel ranks per model replica (adjacent ranks)
+  int pp = 1;              // pipeline stages
+  std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | zb-h1
+  int virtual_stages = 1;          // model chunks per pipeline rank (interleaved)
+  std::string layers_per_stage;    // "3,3,2": layers of each chunk in order; empty = balanced
+  std::string pipeline_timeline;   // Chrome-trace JSON of the last step's schedule; empty = none
   bool zero1 = false;      // ZeRO-1 optimizer sharding under data parallelism
   bool dp_overlap = true;  // overlap gradient all-reduce with backward
   double bucket_mb = 25.0;

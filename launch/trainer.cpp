@@ -51,7 +51,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     : cfg_(cfg),
       comm_(comm),
       rank_(comm.world_rank()),
-      topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp}),
+      topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp, cfg.pp}),
       groups_(parallel::make_process_groups(comm, topo_)),
       device_(cfg.device_kind()) {
   if (cfg_.threads > 0) {
@@ -64,7 +64,8 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   const Recompute recompute = parse_recompute(cfg_.recompute);
   const DType compute = cfg_.activation_dtype();
   plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
-                      compute, device_, topo_.tp());
+                      compute, device_, topo_.tp(),
+                      topo_.pp() > 1 ? pipeline_plan_stage(cfg_, topo_.coords(rank_).pp) : PlanStage{});
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)
@@ -76,7 +77,10 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     tp_region_ = std::make_unique<parallel::TpRegion>(comm_, groups_.tp);
     tp_plan_ = std::make_unique<parallel::TensorParallelPlan>(*tp_region_);
   }
-  model_ = std::make_unique<GPT>(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
+  if (topo_.pp() > 1)
+    pipeline_ = std::make_unique<PipelineRunner>(cfg_, comm_, topo_, groups_, store_, recompute, tp_plan_.get());
+  else
+    model_ = std::make_unique<GPT>(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
   explain_out_of_memory(plan_, device_, "allocating the parameters and optimizer state", [&] {
     store_.materialize(device_, compute);
     store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
@@ -84,11 +88,15 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
         comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
         parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
   });
-  dp_->attach(*model_);
+  if (pipelined()) {
+    pipeline_->attach(*dp_);
+  } else {
+    dp_->attach(*model_);
+    acts_ = model_->make_activations();
+  }
   if (topo_.tp() > 1) dp_->set_tensor_parallel_group(groups_.tp);
-  acts_ = model_->make_activations();
   saver_ = std::make_unique<CheckpointSaver>(
-      cfg_, rank_, CheckpointLayout{comm_.world_size(), groups_.dp.size(), cfg_.zero1, topo_.tp(), 1},
+      cfg_, rank_, CheckpointLayout{comm_.world_size(), groups_.dp.size(), cfg_.zero1, topo_.tp(), topo_.pp()},
       std::max<int64_t>(1, int64_t(cfg_.bucket_mb * 1024.0 * 1024.0 / sizeof(float))));
 
   const parallel::RankCoords me = topo_.coords(rank_);
@@ -122,9 +130,17 @@ static void split_batch(const data::Batch& b, Tensor& inputs, Tensor& targets) {
 
 float Trainer::train_step(int64_t step) {
   store_.zero_grads();
+  dp_->begin_step();
   const float dloss = 1.f / float(int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum);
   double loss = 0.0;
-  for (int m = 0; m < cfg_.grad_accum; ++m) {
+  if (pipelined()) {
+    // Every stage reads the step's micro-batches (the first needs the tokens, the last
+    // the targets), so every rank's data state stays the same for checkpoints.
+    step_batches_.resize(size_t(cfg_.grad_accum));
+    for (data::Batch& b : step_batches_) train_data_->next(b);
+    loss = pipeline_->train_step(step_batches_, dloss, *dp_);
+  }
+  for (int m = 0; m < cfg_.grad_accum && !pipelined(); ++m) {
     train_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
@@ -135,7 +151,7 @@ float Trainer::train_step(int64_t step) {
     }
     model_->backward(*acts_, nullptr);
   }
-  dp_->finish_grads();
+  if (!pipelined()) dp_->finish_grads();
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
     Tensor g = store_.flat_grads().slice(dp_->shard().begin, {1});
@@ -149,6 +165,11 @@ float Trainer::train_step(int64_t step) {
 // validation losses compare across steps and across resumed runs.
 float Trainer::evaluate() {
   val_data_->restore(val_start_);
+  if (pipelined()) {
+    std::vector<data::Batch> batches(size_t(cfg_.eval_steps));
+    for (data::Batch& b : batches) val_data_->next(b);
+    return dp_->average_loss(pipeline_->evaluate(batches));
+  }
   double sum = 0.0;
   for (int i = 0; i < cfg_.eval_steps; ++i) {
     val_data_->next(batch_);
@@ -196,6 +217,7 @@ void Trainer::run() {
               (long long)cfg_.steps, (long long)start);
   say("layout: %s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
+  if (pipelined()) say("%s\n", pipeline_->describe().c_str());
   say("memory plan (%s, recompute %s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(), plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(N))
@@ -264,6 +286,26 @@ void Trainer::run() {
     if (periodic || (cfg_.save_final && step + 1 == cfg_.steps)) save_checkpoint(step + 1);
     std::fflush(stdout);
   }
+  if (pipelined()) {
+    const double bubble = pipeline_->measured_bubble();
+    if (cfg_.steps - start > 1)
+      say("pipeline: measured bubble %.1f%% (idle share of the stages' step time, mean over ranks and steps after the first); formula %.1f%%\n",
+          100.0 * bubble, 100.0 * pipeline_->formula_bubble());
+    // Each stage's peak of tensor memory over the run (its activations in flight, the
+    // parameters and optimizer state aside), for the benchmark's memory-per-stage column.
+    const std::vector<double> peaks =
+        pipeline_->per_stage(double(memory_stats(device_).peak - memory_at_start_) / (1 << 20));
+    std::string peak_list = "[";
+    for (size_t s = 0; s < peaks.size(); ++s) peak_list += (s ? "," : "") + std::to_string(peaks[s]);
+    log_->write("pipeline", MetricsLog::Line()
+                                .num("bubble", bubble)
+                                .num("formula_bubble", pipeline_->formula_bubble())
+                                .raw("peak_mib_per_stage", peak_list + "]"));
+    if (!cfg_.pipeline_timeline.empty()) {
+      pipeline_->write_timeline(cfg_.pipeline_timeline);
+      say("pipeline: timeline of the last step in %s (open in ui.perfetto.dev)\n", cfg_.pipeline_timeline.c_str());
+    }
+  }
   if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
   saver_->finish();
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
@@ -278,7 +320,11 @@ void Trainer::run() {
   log_->write("comm_bytes", bytes);
   // Under tensor parallelism the model's forward is collective over the TP group, so
   // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
-  if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0 && topo_.coords(rank_).pp == 0) print_sample();
+  if (cfg_.sample_tokens > 0 && pipelined()) {
+    say("sample: not drawn under pipeline parallelism; use the sample program on the checkpoint\n");
+  } else if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0) {
+    print_sample();
+  }
 }
 
 // Per step, each op's share, and what the step spends outside the ops (communication,

@@ -11,6 +11,7 @@
 #include "launch/checkpoint_saver.h"
 #include "launch/config.h"
 #include "launch/metrics_log.h"
+#include "launch/pipeline_runner.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_groups.h"
@@ -38,6 +39,7 @@ class Trainer {
   void print_sample();
 
   bool is_logger() const { return rank_ == 0; }
+  bool pipelined() const { return pipeline_ != nullptr; }
 
   TrainConfig cfg_;
   parallel::Communicator& comm_;
@@ -48,8 +50,10 @@ class Trainer {
   ParamStore store_;
   std::unique_ptr<parallel::TpRegion> tp_region_;            // tensor parallel only
   std::unique_ptr<parallel::TensorParallelPlan> tp_plan_;
-  std::unique_ptr<GPT> model_;
+  std::unique_ptr<GPT> model_;         // the whole model (no pipeline)
   std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time
+  std::unique_ptr<PipelineRunner> pipeline_;  // parallel.pp > 1: this rank's chunks
+  std::vector<data::Batch> step_batches_;     // parallel.pp > 1: a step's micro-batches
   std::unique_ptr<parallel::DataParallel> dp_;
   std::unique_ptr<data::BatchSource> train_data_, val_data_;
   std::unique_ptr<MetricsLog> log_;

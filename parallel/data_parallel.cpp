@@ -36,25 +36,39 @@ DataParallel::DataParallel(Communicator& comm, const Group& dp, ParamStore& stor
 }
 
 DataParallel::~DataParallel() {
-  if (model_) model_->on_grads_ready = nullptr;
+  for (Model* m : models_) m->on_grads_ready = nullptr;
   for (CommHandle& h : pending_) h.wait();
 }
 
 void DataParallel::attach(Model& model) {
-  model_ = &model;
-  model.on_grads_ready = [this](int64_t begin, int64_t end) { on_grads_ready(begin, end); };
+  models_.push_back(&model);
+  model.on_grads_ready = [this](int64_t begin, int64_t end) {
+    // A held-back range sits at one end of what a model reports (the tied embedding
+    // is first or last in a stage's buffer): report the rest.
+    if (held_back_.size() > 0 && begin < held_back_.end && held_back_.begin < end) {
+      if (begin < held_back_.begin) on_grads_ready(begin, held_back_.begin);
+      if (held_back_.end < end) on_grads_ready(held_back_.end, end);
+      return;
+    }
+    on_grads_ready(begin, end);
+  };
 }
 
-void DataParallel::begin_micro(bool last_micro) {
-  last_micro_ = last_micro;
-  if (!last_micro) return;
+void DataParallel::begin_step() {
   tracker_.reset();
   std::fill(launched_.begin(), launched_.end(), false);
 }
 
+void DataParallel::begin_micro(bool last_micro) { last_micro_ = last_micro; }
+
+void DataParallel::release(ElemRange range) {
+  last_micro_ = true;
+  on_grads_ready(range.begin, range.end);
+}
+
 void DataParallel::on_grads_ready(int64_t begin, int64_t end) {
   // Earlier micro-batches only accumulate: their gradients are not final yet.
-  if (!last_micro_ || dp_.size() == 1) return;
+  if (!last_micro_ || dp_.size() == 1 || begin >= end) return;
   const std::vector<int> done = tracker_.mark_ready(begin, end);
   if (!cfg_.overlap) return;  // the benchmark's baseline: reduce after backward
   for (int b : done) launch_bucket(b);
@@ -109,9 +123,11 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
   if (tensor_parallel)
     for (int i = 0; i < store_.size(); ++i) {
       const Param& p = store_.at(i);
-      const int64_t lo = std::max(shard_.begin, p.offset), hi = std::min(shard_.end, p.offset + p.numel());
-      if (p.shard.sharded() && lo < hi) split += ops.sum_squares(store_.flat_grads().slice(lo, {hi - lo}));
+      if (p.shard.sharded()) split += sum_squares_in(ElemRange{p.offset, p.offset + p.numel()});
     }
+  // Under pipeline parallelism the head stage's copy of the tied embedding equals the
+  // first stage's after their gradients were summed: it counts there only.
+  if (pp_.size() > 1) sum_squares -= sum_squares_in(counted_elsewhere_);
   if (cfg_.zero1 && dp_.size() > 1) {
     // Global norm from the shards' sums of squares.
     std::vector<double> sums{sum_squares};
@@ -124,6 +140,11 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
     std::vector<double> sums{split};
     allreduce_sums(sums, tp_);
     sum_squares += sums[0] - split;
+  }
+  if (pp_.size() > 1) {
+    std::vector<double> sums{sum_squares};
+    allreduce_sums(sums, pp_);
+    sum_squares = sums[0];
   }
   const float norm = clip_grad_norm(grads, sum_squares, max_norm);
   // A NaN/inf gradient must never reach the parameters. The norm is global, so every
@@ -138,6 +159,12 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
     comm_.allgather(store_.flat_values(), counts, dp_).wait();
   }
   return norm;
+}
+
+double DataParallel::sum_squares_in(ElemRange r) const {
+  const int64_t lo = std::max(shard_.begin, r.begin), hi = std::min(shard_.end, r.end);
+  if (lo >= hi) return 0.0;
+  return ops_for(store_.device()).sum_squares(store_.flat_grads().slice(lo, {hi - lo}));
 }
 
 // Sent as float pairs (hi, lo) so the sums keep about double precision without a

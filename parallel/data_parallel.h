@@ -7,6 +7,7 @@
 //
 // The trainer's step (dloss already divides by B*T*accum; DataParallel divides by dp):
 //   store.zero_grads();
+//   dp.begin_step();
 //   for m in 0..accum-1:
 //     dp.begin_micro(m == accum - 1);        // only the last micro-batch communicates
 //     loss_sum += model.forward_train(acts, tokens, &targets, 1.f / (B*T*accum));
@@ -44,11 +45,29 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
-  void attach(Model& model);  // installs model.on_grads_ready; detach by destroying `this`
+  // Installs model.on_grads_ready; detach by destroying `this`. A pipeline rank holding
+  // several model chunks (interleaving) attaches each.
+  void attach(Model& model);
   // Under tensor parallelism: the other slices of this rank's sharded parameters live on
   // the ranks of `tp`, so the global grad norm sums their squares over it (replicated
   // parameters, equal on every TP rank, count once).
   void set_tensor_parallel_group(const Group& tp) { tp_ = tp; }
+  // Under pipeline parallelism: the other stages' parameters live on the ranks of `pp`,
+  // so the global grad norm sums over it; `counted_elsewhere` is a range of this rank's
+  // buffer another stage also holds (the head's copy of the tied embedding), left out.
+  void set_pipeline_group(const Group& pp, ElemRange counted_elsewhere) {
+    pp_ = pp;
+    counted_elsewhere_ = counted_elsewhere;
+  }
+  // Gradients in `range` are not final when the model reports them (the tied embedding,
+  // still to be summed across pipeline stages): their bucket waits for release(range),
+  // which the caller makes during the last micro-batch's backward phase.
+  void hold_back(ElemRange range) { held_back_ = range; }
+  void release(ElemRange range);
+  // At the start of every step, before the first micro-batch.
+  void begin_step();
+  // Before each micro-batch's backward: last = its gradients are final after it (the
+  // buckets it completes are reduced); earlier micro-batches only accumulate.
   void begin_micro(bool last_micro);
   // After the last micro-batch's backward: waits for every bucket. Without zero1 the
   // whole flat grad buffer is averaged over dp; with zero1 only this rank's shard is.
@@ -89,8 +108,12 @@ class DataParallel {
   std::vector<bool> launched_;
   std::vector<CommHandle> pending_;
   bool last_micro_ = true;
-  Model* model_ = nullptr;
+  std::vector<Model*> models_;
   Group tp_;  // empty unless tensor parallel
+  Group pp_;  // empty unless pipeline parallel
+  ElemRange counted_elsewhere_{0, 0}, held_back_{0, 0};
+  // The part of sum((grad)^2) over this rank's shard that lies in `r`.
+  double sum_squares_in(ElemRange r) const;
   // Sums each value over `g` in about double precision (a float hi/lo pair per value).
   void allreduce_sums(std::vector<double>& values, const Group& g);
 };

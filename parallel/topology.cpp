@@ -73,8 +73,9 @@ void Topology::validate_model(const GPTConfig& model) const {
   auto s = [](int v) { return std::to_string(v); };
   GPT_CHECK(model.n_head % tp_ == 0, "model.n_head = " + s(model.n_head) +
                                          " is not divisible by parallel.tp = " + s(tp_));
-  GPT_CHECK(model.n_layer % pp_ == 0, "model.n_layer = " + s(model.n_layer) +
-                                          " is not divisible by parallel.pp = " + s(pp_));
+  // Layers need not divide evenly: the pipeline balances uneven stages (stage_split.h).
+  GPT_CHECK(model.n_layer >= pp_, "model.n_layer = " + s(model.n_layer) + " is fewer than parallel.pp = " +
+                                      s(pp_) + " stages (each stage needs a layer)");
 }
 
 RankCoords Topology::coords(int rank) const {

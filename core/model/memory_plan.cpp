@@ -24,13 +24,18 @@ size_t backend_workspace_bytes(Device device) {
 }
 
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act, Device device, int tp) {
+                       DType act, Device device, int tp, const PlanStage& stage) {
   const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
-  const size_t L = size_t(cfg.n_layer), V = size_t(cfg.vocab_size);
+  const size_t V = size_t(cfg.vocab_size);
+  const size_t L = stage.layers < 0 ? size_t(cfg.n_layer) : size_t(stage.layers);
   // Per block 12 C^2 + 7 C parameters split over TP (qkv, both projections' and fc's
-  // weights, the qkv and fc biases); the rest is replicated.
+  // weights, the qkv and fc biases) and 6 C replicated (two LayerNorms, two row-parallel
+  // biases); wte and wpe on the embedding stage, the final LayerNorm (and, without the
+  // embedding, the tied wte's copy) on the head stage.
   const size_t split = L * (12 * C * C + 7 * C);
-  const size_t N = size_t(cfg.num_params()) - split + split / t;
+  const size_t embedding = V * C + size_t(cfg.block_size) * C;
+  const size_t N = split / t + L * 6 * C + (stage.embedding ? embedding : 0) +
+                   (stage.head ? 2 * C + (stage.embedding ? 0 : V * C) : 0);
   const size_t NH = size_t(cfg.n_head) / t;  // heads this rank computes
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
@@ -54,17 +59,22 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
       break;
     case Recompute::Full: per_block = 0, shared = (whole3 + split12 + C) * a + NH * f + 4 * f; break;
   }
-  const size_t model_level = ((L + 1) * C     // residual stream, one per block boundary
-                              + 3 * C         // final LayerNorm output, its grad, dres
-                              + C + 8 * C / t)  // backward scratch shared by the blocks (9 C at tp 1)
-                                 * a +
-                             2 * f;           // final LayerNorm statistics
-  p.activations = (L * per_block + shared + model_level) * tok;
+  // Zero-bubble's split backward keeps each linear's output gradient until the weight
+  // pass: d(mlp_proj) and d(attn_proj) C each, d(fc) 4 C and d(qkv) 3 C split over TP.
+  if (stage.split_backward) per_block += (2 * C + 7 * C / t) * a;
+  // Per micro-batch in flight: the residual stream (one per block boundary) and dres;
+  // on the head stage the final LayerNorm's output, its gradient and statistics.
+  const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? 2 * f : 0);
+  // Shared by the micro-batches: the blocks' backward scratch (9 C at tp 1) and, in a
+  // pipeline, the buffers an activation and a gradient are received into.
+  const size_t scratch = (C + 8 * C / t) * a + (stage.pipelined ? 2 * C * a : 0);
+  const size_t in_flight = size_t(stage.in_flight > 0 ? stage.in_flight : 1);
+  p.activations = ((L * per_block + per_micro) * in_flight + shared + scratch) * tok;
   // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion).
   if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * tok;
   // One chunk of logits (turned into their gradient in place, see GPT::head_loss) and
   // the fp32 losses of every position.
-  p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;
+  if (stage.head) p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;
   p.workspace = backend_workspace_bytes(device);
   return p;
 }

@@ -28,10 +28,23 @@ struct MemoryPlan {
 // attention backward (a few MiB at GPT-2 sizes), rounded up to 64 MiB; none on the CPU.
 size_t backend_workspace_bytes(Device device);
 
+// What one pipeline rank holds: its blocks, whether it has the embedding and/or the head
+// (the head stage of a pipeline keeps its own copy of the tied wte), and how many
+// micro-batches' activations are alive at its peak (1F1B: p - stage; GPipe: m). The
+// default is the whole model with one micro-batch in flight.
+struct PlanStage {
+  int layers = -1;  // -1: all of cfg.n_layer
+  bool embedding = true, head = true;
+  int in_flight = 1;
+  bool split_backward = false;  // zero-bubble: each block also keeps its linears' output gradients
+  bool pipelined = false;       // receive buffers for the activations and gradients handed in
+};
+
 // tp: tensor-parallel ranks (parallel/tensor, no sequence parallelism): each block's
 // matmul weights, column-parallel biases, attention heads and MLP channels divide by tp;
 // embeddings, LayerNorms, row-parallel biases and the residual stream stay whole.
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act = DType::F32, Device device = Device::CPU, int tp = 1);
+                       DType act = DType::F32, Device device = Device::CPU, int tp = 1,
+                       const PlanStage& stage = {});
 
 }  // namespace gpt

@@ -28,7 +28,7 @@ const std::string kTwoRanks =
     " --train.threads 1 --parallel.bucket_mb 0.02 --train.grad_accum 2 --parallel.zero1 true";
 
 RunResult run_two(const std::string& args) {
-  return gpt::test::run_command(std::string("OMP_NUM_THREADS=1 timeout 120 ") + MPIRUN_LOCAL + " -np 2 " +
+  return gpt::test::run_command(std::string("OMP_NUM_THREADS=1 timeout -k 10 120 ") + MPIRUN_LOCAL + " -np 2 " +
                                 PRETRAIN_BIN + " " + args);
 }
 

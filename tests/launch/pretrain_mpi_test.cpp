@@ -13,6 +13,7 @@ namespace fs = std::filesystem;
 using gpt::test::RunResult;
 using gpt::test::fresh_dir;
 using gpt::test::run_pretrain;
+using gpt::test::run_ranks;
 using gpt::test::train_losses;
 
 namespace {
@@ -22,11 +23,6 @@ const std::string kModel =
     " --model.block_size 32 --train.seq_len 16 --train.micro_batch 2 --train.warmup 2"
     " --train.threads 1 --parallel.bucket_mb 0.02";
 constexpr int kGlobalMicroBatches = 4;  // dp * grad_accum: the same global batch everywhere
-
-RunResult run_ranks(int np, const std::string& args) {
-  std::string cmd = std::string(MPIRUN_LOCAL) + " -np " + std::to_string(np) + " " + PRETRAIN_BIN;
-  return gpt::test::run_command("OMP_NUM_THREADS=1 timeout 120 " + cmd + " " + args);
-}
 
 std::string layout(int dp, bool zero1) {
   return kModel + " --train.grad_accum " + std::to_string(kGlobalMicroBatches / dp) +

@@ -1,6 +1,7 @@
 // Runs the pretrain binary as a user would and captures what it prints.
 #pragma once
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <unistd.h>
@@ -87,6 +88,26 @@ inline std::vector<CheckpointLine> checkpoint_lines(const std::string& run_dir) 
     out.push_back(c);
   }
   return out;
+}
+
+#ifdef MPIRUN_LOCAL
+// pretrain on `np` local ranks (one OpenMP thread each), stopped after 120 s (and killed 10 s
+// later: mpirun can ignore the TERM while it waits on a rank that was SIGKILLed).
+inline RunResult run_ranks(int np, const std::string& args) {
+  std::string cmd = std::string(MPIRUN_LOCAL) + " -np " + std::to_string(np) + " " + PRETRAIN_BIN;
+  return run_command("OMP_NUM_THREADS=1 timeout -k 10 120 " + cmd + " " + args);
+}
+#endif
+
+// The largest relative difference between two columns of printed numbers.
+inline double max_relative_difference(const std::vector<std::string>& got, const std::vector<std::string>& want,
+                                      size_t offset = 0) {
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i + offset < want.size(); ++i) {
+    const double a = std::stod(got[i]), b = std::stod(want[i + offset]);
+    worst = std::max(worst, std::abs(a - b) / std::max(std::abs(b), 1e-30));
+  }
+  return worst;
 }
 
 }  // namespace gpt::test

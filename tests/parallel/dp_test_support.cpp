@@ -38,6 +38,7 @@ float TinyTrainer::step(int64_t s) {
   const int64_t G = int64_t(dp->group().size()) * accum * B;
   Tensor tokens = empty({B, T}, DType::I32), targets = empty({B, T}, DType::I32);
   store.zero_grads();
+  dp->begin_step();
   double loss_sum = 0;
   for (int m = 0; m < accum; ++m) {
     dp->begin_micro(m == accum - 1);

@@ -79,7 +79,7 @@ TEST(Topology, ValidationMessagesNameTheProblem) {
                 .find("model.n_head = 4 is not divisible by parallel.tp = 8"),
             std::string::npos);
   EXPECT_NE(error_of([&] { Topology(8, LayoutConfig{1, 4}).validate_model(model); })
-                .find("model.n_layer = 2 is not divisible by parallel.pp = 4"),
+                .find("model.n_layer = 2 is fewer than parallel.pp = 4 stages"),
             std::string::npos);
   EXPECT_EQ(error_of([&] { Topology(8, LayoutConfig{2, 2}).validate_model(model); }), "");
 }

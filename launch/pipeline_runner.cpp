@@ -1,0 +1,245 @@
+#include "launch/pipeline_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "parallel/pipeline/schedule_sim.h"
+
+namespace gpt {
+
+using parallel::pipeline::Action;
+using parallel::pipeline::Op;
+
+std::vector<parallel::pipeline::LayerRange> pipeline_chunk_layers(const TrainConfig& cfg) {
+  const int chunks = cfg.pp * cfg.virtual_stages, L = cfg.model.n_layer;
+  std::vector<int> counts;
+  if (!cfg.layers_per_stage.empty()) {
+    std::stringstream in(cfg.layers_per_stage);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      try {
+        counts.push_back(std::stoi(item));
+      } catch (const std::exception&) {
+        fail("config key 'parallel.layers_per_stage': '" + item + "' is not a number");
+      }
+    }
+  }
+  return parallel::pipeline::split_layers(L, chunks, counts, /*embedding_cost=*/0.0,
+                                          parallel::pipeline::head_cost_in_layers(cfg.model.vocab_size, cfg.model.n_embd,
+                                                                                  cfg.seq_len));
+}
+
+PlanStage pipeline_plan_stage(const TrainConfig& cfg, int stage) {
+  const auto kind = parallel::pipeline::parse_schedule(cfg.schedule);
+  const parallel::pipeline::PipelineShape shape{cfg.pp, cfg.grad_accum, cfg.virtual_stages};
+  const std::vector<parallel::pipeline::LayerRange> layers = pipeline_chunk_layers(cfg);
+  PlanStage p;
+  p.layers = 0;
+  for (int k = 0; k < shape.virtual_stages; ++k) p.layers += layers[size_t(stage + k * shape.stages)].count();
+  p.embedding = stage == 0;
+  p.head = stage == shape.stages - 1;
+  p.split_backward = kind == parallel::pipeline::ScheduleKind::ZeroBubbleH1;
+  p.pipelined = true;
+  // Walk the schedule: a (micro, chunk) holds its chunk's layers from its forward to its
+  // last backward pass.
+  int held = 0, peak = 0;
+  for (const Action& a : parallel::pipeline::make_schedule(kind, shape, stage)) {
+    const int n = layers[size_t(a.chunk)].count();
+    if (a.op == Op::Forward) peak = std::max(peak, held += n);
+    if (a.op == Op::Backward || a.op == Op::BackwardWeight) held -= n;
+  }
+  p.in_flight = std::max(1, (peak + p.layers - 1) / std::max(1, p.layers));
+  return p;
+}
+
+PipelineRunner::PipelineRunner(const TrainConfig& cfg, parallel::Communicator& comm,
+                               const parallel::Topology& topo, const parallel::ProcessGroups& groups,
+                               ParamStore& store, Recompute recompute, const LinearFactory* linears)
+    : cfg_(cfg),
+      comm_(comm),
+      topo_(topo),
+      pp_(groups.pp),
+      store_(store),
+      kind_(parallel::pipeline::parse_schedule(cfg.schedule)),
+      shape_{cfg.pp, cfg.grad_accum, cfg.virtual_stages} {
+  parallel::pipeline::validate_shape(kind_, shape_);
+  GPT_CHECK(kind_ != parallel::pipeline::ScheduleKind::ZeroBubbleH1 || recompute == Recompute::None,
+            "config key 'parallel.schedule' = zb-h1 delays weight gradients, which read the saved activations: "
+            "it needs 'train.recompute' = none");
+  layers_ = pipeline_chunk_layers(cfg);
+  const int stage = pp_.rank, chunks = shape_.chunks();
+  for (int k = 0; k < shape_.virtual_stages; ++k) {
+    const int c = stage + k * shape_.stages;
+    StageSpec spec{layers_[size_t(c)].begin, layers_[size_t(c)].end, c == 0, c == chunks - 1};
+    models_.push_back(std::make_unique<GPT>(cfg.model, store, recompute, spec, linears));
+  }
+  // The tied embedding: the first stage's wte and the last stage's copy, one pair per
+  // (dp, tp) position; every other rank is alone in its group (group creation is
+  // collective over the world, so every rank passes the whole partition).
+  std::vector<std::vector<int>> partition;
+  for (int d = 0; d < topo.dp(); ++d)
+    for (int t = 0; t < topo.tp(); ++t) {
+      partition.push_back({topo.rank_of(0, d, t), topo.rank_of(topo.pp() - 1, d, t)});
+      for (int s = 1; s + 1 < topo.pp(); ++s) partition.push_back({topo.rank_of(s, d, t)});
+    }
+  embed_ = comm.make_group("embed", partition);
+  if (stage == 0 || stage == shape_.stages - 1) tied_ = store.find("wte");
+  actions_ = parallel::pipeline::make_schedule(kind_, shape_, stage);
+}
+
+PipelineRunner::~PipelineRunner() = default;
+
+std::vector<Model*> PipelineRunner::chunks() const {
+  std::vector<Model*> out;
+  for (const auto& m : models_) out.push_back(m.get());
+  return out;
+}
+
+void PipelineRunner::attach(parallel::DataParallel& dp) {
+  for (auto& m : models_) dp.attach(*m);
+  const parallel::ElemRange tied =
+      tied_ ? parallel::ElemRange{tied_->offset, tied_->offset + tied_->numel()} : parallel::ElemRange{0, 0};
+  dp.hold_back(tied);
+  // The last stage's copy is counted on the first stage only.
+  dp.set_pipeline_group(pp_, pp_.rank == shape_.stages - 1 ? tied : parallel::ElemRange{0, 0});
+  executor_ = std::make_unique<parallel::pipeline::PipelineExecutor>(
+      comm_, pp_, shape_, chunks(), cfg_.micro_batch, cfg_.seq_len, cfg_.model.n_embd, store_.compute_dtype());
+}
+
+std::string PipelineRunner::describe() const {
+  std::string s = "pipeline: " + std::to_string(shape_.stages) + " stages x " + std::to_string(shape_.virtual_stages) +
+                  " chunks, schedule " + parallel::pipeline::schedule_name(kind_) + ", " +
+                  std::to_string(shape_.micro_batches) + " micro-batches; layers per chunk";
+  for (const parallel::pipeline::LayerRange& r : layers_) s += " " + std::to_string(r.count());
+  char bubble[64];
+  std::snprintf(bubble, sizeof(bubble), "; formula bubble %.1f%%", 100.0 * formula_bubble());
+  return s + bubble;
+}
+
+double PipelineRunner::formula_bubble() const { return parallel::pipeline::formula_bubble(kind_, shape_); }
+
+// Copies the rows of a [B, T+1] batch into the [B, T] inputs and/or the shifted targets.
+static void load_batch(const data::Batch& b, Tensor* inputs, Tensor* targets) {
+  std::vector<int32_t> in(size_t(b.B) * b.T), tg(size_t(b.B) * b.T);
+  for (int r = 0; r < b.B; ++r)
+    for (int t = 0; t < b.T; ++t) {
+      in[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t];
+      tg[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t + 1];
+    }
+  if (inputs) ops_for(inputs->device).copy_from_host(inputs->raw(), in.data(), in.size() * 4);
+  if (targets) ops_for(targets->device).copy_from_host(targets->raw(), tg.data(), tg.size() * 4);
+}
+
+float PipelineRunner::from_last_stage(double value) {
+  Tensor t = zeros({1}, DType::F32, comm_.device());
+  const float v = float(value);
+  from_host_f32(t, &v);
+  comm_.broadcast(t, shape_.stages - 1, pp_).wait();
+  return to_host_f32(t)[0];
+}
+
+// Megatron's embedding all-reduce: after it both copies hold the sum of the embedding's
+// and the head's gradient, so they take the same update and stay equal.
+void PipelineRunner::sum_tied_embedding() {
+  if (!tied_) return;
+  Tensor g = store_.flat_grads().slice(tied_->offset, {tied_->numel()});
+  comm_.allreduce(g, embed_).wait();
+}
+
+float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp) {
+  parallel::pipeline::StepHooks hooks;
+  hooks.load = [&](int m, Tensor* tokens, Tensor* targets) { load_batch(batches[size_t(m)], tokens, targets); };
+  hooks.before_backward = [&](int, int, bool last) { dp.begin_micro(last); };
+  const double loss_sum = executor_->train_step(actions_, dloss, hooks);
+  sum_tied_embedding();
+  if (tied_) dp.release({tied_->offset, tied_->offset + tied_->numel()});
+  dp.finish_grads();
+  if (steps_++ > 0) busy_ms_ += executor_->last_busy_ms(), step_ms_ += executor_->last_step_ms();
+  return from_last_stage(loss_sum / double(batches.size()));
+}
+
+float PipelineRunner::evaluate(const std::vector<data::Batch>& batches) {
+  parallel::pipeline::StepHooks hooks;
+  hooks.load = [&](int m, Tensor* tokens, Tensor* targets) { load_batch(batches[size_t(m)], tokens, targets); };
+  const double loss_sum = executor_->evaluate(int(batches.size()), hooks);
+  return from_last_stage(loss_sum / double(batches.size()));
+}
+
+double PipelineRunner::measured_bubble() {
+  const double idle = step_ms_ > 0 ? 1.0 - busy_ms_ / step_ms_ : 0.0;
+  Tensor t = zeros({1}, DType::F32, comm_.device());
+  const float v = float(idle);
+  from_host_f32(t, &v);
+  comm_.allreduce_avg(t, pp_).wait();
+  return to_host_f32(t)[0];
+}
+
+std::vector<double> PipelineRunner::per_stage(double value) {
+  Tensor t = zeros({shape_.stages}, DType::F32, comm_.device());
+  std::vector<float> host(size_t(shape_.stages), 0.f);
+  host[size_t(pp_.rank)] = float(value);
+  from_host_f32(t, host.data());
+  comm_.allreduce(t, pp_).wait();  // each stage fills its own slot
+  const std::vector<float> all = to_host_f32(t);
+  return std::vector<double>(all.begin(), all.end());
+}
+
+void PipelineRunner::write_timeline(const std::string& path) {
+  // Each rank's events as JSON text, gathered to pp rank 0 as bytes (lengths first).
+  std::ostringstream ev;
+  const int rank = comm_.world_rank();
+  bool first = true;
+  for (const parallel::pipeline::TimedAction& t : executor_->timeline()) {
+    if (!first) ev << ",\n";
+    first = false;
+    const char* what = parallel::pipeline::op_name(t.action.op);
+    ev << "{\"name\":\"" << what << t.action.micro << "\",\"cat\":\"" << what << "\",\"ph\":\"X\",\"pid\":0,\"tid\":"
+       << rank << ",\"ts\":" << t.start_ms * 1e3 << ",\"dur\":" << (t.end_ms - t.start_ms) * 1e3
+       << ",\"args\":{\"micro\":" << t.action.micro << ",\"chunk\":" << t.action.chunk << ",\"stage\":" << pp_.rank
+       << "}}";
+  }
+  const std::string mine = ev.str();
+  const parallel::Group world = comm_.world_group();
+  const int W = world.size();
+  Tensor lengths = zeros({W}, DType::F32, Device::CPU);
+  lengths.f32()[rank] = float(mine.size());
+  Tensor lengths_dev = empty({W}, DType::F32, comm_.device());
+  from_host_f32(lengths_dev, lengths.f32());
+  comm_.allreduce(lengths_dev, world).wait();
+  const std::vector<float> len = to_host_f32(lengths_dev);
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (float l : len) counts.push_back(int64_t(l)), total += int64_t(l);
+  // Bytes travel as I32 words (one char each): tiny, and every communicator moves I32.
+  Tensor host = zeros({std::max<int64_t>(total, 1)}, DType::I32, Device::CPU);
+  int64_t at = 0;
+  for (int r = 0; r < rank; ++r) at += counts[size_t(r)];
+  for (size_t i = 0; i < mine.size(); ++i) host.i32()[at + int64_t(i)] = int32_t((unsigned char)mine[i]);
+  Tensor buf = empty({std::max<int64_t>(total, 1)}, DType::I32, comm_.device());
+  ops_for(comm_.device()).copy_from_host(buf.raw(), host.raw(), size_t(host.numel()) * 4);
+  comm_.allgather(buf, counts, world).wait();
+  if (rank != 0) return;
+  ops_for(comm_.device()).copy_to_host(host.raw(), buf.raw(), size_t(host.numel()) * 4);
+  std::ofstream out(path);
+  GPT_CHECK(out.good(), "config key 'parallel.timeline': cannot write " + path);
+  std::vector<std::string> entries;
+  at = 0;
+  for (int r = 0; r < W; ++r) {
+    entries.push_back("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":0,\"tid\":" + std::to_string(r) +
+                      ",\"args\":{\"name\":\"rank " + std::to_string(r) + "\"}}");
+    std::string events;
+    for (int64_t i = 0; i < counts[size_t(r)]; ++i) events += char(host.i32()[at + i]);
+    at += counts[size_t(r)];
+    if (!events.empty()) entries.push_back(events);
+  }
+  out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
+  for (size_t i = 0; i < entries.size(); ++i) out << (i ? ",\n" : "") << entries[i];
+  out << "\n]}\n";
+}
+
+}  // namespace gpt

@@ -1,0 +1,89 @@
+// The trainer's pipeline-parallel side (parallel.pp > 1): builds this rank's model
+// chunks, runs each step's schedule through the executor, sums the tied embedding's
+// gradients across the first and last stage, and brings the loss and the validation
+// loss from the last stage to every rank of the pipeline.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/layers/linear.h"
+#include "core/model/gpt.h"
+#include "core/model/memory_plan.h"
+#include "data/batch.h"
+#include "launch/config.h"
+#include "parallel/communicator.h"
+#include "parallel/data_parallel.h"
+#include "parallel/pipeline/pipeline_executor.h"
+#include "parallel/pipeline/schedule.h"
+#include "parallel/pipeline/stage_split.h"
+#include "parallel/process_groups.h"
+#include "parallel/topology.h"
+
+namespace gpt {
+
+// The layer range of every chunk for this configuration (parallel.layers_per_stage, or
+// balanced with the head's cost counted); throws naming the key when the layers cannot
+// be cut that way.
+std::vector<parallel::pipeline::LayerRange> pipeline_chunk_layers(const TrainConfig& cfg);
+
+// What pipeline stage `stage` holds, for the memory plan: its blocks, the embedding on
+// the first stage, the head on the last, and the micro-batches in flight at its peak
+// under the configured schedule (with interleaving, the peak of held chunk-layers over
+// the stage's layers, rounded up).
+PlanStage pipeline_plan_stage(const TrainConfig& cfg, int stage);
+
+class PipelineRunner {
+ public:
+  // Collective over the world (creates the embedding group). Registers this rank's
+  // chunks' parameters in `store`, in chunk order.
+  PipelineRunner(const TrainConfig& cfg, parallel::Communicator& comm, const parallel::Topology& topo,
+                 const parallel::ProcessGroups& groups, ParamStore& store, Recompute recompute,
+                 const LinearFactory* linears);
+  ~PipelineRunner();
+
+  // After the store is materialized and DataParallel built over it.
+  void attach(parallel::DataParallel& dp);
+
+  // One step over `batches` (grad_accum micro-batches of [B, T+1] tokens, the same on
+  // every stage): forward and backward through the schedule, the tied embedding summed
+  // across stages, the data-parallel reduction finished. Returns the mean loss over the
+  // micro-batches, on every rank of the pipeline.
+  float train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp);
+  // The mean loss of `batches` through the pipeline, forward only, on every rank.
+  float evaluate(const std::vector<data::Batch>& batches);
+
+  // Writes the last step's per-rank timeline as one Chrome-trace JSON on rank 0 of the
+  // world (collective over the world).
+  void write_timeline(const std::string& path);
+  // The mean idle fraction of the pipeline's ranks over the steps so far after the first
+  // (collective over the world), and the textbook formula's for this shape.
+  double measured_bubble();
+  double formula_bubble() const;
+  // `value` from every stage, in stage order (collective over the pp group).
+  std::vector<double> per_stage(double value);
+  std::string describe() const;  // one line for the start-up log
+
+  std::vector<Model*> chunks() const;
+
+ private:
+  float from_last_stage(double value);  // broadcast over the pp group
+  void sum_tied_embedding();
+
+  const TrainConfig& cfg_;
+  parallel::Communicator& comm_;
+  const parallel::Topology& topo_;
+  parallel::Group pp_, embed_;
+  ParamStore& store_;
+  parallel::pipeline::ScheduleKind kind_;
+  parallel::pipeline::PipelineShape shape_;
+  std::vector<parallel::pipeline::LayerRange> layers_;  // per global chunk
+  std::vector<std::unique_ptr<GPT>> models_;
+  std::vector<parallel::pipeline::Action> actions_;
+  std::unique_ptr<parallel::pipeline::PipelineExecutor> executor_;
+  Param* tied_ = nullptr;  // this rank's wte when the first or last stage (pp > 1)
+  double busy_ms_ = 0, step_ms_ = 0;
+  int steps_ = 0;
+};
+
+}  // namespace gpt
