@@ -122,6 +122,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("debug.nan_grad_step", keyed(&c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
   add("debug.exit_step", keyed(&c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
   add("debug.exit_rank", keyed(&c.debug_exit_rank), "rank that exits (testing)");
+  add("debug.hang", keyed(&c.debug_hang), "debug.exit_rank hangs at debug.exit_step instead of exiting (testing)");
   add("debug.save_delay_ms", keyed(&c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
   return d;
 }

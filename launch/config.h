@@ -68,6 +68,7 @@ struct TrainConfig {
   int64_t debug_nan_grad_step = -1;  // inject a NaN gradient (finite loss) at this step (tests)
   int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)
   int debug_exit_rank = -1;
+  bool debug_hang = false;       // debug_exit_rank hangs instead of exiting (tests the comm timeout)
   int debug_save_delay_ms = 0;   // sleep between checkpoint piece writes (crash tests)
 
   // train.device and train.dtype as the core's types (both validated by parse_config).

@@ -151,8 +151,15 @@ void PipelineRunner::sum_tied_embedding() {
   comm_.allreduce(g, embed_).wait();
 }
 
-float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp) {
+float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp,
+                                 const std::function<void()>& mid_step) {
   parallel::pipeline::StepHooks hooks;
+  bool first = true;
+  if (mid_step)
+    hooks.after_compute = [&](const Action&) {
+      if (first) mid_step();
+      first = false;
+    };
   hooks.load = [&](int m, Tensor* tokens, Tensor* targets) { load_batch(batches[size_t(m)], tokens, targets); };
   hooks.before_backward = [&](int, int, bool last) { dp.begin_micro(last); };
   const double loss_sum = executor_->train_step(actions_, dloss, hooks);

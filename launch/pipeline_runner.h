@@ -3,6 +3,7 @@
 // gradients across the first and last stage, and brings the loss and the validation
 // loss from the last stage to every rank of the pipeline.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,7 +50,9 @@ class PipelineRunner {
   // every stage): forward and backward through the schedule, the tied embedding summed
   // across stages, the data-parallel reduction finished. Returns the mean loss over the
   // micro-batches, on every rank of the pipeline.
-  float train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp);
+  // `mid_step` (optional) runs once after this rank's first compute of the step.
+  float train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp,
+                   const std::function<void()>& mid_step = {});
   // The mean loss of `batches` through the pipeline, forward only, on every rank.
   float evaluate(const std::vector<data::Batch>& batches);
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -128,6 +129,17 @@ static void split_batch(const data::Batch& b, Tensor& inputs, Tensor& targets) {
   ops_for(targets.device).copy_from_host(targets.raw(), tg.data(), tg.size() * 4);
 }
 
+// debug.exit_step / exit_rank / hang: this rank stops mid-step, as a crashed or hung
+// process would (the tests' fault injection).
+void Trainer::debug_fault(int64_t step) {
+  if (step + 1 != cfg_.debug_exit_step || rank_ != cfg_.debug_exit_rank) return;
+  std::fprintf(stderr, "rank %d: %s mid-step %lld (debug.exit_step)\n", rank_, cfg_.debug_hang ? "hanging" : "exiting",
+               (long long)step + 1);
+  std::fflush(stderr);
+  while (cfg_.debug_hang) std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::exit(3);
+}
+
 float Trainer::train_step(int64_t step) {
   store_.zero_grads();
   dp_->begin_step();
@@ -138,17 +150,14 @@ float Trainer::train_step(int64_t step) {
     // the targets), so every rank's data state stays the same for checkpoints.
     step_batches_.resize(size_t(cfg_.grad_accum));
     for (data::Batch& b : step_batches_) train_data_->next(b);
-    loss = pipeline_->train_step(step_batches_, dloss, *dp_);
+    loss = pipeline_->train_step(step_batches_, dloss, *dp_, [&] { debug_fault(step); });
   }
   for (int m = 0; m < cfg_.grad_accum && !pipelined(); ++m) {
     train_data_->next(batch_);
     split_batch(batch_, inputs_, targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
     loss += model_->forward_train(*acts_, inputs_, &targets_, dloss) / double(cfg_.grad_accum);
-    if (step + 1 == cfg_.debug_exit_step && rank_ == cfg_.debug_exit_rank) {
-      std::fprintf(stderr, "rank %d: exiting mid-step %lld (debug.exit_step)\n", rank_, (long long)step + 1);
-      std::exit(3);
-    }
+    debug_fault(step);
     model_->backward(*acts_, nullptr);
   }
   if (!pipelined()) dp_->finish_grads();
@@ -215,7 +224,7 @@ void Trainer::run() {
   say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
               (long long)cfg_.steps, (long long)start);
-  say("layout: %s\n", topo_.describe().c_str());
+  say("%s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
   if (pipelined()) say("%s\n", pipeline_->describe().c_str());
   say("memory plan (%s, recompute %s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(), plan_.describe().c_str());

@@ -2,6 +2,7 @@
 // cosine LR, clipping, validation, logging (stdout + metrics.jsonl), checkpoints and
 // resume, and a text sample at the end.
 #pragma once
+#include <functional>
 #include <memory>
 
 #include "core/adamw.h"
@@ -31,6 +32,7 @@ class Trainer {
 
  private:
   float train_step(int64_t step);
+  void debug_fault(int64_t step);
   float evaluate();
   void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);

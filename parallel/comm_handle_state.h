@@ -30,5 +30,10 @@ struct CommHandle::State {
 
 // Prints "gpt comm timeout: <what> ..." to stderr and MPI_Aborts the world.
 [[noreturn]] void abort_on_timeout(const std::string& what, double waited_s);
+// What a call is, for the timeout message: "rank 3 (pipeline stage 1): recv from
+// pipeline stage 0 on group 'pp' [1 3]" (peer: the group rank of a send's or receive's
+// other end, -1 for collectives). A rank's index in a tp/dp/pp group is named as what it
+// is there, so the message says which stage or shard stopped.
+std::string describe_call(int world_rank, const std::string& op, const Group& g, int peer = -1);
 
 }  // namespace gpt::parallel

@@ -21,6 +21,23 @@ std::string Group::describe() const {
   return os.str();
 }
 
+namespace {
+std::string member_title(const Group& g) {
+  if (g.name == "pp") return "pipeline stage";
+  if (g.name == "tp") return "tensor-parallel rank";
+  if (g.name == "dp") return "data-parallel rank";
+  return "index";
+}
+}  // namespace
+
+std::string describe_call(int world_rank, const std::string& op, const Group& g, int peer) {
+  const std::string title = member_title(g);
+  std::string s = "rank " + std::to_string(world_rank) + " (" + title + " " + std::to_string(g.rank) + " in '" +
+                  g.name + "'): " + op;
+  if (peer >= 0) s += (op == "recv" ? " from " : " to ") + title + " " + std::to_string(peer);
+  return s + " on group " + g.describe();
+}
+
 void abort_on_timeout(const std::string& what, double waited_s) {
   std::fprintf(stderr,
                "gpt comm timeout: %s not complete after %.1f s; a peer rank has stopped or "

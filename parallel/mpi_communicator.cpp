@@ -196,7 +196,8 @@ class MpiCommunicator final : public Communicator {
     return enqueue("send", g, double(t.nbytes()),
                    [t, n, peer, tag, comm = g.mpi_comm](MPI_Request* r) {
                      MPI_Isend(t.raw(), n, mpi_type(t.dtype), peer, tag, comm, r);
-                   });
+                   },
+                   {}, peer);
   }
 
   CommHandle recv(Tensor& t, int peer, const Group& g, int tag) override {
@@ -205,7 +206,7 @@ class MpiCommunicator final : public Communicator {
     const int n = as_int_count(t.numel(), "recv");
     return enqueue("recv", g, 0.0, [t, n, peer, tag, comm = g.mpi_comm](MPI_Request* r) {
       MPI_Irecv(t.raw(), n, mpi_type(t.dtype), peer, tag, comm, r);
-    });
+    }, {}, peer);
   }
 
   CommHandle broadcast(Tensor& t, int root, const Group& g) override {
@@ -249,12 +250,12 @@ class MpiCommunicator final : public Communicator {
 
   CommHandle enqueue(const char* op, const Group& g, double bytes,
                      std::function<void(MPI_Request*)> start,
-                     std::function<void()> finish = {}) {
+                     std::function<void()> finish = {}, int peer = -1) {
     auto task = std::make_shared<Task>();
     task->start = std::move(start);
     task->finish = std::move(finish);
     task->state = std::make_shared<CommHandle::State>();
-    task->state->what = "rank " + std::to_string(rank_) + ": " + op + " on group " + g.describe();
+    task->state->what = describe_call(rank_, op, g, peer);
     task->state->timeout_s = cfg_.timeout_s;
     if (std::string(op) != "make_group") traffic_.add(g.name, op, bytes);
     {

@@ -149,6 +149,7 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         const auto s = Clock::now();
         const float loss = model_of(a.chunk).forward_train(*acts, input, targets, dloss);
         timeline_.push_back({a, ms_since(s), ms_since(Clock::now())});
+        if (hooks.after_compute) hooks.after_compute(a);
         if (last_chunk(a.chunk)) loss_sum += loss;
         if (!first_chunk(a.chunk)) buffers_.push_back(input);  // the model copied it
         held_[key] = std::move(acts);
@@ -167,6 +168,7 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         if (a.op == Op::Backward) model_of(a.chunk).backward(*it->second, d);
         else model_of(a.chunk).backward_input(*it->second, d);
         timeline_.push_back({a, ms_since(s), ms_since(Clock::now())});
+        if (hooks.after_compute) hooks.after_compute(a);
         if (!last_chunk(a.chunk)) buffers_.push_back(dout);  // the model copied it
         input_grad_done_.insert(key);
         if (a.op == Op::Backward) weights_done_.insert(key);
@@ -182,6 +184,7 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         const auto s = Clock::now();
         model_of(a.chunk).backward_weight(*it->second);
         timeline_.push_back({a, ms_since(s), ms_since(Clock::now())});
+        if (hooks.after_compute) hooks.after_compute(a);
         weights_done_.insert(key);
         release_if_done(key);
         break;

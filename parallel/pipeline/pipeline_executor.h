@@ -50,6 +50,8 @@ struct StepHooks {
   // Before the backward pass of (micro, chunk); last = no later backward on this chunk
   // in this step (data parallelism communicates then).
   std::function<void(int micro, int chunk, bool last)> before_backward;
+  // After each compute action (optional; fault-injection tests stop a stage here).
+  std::function<void(const Action& done)> after_compute;
 };
 
 class PipelineExecutor {

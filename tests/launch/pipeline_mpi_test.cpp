@@ -107,3 +107,105 @@ TEST(PipelineMpi, EveryScheduleAndLayoutMatchesOneProcess) {
     EXPECT_LE(norm_diff, 2 * noise_norm);
   }
 }
+
+// With tensor parallelism inside each stage (PP2 x TP2) and data parallelism around it
+// (PP2 x TP2 x DP2, 8 ranks, interleaved, ZeRO-1): the one-process numbers still.
+TEST(PipelineMpi, CombinedWithTensorAndDataParallelMatchesOneProcess) {
+  const std::string ref = fresh_dir("pptp_ref");
+  ASSERT_EQ(run_pretrain(args_for(1, false) + " --run.dir " + ref).exit_code, 0);
+  const auto want = train_losses(ref), want_norms = train_field(ref, "grad_norm");
+  struct Layout {
+    int pp, tp, dp;
+    const char* schedule;
+    int v;
+    bool zero1;
+  };
+  for (Layout l : {Layout{2, 2, 1, "1f1b", 1, false}, Layout{2, 2, 2, "interleaved", 2, true}}) {
+    const std::string name = "pp" + std::to_string(l.pp) + "tp" + std::to_string(l.tp) + "dp" + std::to_string(l.dp);
+    SCOPED_TRACE(name);
+    const std::string d = fresh_dir(name);
+    RunResult r = run_ranks(l.pp * l.tp * l.dp, args_for(l.dp, l.zero1) + " --parallel.pp " + std::to_string(l.pp) +
+                                                    " --parallel.tp " + std::to_string(l.tp) + " --parallel.schedule " +
+                                                    l.schedule + " --parallel.virtual_stages " + std::to_string(l.v) +
+                                                    " --run.dir " + d);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const double loss_diff = max_relative_difference(train_losses(d), want);
+    const double norm_diff = max_relative_difference(train_field(d, "grad_norm"), want_norms);
+    const double param_diff = parameter_distance(d, ref);
+    std::printf("[%s] max relative difference to one process: loss %.3g, grad norm %.3g; final parameters %.3g\n",
+                name.c_str(), loss_diff, norm_diff, param_diff);
+    EXPECT_EQ(train_losses(d).size(), want.size());
+    EXPECT_LE(loss_diff, 1e-5);
+    EXPECT_LE(norm_diff, 1e-5);
+    EXPECT_LE(param_diff, 1e-5);
+  }
+}
+
+// A checkpoint written by PP2 x DP2 with ZeRO-1 (the first and the last stage both write
+// the tied embedding, under its one global name) continues the same run without a
+// pipeline, at PP4 and at PP2 x TP2.
+TEST(PipelineMpi, CheckpointResumesUnderOtherLayouts) {
+  const std::string full = fresh_dir("pp_ckpt_full");
+  RunResult r = run_ranks(4, args_for(2, true) + " --parallel.pp 2 --run.checkpoint_every 5 --run.dir " + full);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto want = train_losses(full);
+  struct Layout {
+    int pp, tp;
+  };
+  for (Layout l : {Layout{1, 1}, Layout{4, 1}, Layout{2, 2}}) {
+    SCOPED_TRACE("resumed at pp=" + std::to_string(l.pp) + " tp=" + std::to_string(l.tp));
+    const std::string d = fresh_dir("pp_ckpt_resume" + std::to_string(l.pp) + std::to_string(l.tp));
+    const std::string a = args_for(1, false) + " --parallel.pp " + std::to_string(l.pp) + " --parallel.tp " +
+                          std::to_string(l.tp) + " --run.save_final false --run.resume_from " + full +
+                          "/ckpt_00000005 --run.dir " + d;
+    r = l.pp * l.tp == 1 ? run_pretrain(a) : run_ranks(l.pp * l.tp, a);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto got = train_losses(d);
+    ASSERT_EQ(got.size() + 5, want.size());
+    EXPECT_LE(max_relative_difference(got, want, 5), 1e-5);
+  }
+}
+
+// Layouts the layers or the schedule cannot take stop at start-up with one line naming
+// the key, before any step.
+TEST(PipelineMpi, BadLayoutsFailAtStartNamingTheKey) {
+  struct Case {
+    std::string args, key;
+  };
+  const std::vector<Case> cases = {
+      {"--parallel.pp 2 --parallel.layers_per_stage 3,3", "parallel.layers_per_stage"},      // sums to 6, not 8
+      {"--parallel.pp 2 --parallel.layers_per_stage 2,2,4", "parallel.layers_per_stage"},    // 3 entries, 2 stages
+      {"--parallel.pp 2 --parallel.schedule interleaved --parallel.virtual_stages 2 --train.grad_accum 1",
+       "train.grad_accum"},                                                                    // m < p
+      {"--parallel.pp 2 --parallel.schedule interleaved --parallel.virtual_stages 8", "parallel.virtual_stages"},
+      {"--parallel.pp 2 --parallel.schedule 1f1b --parallel.virtual_stages 2", "parallel.virtual_stages"},
+      {"--parallel.pp 2 --parallel.schedule zb-h1 --train.recompute selective", "train.recompute"},
+      {"--parallel.pp 2 --parallel.schedule pipedream", "parallel.schedule"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    RunResult r = run_ranks(2, args_for(1, false) + " " + c.args + " --run.dir " + fresh_dir("pp_bad"));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find(c.key), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("step      1/"), std::string::npos) << "trained before failing:\n" << r.output;
+  }
+}
+
+// A stage that stops mid-schedule (here it hangs, which no process exit reveals) stops
+// the job within the communication timeout, and the message names the waiting rank, its
+// stage and the receive it waits on; the last checkpoint stays intact and resumes.
+TEST(PipelineMpi, StageHangingMidScheduleStopsTheJobNamingRankStageAndReceive) {
+  const std::string d = fresh_dir("pp_fault");
+  RunResult r = run_ranks(2, args_for(1, false) + " --parallel.pp 2 --run.checkpoint_every 3 --debug.exit_step 5"
+                                                  " --debug.exit_rank 1 --debug.hang true --parallel.timeout_s 5"
+                                                  " --run.dir " + d);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "the job hung until the test's time limit:\n" << r.output;
+  EXPECT_NE(r.output.find("gpt comm timeout: rank 0 (pipeline stage 0 in 'pp'): recv from pipeline stage 1"),
+            std::string::npos)
+      << r.output;
+  ASSERT_TRUE(fs::exists(d + "/ckpt_00000003/COMPLETE"));
+  r = run_ranks(2, args_for(1, false) + " --parallel.pp 2 --run.resume true --run.dir " + d);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+}

@@ -30,7 +30,7 @@ case $mode in
   exit) echo "$out" | grep -q "gpt: rank 1 called exit() before MPI_Finalize" ||
           fail "no message names rank 1" ;;
   kill) echo "$out" | grep -Eq "rank 1[^0-9]|\[\[[0-9]+,1\],1\]" || fail "no message names rank 1" ;;
-  hang) echo "$out" | grep -q "gpt comm timeout: rank 0: allreduce on group 'world' \[0 1\]" ||
+  hang) echo "$out" | grep -q "gpt comm timeout: rank 0 (index 0 in 'world'): allreduce on group 'world' \[0 1\]" ||
           fail "no timeout message naming rank 0, group 'world' and the all-reduce" ;;
 esac
 echo "fault_test: passed"
