@@ -87,6 +87,10 @@ template <int Slot> Ops make_profiled(const Ops& base) {
   GPT_PROFILE_ENTRY(convert);
   GPT_PROFILE_ENTRY(cross_entropy_forward);
   GPT_PROFILE_ENTRY(cross_entropy_forward_backward);
+  GPT_PROFILE_ENTRY(encoder_slice_forward);
+  GPT_PROFILE_ENTRY(encoder_slice_backward);
+  GPT_PROFILE_ENTRY(cross_entropy_slice_stats);
+  GPT_PROFILE_ENTRY(cross_entropy_slice_forward_backward);
   GPT_PROFILE_ENTRY(adamw_update);
   GPT_PROFILE_ENTRY(sum_squares);
 #undef GPT_PROFILE_ENTRY

@@ -129,6 +129,35 @@ struct Ops {
   void (*cross_entropy_forward_backward)(Tensor& losses, Tensor& logits, const Tensor& targets,
                                          float dloss);
 
+  // Vocabulary slices (the vocabulary-parallel embedding and head, parallel/tensor):
+  // a rank holds rows [vocab_begin, vocab_begin + Vs) of wte, where the rows at or past
+  // the real vocabulary size V are padding. Padding never wins a softmax, gives no
+  // embedding and gets no gradient. Token ids are checked against [0, V) as above.
+  //
+  // out[B,T,C] = (wte_slice[tok - vocab_begin] for a token in the slice, else 0)
+  //              + (wpe ? wpe[t] : 0).   Summed over the slices: encoder_forward.
+  void (*encoder_slice_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte_slice,
+                                const Tensor* wpe, int64_t vocab_begin, int64_t V);
+  // dwte_slice += dout rows of the tokens in the slice; dwpe as encoder_backward.
+  // Deterministic as encoder_backward.
+  void (*encoder_slice_backward)(Tensor& dwte_slice, Tensor& dwpe, const Tensor& dout,
+                                 const Tensor& tokens, int64_t vocab_begin);
+  // One slice's part of the softmax over logits[N, Vs] (column j is id vocab_begin + j):
+  // stats F32 [3, N], row 0 the max over the slice's real ids (-inf when it has none),
+  // row 1 the sum of exp(logit - that max), row 2 the target's logit when the target is
+  // in the slice, else 0. A target < 0 is ignored (its row's numbers are unused).
+  void (*cross_entropy_slice_stats)(Tensor& stats, const Tensor& logits, const Tensor& targets,
+                                    int64_t vocab_begin, int64_t V);
+  // From the stats of S slices that together cover the vocabulary, F32 [S, 3, N]:
+  // M = max_s max_s, Z = sum_s sumexp_s * exp(max_s - M), losses[N] = log Z + M -
+  // sum_s target_s (0 on ignored rows). With logits given (this slice's, as passed to
+  // cross_entropy_slice_stats), they are overwritten by dloss * (exp(logit - M) / Z -
+  // onehot(target)), zeros in padding columns and ignored rows: the fused classifier's
+  // gradient, sliced.
+  void (*cross_entropy_slice_forward_backward)(Tensor& losses, Tensor* logits,
+                                               const Tensor& targets, const Tensor& stats,
+                                               int64_t vocab_begin, int64_t V, float dloss);
+
   // Decoupled-weight-decay Adam over one flat range (param F32, grad F32, m, v F32).
   void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                        const AdamWArgs& args);

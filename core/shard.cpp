@@ -6,7 +6,8 @@ namespace gpt {
 
 bool ShardSpec::operator==(const ShardSpec& o) const {
   if (!sharded() && !o.sharded()) return true;
-  return dim == o.dim && parts == o.parts && index == o.index && blocks == o.blocks;
+  return dim == o.dim && parts == o.parts && index == o.index && blocks == o.blocks &&
+         padded == o.padded;
 }
 
 std::string ShardSpec::describe() const {
@@ -14,6 +15,7 @@ std::string ShardSpec::describe() const {
   std::string s = "dim " + std::to_string(dim) + " part " + std::to_string(index) + "/" +
                   std::to_string(parts);
   if (blocks > 1) s += " of " + std::to_string(blocks) + " blocks";
+  if (padded > 0) s += " padded to " + std::to_string(padded);
   return s;
 }
 
@@ -23,9 +25,13 @@ Shape shard_shape(const Shape& global, const ShardSpec& spec, const std::string&
                                                " but the tensor has shape " + shape_str(global));
   GPT_CHECK(spec.blocks >= 1 && spec.index >= 0 && spec.index < spec.parts,
             what + ": bad shard " + spec.describe());
-  const int64_t G = global[size_t(spec.dim)];
+  GPT_CHECK(spec.padded == 0 || (spec.blocks == 1 && spec.padded >= global[size_t(spec.dim)]),
+            what + ": bad padded shard " + spec.describe() + " of shape " + shape_str(global) +
+                " (padding must not shrink the dimension, and needs blocks = 1)");
+  const int64_t G = spec.padded > 0 ? spec.padded : global[size_t(spec.dim)];
   GPT_CHECK(G % (int64_t(spec.blocks) * spec.parts) == 0,
             what + ": dimension " + std::to_string(spec.dim) + " of shape " + shape_str(global) +
+                (spec.padded > 0 ? " padded to " + std::to_string(spec.padded) : "") +
                 " does not split into " + std::to_string(spec.parts) + " parts" +
                 (spec.blocks > 1 ? " of each of " + std::to_string(spec.blocks) + " blocks" : ""));
   Shape local = global;

@@ -7,6 +7,13 @@
 // blocks = 1 this is a plain contiguous split. Packed tensors need blocks > 1: GPT-2's
 // qkv weight [3C, C] is q|k|v along dim 0, and a rank owning heads [h0, h1) holds those
 // heads' rows of q, of k and of v (blocks = 3), which no contiguous slice gives.
+//
+// A padded split (padded > 0, blocks = 1 only) first extends the dimension to `padded`
+// entries at its end, then cuts that. The vocabulary-parallel embedding needs it: V rows
+// rarely divide by tp (GPT-2's 50,257 is prime), so wte is split as Vp = padded rows and
+// the last part(s) hold rows past V. Those padding elements exist only in the local
+// tensor: they map to no global element (for_each_global_run skips them), so
+// initialisation leaves them at init_value and checkpoints never see them.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +28,9 @@ struct ShardSpec {
   int parts = 1;   // the dimension's blocks are each cut into this many pieces ...
   int index = 0;   // ... and this holder keeps piece `index` of each
   int blocks = 1;  // equal blocks along `dim` (3 for a packed q|k|v)
+  int64_t padded = 0;  // the split dim's size after padding at its end; 0: not padded
+
+  bool padded_split() const { return sharded() && padded > 0; }
 
   bool sharded() const { return dim >= 0 && parts > 1; }
   bool operator==(const ShardSpec& o) const;
@@ -28,12 +38,14 @@ struct ShardSpec {
   std::string describe() const;  // "whole" or "dim 0 part 1/4 of 3 blocks"
 };
 
-// The local shape; throws gpt::Error naming `what` when the split does not divide.
+// The local shape; throws gpt::Error naming `what` when the split does not divide (or a
+// padding is smaller than the dimension, or combined with blocks > 1).
 Shape shard_shape(const Shape& global, const ShardSpec& spec, const std::string& what = "tensor");
 
 // Calls fn(local_offset, global_offset, count) for the runs of consecutive elements that
 // the local elements [local_begin, local_end) (row-major flat indices of the shard) map
-// to in the global tensor, in local order. A whole tensor is one run.
+// to in the global tensor, in local order. A whole tensor is one run. Padding elements of
+// a padded split map to nothing: no run covers them.
 template <class F>
 void for_each_global_run(const Shape& global, const ShardSpec& spec, int64_t local_begin,
                          int64_t local_end, F&& fn) {
@@ -46,8 +58,9 @@ void for_each_global_run(const Shape& global, const ShardSpec& spec, int64_t loc
   // with g = G / parts; one local row of the split dim (inner elements) is contiguous in both.
   int64_t inner = 1;
   for (size_t d = size_t(spec.dim) + 1; d < global.size(); ++d) inner *= global[d];
-  const int64_t G = global[size_t(spec.dim)], g = G / spec.parts;
-  const int64_t block = G / spec.blocks, piece = block / spec.parts;  // rows per block / per piece
+  // G: the real size (global offsets); Gp: the size that is cut (padded or G).
+  const int64_t G = global[size_t(spec.dim)], Gp = spec.padded > 0 ? spec.padded : G, g = Gp / spec.parts;
+  const int64_t block = Gp / spec.blocks, piece = block / spec.parts;  // rows per block / per piece
   int64_t i = local_begin;
   while (i < local_end) {
     const int64_t o = i / (g * inner), j = (i / inner) % g, k = i % inner;
@@ -55,8 +68,14 @@ void for_each_global_run(const Shape& global, const ShardSpec& spec, int64_t loc
     // Rows of one piece are adjacent globally too: extend the run to the piece's end.
     const int64_t rows_left = piece - j % piece;
     const int64_t n = std::min(local_end - i, rows_left * inner - k);
-    fn(i, (o * G + row) * inner + k, n);
-    i += n;
+    if (row >= G) {  // padding (blocks = 1: the rest of this piece is padding too)
+      i += n;
+      continue;
+    }
+    // A run never crosses from real rows into padding.
+    const int64_t real = std::min(n, (G - row) * inner - k);
+    fn(i, (o * G + row) * inner + k, real);
+    i += real;
   }
 }
 

@@ -32,7 +32,7 @@ const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
 namespace {
 struct Counters {
-  std::atomic<size_t> current{0}, peak{0};
+  std::atomic<size_t> current{0}, peak{0}, largest{0};
 };
 Counters& counters(Device d) {
   static Counters per_device[2];
@@ -42,12 +42,13 @@ Counters& counters(Device d) {
 
 MemoryStats memory_stats(Device device) {
   Counters& c = counters(device);
-  return {c.current.load(), c.peak.load()};
+  return {c.current.load(), c.peak.load(), c.largest.load()};
 }
 
 void reset_peak_memory(Device device) {
   Counters& c = counters(device);
   c.peak.store(c.current.load());
+  c.largest.store(0);
 }
 
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
@@ -56,6 +57,9 @@ Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   size_t now = c.current.fetch_add(bytes) + bytes;
   size_t peak = c.peak.load();
   while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
+  }
+  size_t largest = c.largest.load();
+  while (bytes > largest && !c.largest.compare_exchange_weak(largest, bytes)) {
   }
 }
 

@@ -29,12 +29,15 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
-// Bytes held in Storage per device, now and at the peak since the last reset. The
-// counters are process-wide on purpose: they describe the process's memory, which is
-// what the start-up memory plan is checked against.
+// Bytes held in Storage per device, now and at the peak since the last reset, and the
+// largest single allocation since then (a probe: tests assert that no tensor of some
+// size, e.g. [B, T, V] logits under tensor parallelism, was ever made). The counters are
+// process-wide on purpose: they describe the process's memory, which is what the
+// start-up memory plan is checked against.
 struct MemoryStats {
   size_t current = 0;
   size_t peak = 0;
+  size_t largest = 0;
 };
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);

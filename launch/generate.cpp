@@ -48,7 +48,8 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
     std::copy(tokens.end() - n, tokens.end(), window.i32());
     ops.copy_from_host(input.raw(), window.raw(), window.nbytes());
     model.forward(*acts, input, nullptr);
-    std::vector<float> logits = to_host_f32(acts->output.slice(int64_t(n - 1) * V, {V}));
+    // The whole row, also when the head computes a vocabulary slice per TP rank.
+    std::vector<float> logits = model.vocabulary_logits(*acts, n - 1);
     int32_t next = sample_token(logits.data(), drawable, cfg.temperature, cfg.top_k, rng);
     tokens.push_back(next);
     if (on_token) on_token(next);

@@ -123,7 +123,9 @@ float DataParallel::clip_and_step(float lr, float max_norm) {
   if (tensor_parallel)
     for (int i = 0; i < store_.size(); ++i) {
       const Param& p = store_.at(i);
-      if (p.shard.sharded()) split += sum_squares_in(ElemRange{p.offset, p.offset + p.numel()});
+      const bool elsewhere = pp_.size() > 1 && p.offset >= counted_elsewhere_.begin &&
+                             p.offset + p.numel() <= counted_elsewhere_.end;
+      if (p.shard.sharded() && !elsewhere) split += sum_squares_in(ElemRange{p.offset, p.offset + p.numel()});
     }
   // Under pipeline parallelism the head stage's copy of the tied embedding equals the
   // first stage's after their gradients were summed: it counts there only.

@@ -117,6 +117,18 @@ void CheckpointSource::fill(const std::string& name, const std::string& kind, co
                           : " (saved without optimizer state?): start from it with run.init_from"));
   const std::vector<Run> want = global_runs(global_shape, spec, local_begin, local_end);
   std::vector<std::pair<int64_t, int64_t>> covered;  // [begin, end) of out
+  // The padding of a padded split (the gaps between the runs) is in no file: zeros.
+  auto pad = [&](int64_t from, int64_t to) {
+    if (from >= to) return;
+    std::fill(out + from, out + to, 0.f);
+    covered.emplace_back(from, to);
+  };
+  int64_t at = 0;
+  for (const Run& w : want) {
+    pad(at, w.local - local_begin);
+    at = w.local - local_begin + w.n;
+  }
+  pad(at, local_end - local_begin);
   for (const Piece& p : it->second) {
     if (p.global_shape != global_shape)
       fail("checkpoint " + files_[size_t(p.file)] + ": tensor '" + name + "' has global shape " +

@@ -46,6 +46,16 @@ double sum_squares(const Tensor& x);
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
                                     float dloss);
+// Vocabulary slices (vocab_slice.cpp).
+void encoder_slice_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe,
+                           int64_t vocab_begin, int64_t V);
+void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
+                            int64_t vocab_begin);
+void cross_entropy_slice_stats(Tensor& stats, const Tensor& logits, const Tensor& targets,
+                               int64_t vocab_begin, int64_t V);
+void cross_entropy_slice_forward_backward(Tensor& losses, Tensor* logits, const Tensor& targets,
+                                          const Tensor& stats, int64_t vocab_begin, int64_t V,
+                                          float dloss);
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
 
 }  // namespace gpt::cpu

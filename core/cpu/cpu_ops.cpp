@@ -96,6 +96,28 @@ void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor
   F32Args a;
   gpt::cpu::cross_entropy_forward_backward(losses, a.out(logits, true), targets, dloss);
 }
+void encoder_slice_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe,
+                           int64_t vocab_begin, int64_t V) {
+  F32Args a;
+  gpt::cpu::encoder_slice_forward(a.out(out, false), tokens, a.in(wte), a.in(wpe), vocab_begin, V);
+}
+void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
+                            int64_t vocab_begin) {
+  F32Args a;
+  gpt::cpu::encoder_slice_backward(a.out(dwte, true), a.out(dwpe, true), a.in(dout), tokens, vocab_begin);
+}
+void cross_entropy_slice_stats(Tensor& stats, const Tensor& logits, const Tensor& targets,
+                               int64_t vocab_begin, int64_t V) {
+  F32Args a;
+  gpt::cpu::cross_entropy_slice_stats(stats, a.in(logits), targets, vocab_begin, V);
+}
+void cross_entropy_slice_forward_backward(Tensor& losses, Tensor* logits, const Tensor& targets,
+                                          const Tensor& stats, int64_t vocab_begin, int64_t V,
+                                          float dloss) {
+  F32Args a;
+  gpt::cpu::cross_entropy_slice_forward_backward(losses, a.out(logits, true), targets, stats,
+                                                 vocab_begin, V, dloss);
+}
 double sum_squares(const Tensor& x) {
   F32Args a;
   return cpu::sum_squares(a.in(x));
@@ -136,6 +158,10 @@ const Ops& cpu_ops() {
     t.convert = gpt::cpu::convert;
     t.cross_entropy_forward = cross_entropy_forward;
     t.cross_entropy_forward_backward = cross_entropy_forward_backward;
+    t.encoder_slice_forward = encoder_slice_forward;
+    t.encoder_slice_backward = encoder_slice_backward;
+    t.cross_entropy_slice_stats = cross_entropy_slice_stats;
+    t.cross_entropy_slice_forward_backward = cross_entropy_slice_forward_backward;
     t.adamw_update = gpt::cpu::adamw_update;
     t.sum_squares = sum_squares;
     return t;

@@ -217,6 +217,16 @@ void attention_backward_mma(bf16* dqkv, const bf16* dout, const float* lse, cons
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,
                                     float dloss);
+// encoder.cu and cross_entropy.cu: the vocabulary-slice forms
+void encoder_slice_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe,
+                           int64_t vocab_begin, int64_t V);
+void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
+                            int64_t vocab_begin);
+void cross_entropy_slice_stats(Tensor& stats, const Tensor& logits, const Tensor& targets,
+                               int64_t vocab_begin, int64_t V);
+void cross_entropy_slice_forward_backward(Tensor& losses, Tensor* logits, const Tensor& targets,
+                                          const Tensor& stats, int64_t vocab_begin, int64_t V,
+                                          float dloss);
 // adamw.cu
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
 double sum_squares(const Tensor& x);

@@ -243,6 +243,10 @@ const Ops* cuda_ops_or_null() {
     t.convert = cuda::convert;
     t.cross_entropy_forward = cuda::cross_entropy_forward;
     t.cross_entropy_forward_backward = cuda::cross_entropy_forward_backward;
+    t.encoder_slice_forward = cuda::encoder_slice_forward;
+    t.encoder_slice_backward = cuda::encoder_slice_backward;
+    t.cross_entropy_slice_stats = cuda::cross_entropy_slice_stats;
+    t.cross_entropy_slice_forward_backward = cuda::cross_entropy_slice_forward_backward;
     t.adamw_update = cuda::adamw_update;
     t.sum_squares = cuda::sum_squares;
     return t;

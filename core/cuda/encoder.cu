@@ -89,6 +89,39 @@ __global__ void encoder_backward_wte_kernel(AnyFloat dwte, const T* dout, const 
   }
 }
 
+// The vocabulary-slice lookup (encoder_slice_forward): ids in [vocab_begin, vocab_begin
+// + Vs) read their row of the slice, the others give zeros; wpe only where has_wpe. An id
+// past V inside the slice's range reads a padding row (zeros): never out of bounds.
+template <class T>
+__global__ void encoder_slice_forward_kernel(T* out, const int32_t* tokens, AnyFloat wte,
+                                             AnyFloat wpe, bool has_wpe, int T_, int C,
+                                             long long vocab_begin, long long Vs, size_t total) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total;
+       i += size_t(gridDim.x) * blockDim.x) {
+    const size_t bt = i / size_t(C);
+    const int c = int(i % size_t(C));
+    const int t = int(bt % size_t(T_));
+    const long long row = (long long)tokens[bt] - vocab_begin;
+    float v = row >= 0 && row < Vs ? wte.load(size_t(row) * C + c) : 0.f;
+    if (has_wpe) v += wpe.load(size_t(t) * C + c);
+    out[i] = from_float<T>(v);
+  }
+}
+
+// As encoder_sort_input_kernel for a slice: the key is the id's row of the slice, or Vs
+// for an id outside it (one segment after every row, which encoder_backward_wte_kernel
+// skips as it skips bad ids).
+__global__ void encoder_slice_sort_input_kernel(unsigned* keys, unsigned* positions,
+                                                const int32_t* tokens, int N, long long vocab_begin,
+                                                unsigned Vs) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < N) {
+    const long long row = (long long)tokens[i] - vocab_begin;
+    keys[i] = row >= 0 && row < (long long)Vs ? unsigned(row) : Vs;
+    positions[i] = unsigned(i);
+  }
+}
+
 // ---- launchers ----
 
 void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor& wpe) {
@@ -116,8 +149,12 @@ void encoder_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const
   });
 }
 
-void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
-  const char* op = "encoder_backward";
+namespace {
+
+// encoder_backward for rows [vocab_begin, vocab_begin + rows of dwte) of the vocabulary:
+// the whole table (vocab_begin 0, every id checked to be one of its rows) or a slice.
+void encoder_backward_rows(const char* op, Tensor& dwte, Tensor& dwpe, const Tensor& dout,
+                           const Tensor& tokens, bool slice, int64_t vocab_begin) {
   check_float(dout, op, "dout");
   check_float(dwte, op, "dwte");
   check_float(dwpe, op, "dwpe");
@@ -126,7 +163,7 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
   const int64_t N = B * T;
   check_numel(dout, N * C, op, "dout");
   if (dwpe.dim(-1) != C || dwpe.numel() < T * C)
-    fail("cuda encoder_backward: dwpe " + shape_str(dwpe.shape) + " does not hold " +
+    fail(std::string("cuda ") + op + ": dwpe " + shape_str(dwpe.shape) + " does not hold " +
          std::to_string(T) + " positions of width " + std::to_string(C));
   if (N == 0 || C == 0) return;
 
@@ -145,9 +182,16 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
   unsigned* pos_out = reinterpret_cast<unsigned*>(base + 3 * vec);
   void* cub_tmp = base + 4 * vec;
 
-  encoder_sort_input_kernel<<<unsigned((N + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(
-      keys_in, pos_in, tokens.i32(), int(N), unsigned(V));
-  GPT_LAUNCH_CHECK(op, "encoder_sort_input_kernel");
+  const unsigned blocks = unsigned((N + kThreads - 1) / kThreads);
+  if (slice) {
+    encoder_slice_sort_input_kernel<<<blocks, kThreads, 0, stream()>>>(
+        keys_in, pos_in, tokens.i32(), int(N), (long long)vocab_begin, unsigned(V));
+    GPT_LAUNCH_CHECK(op, "encoder_slice_sort_input_kernel");
+  } else {
+    encoder_sort_input_kernel<<<blocks, kThreads, 0, stream()>>>(keys_in, pos_in, tokens.i32(),
+                                                                 int(N), unsigned(V));
+    GPT_LAUNCH_CHECK(op, "encoder_sort_input_kernel");
+  }
   GPT_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, keys_in, keys_out,
                                                      pos_in, pos_out, int(N), 0, end_bit,
                                                      stream()));
@@ -161,6 +205,43 @@ void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tens
         any_float(dwpe), dout.data<Act>(), int(B), int(T), int(C));
     GPT_LAUNCH_CHECK(op, "encoder_backward_wpe_kernel");
   });
+}
+
+}  // namespace
+
+void encoder_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
+  encoder_backward_rows("encoder_backward", dwte, dwpe, dout, tokens, false, 0);
+}
+
+void encoder_slice_forward(Tensor& out, const Tensor& tokens, const Tensor& wte, const Tensor* wpe,
+                           int64_t vocab_begin, int64_t V) {
+  const char* op = "encoder_slice_forward";
+  check_float(out, op, "out");
+  check_float(wte, op, "wte");
+  if (wpe) check_float(*wpe, op, "wpe");
+  check_dtype(tokens, DType::I32, op, "tokens");
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), Vs = wte.dim(0), C = wte.dim(1);
+  if (wpe && (T > wpe->dim(0) || wpe->dim(-1) != C))
+    fail("cuda encoder_slice_forward: wpe " + shape_str(wpe->shape) + " does not hold " +
+         std::to_string(T) + " positions of width " + std::to_string(C));
+  check_numel(out, B * T * C, op, "out");
+  // Against the whole vocabulary, reported at the next synchronizing call.
+  check_token_range(tokens, V, false, op, "token");
+  const size_t total = size_t(B * T * C);
+  if (total == 0) return;
+  const AnyFloat pos = wpe ? any_float(*wpe) : AnyFloat{nullptr, false};
+  dispatch_float(out.dtype, op, [&](auto tag) {
+    using Act = typename decltype(tag)::type;
+    encoder_slice_forward_kernel<Act><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(
+        out.data<Act>(), tokens.i32(), any_float(wte), pos, wpe != nullptr, int(T), int(C),
+        (long long)vocab_begin, (long long)Vs, total);
+    GPT_LAUNCH_CHECK(op, "encoder_slice_forward_kernel");
+  });
+}
+
+void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, const Tensor& tokens,
+                            int64_t vocab_begin) {
+  encoder_backward_rows("encoder_slice_backward", dwte, dwpe, dout, tokens, true, vocab_begin);
 }
 
 }  // namespace gpt::cuda

@@ -21,6 +21,11 @@ std::unique_ptr<Linear> LinearFactory::make(ParamStore& store, const std::string
   return std::make_unique<Linear>(store, name, in, out, bias, init_std);
 }
 
+std::unique_ptr<TokenEmbedding> LinearFactory::make_token_embedding(ParamStore& store, int64_t V,
+                                                                    int64_t C) const {
+  return std::make_unique<TokenEmbedding>(store, V, C);
+}
+
 void Linear::forward(Tensor& out, const Tensor& inp) {
   ops_for(inp.device).matmul_forward(out, inp, weight->compute, bias ? &bias->compute : nullptr);
 }

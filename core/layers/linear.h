@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "core/layers/token_embedding.h"
 #include "core/param_store.h"
 
 namespace gpt {
@@ -48,12 +49,18 @@ enum class LinearRole {
 
 // Makes the model's linears. The default makes plain (whole) ones; tensor parallelism
 // supplies one that makes column- and row-parallel linears (parallel/tensor).
+// It makes the tied token embedding / LM head too: that is the other matrix a
+// parallelisation plan splits (by vocabulary rows), and one factory keeps the model's
+// one seam for "how my layers are split" (GPT's constructor takes just this).
 class LinearFactory {
  public:
   virtual ~LinearFactory() = default;
   virtual std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
                                        int64_t out, bool bias, float init_std,
                                        LinearRole role) const;
+  // wte [V, C] and the head tied to it (core/layers/token_embedding.h); default whole.
+  virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
+                                                               int64_t C) const;
 };
 
 // Per-row statistics a LayerNorm's forward saves for its backward. They belong to one

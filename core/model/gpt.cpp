@@ -22,28 +22,28 @@ GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec
   const int64_t C = cfg.n_embd;
   // Embeddings get no weight decay (GPT-2 practice). Every stage draws its parameters
   // from their global names, so a stage's wte equals the whole model's.
-  auto add_wte = [&] { return store.add("wte", {cfg.vocab_size, C}, /*decay=*/false, 0.02f); };
+  const LinearFactory whole;
+  const LinearFactory& layers = linears ? *linears : whole;
   if (stage_.embedding) {
-    wte = add_wte();
+    wte_ = layers.make_token_embedding(store, cfg.vocab_size, C);
     wpe = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
   }
   blocks_begin_ = store.total();
-  const LinearFactory whole;
   for (int l = stage_.layer_begin; l < stage_.layer_end; ++l)
     blocks_.push_back(std::make_unique<Block>(store, "blocks." + std::to_string(l), cfg, recompute,
-                                              shared_acts_, linears ? *linears : whole));
+                                              shared_acts_, layers));
   blocks_end_ = store.total();
   if (stage_.head) {
     lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);
     // The head is tied to the token embedding. A head stage without the embedding holds
     // its own copy (same global name and values); a pipeline sums the two copies'
     // gradients across the first and last stage.
-    if (!wte) wte = add_wte();
+    if (!wte_) wte_ = layers.make_token_embedding(store, cfg.vocab_size, C);
   }
 }
 
-int64_t head_chunk_rows(int64_t N, int64_t V) {
-  const int64_t cap = (int64_t(1) << 27) / (V > 0 ? V : 1);
+int64_t head_chunk_rows(int64_t N, int64_t columns) {
+  const int64_t cap = (int64_t(1) << 27) / (columns > 0 ? columns : 1);
   return std::max<int64_t>(1, std::min(N, cap));
 }
 
@@ -72,7 +72,7 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
   if (stage_.embedding) {
     GPT_CHECK(input.dtype == DType::I32 && input.ndim() == 2, "GPT: the embedding stage takes I32 tokens [B, T]");
     a.tokens = input;
-    ops_for(dev).encoder_forward(a.resid[0], input, wte->compute, wpe->compute);
+    wte_->forward(a.resid[0], input, wpe->compute);
   } else {
     GPT_CHECK(input.shape == a.resid[0].shape && input.dtype == act,
               "GPT stage: input must be the previous stage's output " + shape_str(a.resid[0].shape) +
@@ -91,31 +91,24 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
 
 float GPT::head_loss(GPTActivations& a, const Tensor& targets, const float* dloss) {
   const Tensor& lnf_out = a.lnf_out;
-  const int64_t N = lnf_out.dim(0) * lnf_out.dim(1), C = cfg_.n_embd, V = cfg_.vocab_size;
+  // Vs: the logit columns this model makes, the whole vocabulary or (under TP) a slice.
+  const int64_t N = lnf_out.dim(0) * lnf_out.dim(1), C = cfg_.n_embd, Vs = wte_->logit_columns();
   const Device dev = store_.device();
-  const Ops& ops = ops_for(dev);
   GPT_CHECK(targets.numel() == N, "targets must have the shape of the tokens [B, T]");
-  const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, V);
-  ensure(logits_, {rows, V}, lnf_out.dtype, dev);
+  const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, Vs);
+  ensure(logits_, {rows, Vs}, lnf_out.dtype, dev);
   ensure(losses_, {N}, DType::F32, dev);
-  // Not zeroed: each chunk's matmul_backward overwrites its own rows of dlnf.
+  // Not zeroed: each chunk's backward overwrites its own rows of dlnf.
   if (dloss) ensure(a.dlnf, lnf_out.shape, lnf_out.dtype, dev);
   const Tensor x = lnf_out.view({N, C}), flat_targets = targets.view({N});
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);
     const Tensor xc = x.slice(r0 * C, {n, C}), tc = flat_targets.slice(r0, {n});
-    Tensor logits = logits_.slice(0, {n, V}), losses = losses_.slice(r0, {n});
-    ops.matmul_forward(logits, xc, wte->compute, nullptr);
-    if (!dloss) {
-      ops.cross_entropy_forward(losses, logits, tc);
-      continue;
-    }
-    // The fused classifier: losses, and the logits turned into their gradient in place,
-    // then straight back through the tied projection (dwte += dlogits^T x, dx = dlogits wte).
-    ops.cross_entropy_forward_backward(losses, logits, tc, *dloss);
-    Tensor dx = a.dlnf.view({N, C}).slice(r0 * C, {n, C});
-    ops.matmul_backward(&dx, wte->grad, nullptr, logits, xc, wte->compute);
+    Tensor logits = logits_.slice(0, {n, Vs}), losses = losses_.slice(r0, {n});
+    Tensor dx = dloss ? a.dlnf.view({N, C}).slice(r0 * C, {n, C}) : Tensor();
+    wte_->head_loss(losses, logits, xc, tc, dloss, dloss ? &dx : nullptr);
   }
+  if (dloss) wte_->head_input_grad_done(a.dlnf);
   std::vector<float> host = to_host_f32(losses_);
   double sum = 0.0;
   for (float l : host) sum += l;
@@ -127,10 +120,20 @@ float GPT::forward(Activations& acts, const Tensor& input, const Tensor* targets
   forward_trunk(a, input);
   if (!stage_.head) return std::numeric_limits<float>::quiet_NaN();
   if (targets) return head_loss(a, *targets, nullptr);
-  const int64_t B = input.dim(0), T = input.dim(1), V = cfg_.vocab_size;
-  ensure(a.output, {B, T, V}, a.lnf_out.dtype, store_.device());
-  ops_for(store_.device()).matmul_forward(a.output, a.lnf_out, wte->compute, nullptr);
+  const int64_t B = input.dim(0), T = input.dim(1);
+  ensure(a.output, {B, T, wte_->logit_columns()}, a.lnf_out.dtype, store_.device());
+  wte_->head_logits(a.output, a.lnf_out);
   return std::numeric_limits<float>::quiet_NaN();
+}
+
+std::vector<float> GPT::vocabulary_logits(const Activations& acts, int64_t position) const {
+  GPT_CHECK(stage_.head, "GPT::vocabulary_logits: this stage has no head");
+  const Tensor& out = acts.output;
+  const int64_t Vs = wte_->logit_columns();
+  GPT_CHECK(out.defined() && out.dim(-1) == Vs && position >= 0 && position * Vs < out.numel(),
+            "GPT::vocabulary_logits: no logits at position " + std::to_string(position) +
+                " (run forward() without targets first)");
+  return wte_->vocabulary_row(out.slice(position * Vs, {Vs}));
 }
 
 float GPT::forward_train(Activations& acts, const Tensor& input, const Tensor* targets, float dloss) {
@@ -163,7 +166,6 @@ void GPT::backward_weight(Activations& acts) {
 }
 
 void GPT::run_backward(GPTActivations& a, const Tensor* dout, bool split) {
-  const Ops& ops = ops_for(store_.device());
   auto ready = [&](int64_t begin, int64_t end) {
     if (on_grads_ready && begin < end) on_grads_ready(begin, end);
   };
@@ -194,7 +196,7 @@ void GPT::run_backward(GPTActivations& a, const Tensor* dout, bool split) {
   }
   a.weight_pass_due = split;
   if (stage_.embedding) {
-    ops.encoder_backward(wte->grad, wpe->grad, a.dres, a.tokens);
+    wte_->backward(wpe->grad, a.dres, a.tokens);
     ready(0, blocks_begin_);
   } else {
     a.input_grad = a.dres;

@@ -12,11 +12,12 @@
 
 namespace gpt {
 
-// Rows of logits the LM head makes at once for N positions over a vocabulary of V:
-// at most 2^27 logits (256 MiB in bf16; about 2,600 rows at GPT-2's 50,257), which
-// keeps the head's buffer small next to the model while its GEMMs still have thousands
-// of rows to run at full speed.
-int64_t head_chunk_rows(int64_t N, int64_t V);
+// Rows of logits the LM head makes at once for N positions over `columns` logits per row
+// (the vocabulary V, or a rank's slice of it under tensor parallelism): at most 2^27
+// logits (256 MiB in bf16; about 2,600 rows at GPT-2's 50,257), which keeps the head's
+// buffer small next to the model while its GEMMs still have thousands of rows to run at
+// full speed.
+int64_t head_chunk_rows(int64_t N, int64_t columns);
 
 // One micro-batch of GPT activations (see Activations).
 struct GPTActivations : Activations {
@@ -49,6 +50,11 @@ class GPT : public Model {
   void backward_weight(Activations& acts) override;
   float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
 
+  // After forward() without targets, the logits of flat position b*T + t over the whole
+  // vocabulary (V values, on the host), whatever slice of them this model computed.
+  // Under tensor parallelism a collective: every rank of the TP group calls it.
+  std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const;
+
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
   void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
   const GPTConfig& config() const { return cfg_; }
@@ -57,7 +63,7 @@ class GPT : public Model {
   GPTConfig cfg_;
   StageSpec stage_;
   ParamStore& store_;
-  Param* wte = nullptr;  // the embedding's and/or the tied head's
+  std::unique_ptr<TokenEmbedding> wte_;  // the embedding's and/or the tied head's
   Param* wpe = nullptr;
   std::vector<std::unique_ptr<Block>> blocks_;
   std::unique_ptr<LayerNorm> lnf_;

@@ -31,11 +31,13 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // Per block 12 C^2 + 7 C parameters split over TP (qkv, both projections' and fc's
   // weights, the qkv and fc biases) and 6 C replicated (two LayerNorms, two row-parallel
   // biases); wte and wpe on the embedding stage, the final LayerNorm (and, without the
-  // embedding, the tied wte's copy) on the head stage.
+  // embedding, the tied wte's copy) on the head stage. wte is split by vocabulary rows:
+  // Vs = Vp / tp of them, padding included (core/layers/token_embedding.h).
   const size_t split = L * (12 * C * C + 7 * C);
-  const size_t embedding = V * C + size_t(cfg.block_size) * C;
+  const size_t Vs = size_t(padded_vocab(int64_t(V), int(t))) / t;
+  const size_t embedding = Vs * C + size_t(cfg.block_size) * C;
   const size_t N = split / t + L * 6 * C + (stage.embedding ? embedding : 0) +
-                   (stage.head ? 2 * C + (stage.embedding ? 0 : V * C) : 0);
+                   (stage.head ? 2 * C + (stage.embedding ? 0 : Vs * C) : 0);
   const size_t NH = size_t(cfg.n_head) / t;  // heads this rank computes
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
@@ -72,9 +74,12 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   p.activations = ((L * per_block + per_micro) * in_flight + shared + scratch) * tok;
   // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion).
   if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * tok;
-  // One chunk of logits (turned into their gradient in place, see GPT::head_loss) and
-  // the fp32 losses of every position.
-  if (stage.head) p.logits = size_t(head_chunk_rows(int64_t(tok), int64_t(V))) * V * a + f * tok;
+  // On the head stage: one chunk of logits over this rank's Vs vocabulary columns
+  // (turned into their gradient in place, see GPT::head_loss; never [B, T, V] under TP)
+  // and the fp32 losses of every position; under TP the gathered softmax statistics of
+  // a chunk, [tp, 3, rows] fp32 (parallel/tensor/vocab_parallel.h).
+  const size_t rows = size_t(head_chunk_rows(int64_t(tok), int64_t(Vs)));
+  if (stage.head) p.logits = rows * Vs * a + f * tok + (t > 1 ? t * 3 * rows * f : 0);
   p.workspace = backend_workspace_bytes(device);
   return p;
 }

@@ -33,7 +33,9 @@ struct StageSpec {
 struct Activations {
   virtual ~Activations() = default;
   // After forward on a stage without the head: its output [B, T, C] (what the next stage
-  // takes as input). After forward on a head stage without targets: the logits [B, T, V].
+  // takes as input). After forward on a head stage without targets: the logits of the
+  // vocabulary columns this stage computes, [B, T, V] whole or [B, T, Vs] for a tensor-
+  // parallel rank's slice (GPT::vocabulary_logits gives a whole row).
   Tensor output;
   // After backward on a stage without the embedding: d(input) [B, T, C].
   Tensor input_grad;

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "parallel/tensor/vocab_parallel.h"
 
 namespace gpt::parallel {
 
@@ -51,6 +52,11 @@ std::unique_ptr<Linear> TensorParallelPlan::make(ParamStore& store, const std::s
       return std::make_unique<RowParallelLinear>(store, name, in, out, bias, init_std, tp_);
   }
   fail("TensorParallelPlan: unknown linear role for '" + name + "'");
+}
+
+std::unique_ptr<TokenEmbedding> TensorParallelPlan::make_token_embedding(ParamStore& store, int64_t V,
+                                                                         int64_t C) const {
+  return std::make_unique<VocabParallelEmbedding>(store, V, C, tp_);
 }
 
 }  // namespace gpt::parallel

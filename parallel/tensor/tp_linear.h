@@ -10,7 +10,8 @@
 // gradient leaves it). A row-parallel bias is added once: rank 0 of the group adds it
 // to its partial product before the sum. Every rank holds the whole bias and computes
 // its whole gradient, which is the same on every rank (it only needs d(out), which is
-// replicated), so the replicas stay equal.
+// replicated), so the replicas stay equal. The plan also splits the token embedding and
+// the LM head tied to it by vocabulary rows (VocabParallelEmbedding, vocab_parallel.h).
 #pragma once
 #include "core/layers/linear.h"
 #include "parallel/tensor/tp_regions.h"
@@ -45,6 +46,9 @@ class TensorParallelPlan : public LinearFactory {
   std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
                                int64_t out, bool bias, float init_std,
                                LinearRole role) const override;
+  // wte and the tied head split by vocabulary rows (vocab_parallel.h).
+  std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
+                                                       int64_t C) const override;
 
  private:
   TpRegion& tp_;

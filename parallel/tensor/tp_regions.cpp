@@ -1,5 +1,6 @@
 #include "parallel/tensor/tp_regions.h"
 
+#include "core/error.h"
 #include "core/ops.h"
 
 namespace gpt::parallel {
@@ -16,6 +17,14 @@ void TpRegion::allreduce(Tensor& t) {
     return;
   }
   comm_.allreduce(t, tp_).wait();
+}
+
+void TpRegion::allgather(Tensor& buf) {
+  if (tp_.size() == 1) return;
+  GPT_CHECK(buf.numel() % tp_.size() == 0, "TpRegion::allgather: " + std::to_string(buf.numel()) +
+                                               " elements do not split into " + std::to_string(tp_.size()) + " chunks");
+  const std::vector<int64_t> counts(size_t(tp_.size()), buf.numel() / tp_.size());
+  comm_.allgather(buf, counts, tp_).wait();
 }
 
 }  // namespace gpt::parallel

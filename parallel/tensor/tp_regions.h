@@ -4,9 +4,10 @@
 //                          all-reduce of the input gradient backward;
 //   reduce_from_tp_region  after a row-parallel linear: all-reduce forward,
 //                          identity backward.
-// Both reduce with the same call, tp_allreduce. Host communicators (MPI) cannot sum
-// bf16, so a bf16 activation is summed through an fp32 copy there; NCCL sums bf16
-// itself. Synchronous: the caller needs the sum before its next op.
+// Both reduce with the same call, allreduce. Host communicators (MPI) cannot sum bf16,
+// so a bf16 activation is summed through an fp32 copy there; NCCL sums bf16 itself.
+// The vocabulary-parallel head also gathers small per-row statistics (allgather;
+// parallel/tensor/vocab_parallel.h). Synchronous: the caller needs the result next.
 #pragma once
 #include "parallel/communicator.h"
 
@@ -20,6 +21,9 @@ class TpRegion {
   int rank() const { return tp_.rank; }
   // In place: t = the sum of t over the TP group.
   void allreduce(Tensor& t);
+  // In place: buf holds size() equal chunks, this rank's at rank(); on return every
+  // rank's chunk is in its place on every rank.
+  void allgather(Tensor& buf);
 
  private:
   Communicator& comm_;

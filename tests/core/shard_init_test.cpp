@@ -5,6 +5,7 @@
 // of for_each_global_run.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
 #include <vector>
 
@@ -76,6 +77,47 @@ TEST(ShardInit, ShardShapeRejectsSplitsThatDoNotDivide) {
   EXPECT_THROW(shard_shape({10, 4}, ShardSpec{0, 3, 0, 1}), Error);
   EXPECT_THROW(shard_shape({9, 4}, ShardSpec{0, 2, 0, 3}), Error);
   EXPECT_EQ(shard_shape({12, 4}, ShardSpec{0, 2, 1, 3}), (Shape{6, 4}));
+}
+
+// A padded split (the vocabulary-parallel wte): 13 rows of 3 padded to 16 and cut in 4.
+// Part p holds global rows [4p, 4p + 4); rows 13..15 are padding: zeros after init, and
+// mapped to no global element. Expected rows counted here by hand.
+TEST(ShardInit, PaddedSplitHoldsItsRowsAndZeroPadding) {
+  const Shape global{13, 3};
+  ParamStore whole;
+  Param* w = whole.add("wte", global, false, 0.02f);
+  whole.materialize(Device::CPU);
+  whole.init(kSeed);
+  const std::vector<float> all = to_host_f32(w->value);
+  for (int part = 0; part < 4; ++part) {
+    const ShardSpec spec{0, 4, part, 1, 16};
+    ParamStore one;
+    Param* q = one.add("wte", global, false, 0.02f, 0.f, spec);
+    ASSERT_EQ(q->shape, (Shape{4, 3}));
+    one.materialize(Device::CPU);
+    one.init(kSeed);
+    const std::vector<float> got = to_host_f32(q->value);
+    for (int64_t r = 0; r < 4; ++r)
+      for (int64_t c = 0; c < 3; ++c) {
+        const int64_t row = 4 * part + r;
+        const float want = row < 13 ? all[size_t(row * 3 + c)] : 0.f;
+        EXPECT_EQ(got[size_t(r * 3 + c)], want) << "part " << part << " row " << row;
+      }
+    // The runs: part 3 maps its first row only (elements 36..38), in one run.
+    std::vector<std::array<int64_t, 3>> runs;
+    for_each_global_run(global, spec, 0, 12, [&](int64_t l, int64_t g, int64_t n) { runs.push_back({l, g, n}); });
+    if (part < 3) EXPECT_EQ(runs, (std::vector<std::array<int64_t, 3>>{{0, 12 * part, 12}}));
+    else EXPECT_EQ(runs, (std::vector<std::array<int64_t, 3>>{{0, 36, 3}}));
+  }
+  // Padding past the last part's start (a part of padding only) and a local range
+  // starting inside the padding map to nothing.
+  int calls = 0;
+  for_each_global_run({5, 2}, ShardSpec{0, 4, 3, 1, 8}, 0, 4, [&](int64_t, int64_t, int64_t) { ++calls; });
+  for_each_global_run(global, ShardSpec{0, 4, 3, 1, 16}, 4, 12, [&](int64_t, int64_t, int64_t) { ++calls; });
+  EXPECT_EQ(calls, 0);
+  EXPECT_THROW(shard_shape({13, 3}, ShardSpec{0, 4, 0, 1, 12}), Error);  // padding smaller than the rows
+  EXPECT_THROW(shard_shape({12, 3}, ShardSpec{0, 2, 0, 3, 18}), Error);  // padded blocks
+  EXPECT_THROW(shard_shape({13, 3}, ShardSpec{0, 3, 0, 1, 16}), Error);  // 16 rows in 3 parts
 }
 
 // A whole-tensor store draws different values for different names and seeds, and the

@@ -152,6 +152,46 @@ TEST(ShardedCheckpoint, TensorParallelSlicesLoadIntoAnotherSlicing) {
   for (int64_t g = 0; g < 24; ++g) EXPECT_EQ(all["blocks.0.qkv"].data[size_t(g)], expected("blocks.0.qkv", 0, g));
 }
 
+// The vocabulary-parallel wte: rows split over a padded dimension (6 rows padded to 8).
+// Over 4 parts rank 3 holds padding only. Files keep the global [6, 4] and no padding;
+// they load into the whole tensor and into another padded split, padding zero.
+std::function<ShardSpec(const std::string&)> padded_rows(int parts, int index) {
+  return [=](const std::string& name) {
+    if (name == "w") return ShardSpec{0, parts, index, 1, 8};
+    return tp(2, index % 2)(name);
+  };
+}
+
+TEST(ShardedCheckpoint, PaddedSplitStoresTheGlobalTensorWithoutPadding) {
+  const std::string dir = fresh("padded") + "/ckpt_00000003";
+  for (int r = 0; r < 4; ++r) {
+    FakeRank rank(padded_rows(4, r));
+    ASSERT_EQ(rank.store.find("w")->shape, (Shape{2, 4}));
+    rank.fill();
+    OwnedState s = owned_state(rank.store, 0, rank.store.total(), rank.adam.get(), CheckpointScalars{3, 7, {}, ""}, r, 4);
+    write_rank_file((fs::path(dir) / rank_file_name(r)).string(), s, SaveOptions{});
+  }
+  write_marker(dir, CheckpointMarker{kCheckpointFormatVersion, 3, CheckpointLayout{4, 1, false, 4, 1}, 4});
+  CheckpointSource src(dir);
+  EXPECT_EQ(src.global_shape("w"), (Shape{6, 4}));
+  EXPECT_EQ(src.piece_count("w", "param"), 3);  // rank 3's rows are all padding: nothing stored
+  TensorMap all = read_global_params(dir);
+  ASSERT_EQ(all["w"].data.size(), 24u);
+  for (int64_t g = 0; g < 24; ++g) EXPECT_EQ(all["w"].data[size_t(g)], expected("w", 0, g));
+
+  FakeRank whole_rank(whole);
+  load_into(dir, whole_rank);
+  whole_rank.check();
+  // Two parts: rank 1 holds rows 4, 5 and two padding rows; its optimizer range [2, 7)
+  // ends inside the padding. Padding loads as zeros whatever the buffer held before.
+  FakeRank half(padded_rows(2, 1), 2, 7);
+  Param& w = *half.store.find("w");
+  for (int64_t k = 0; k < w.numel(); ++k) w.value.f32()[k] = -1.f;
+  load_into(dir, half);
+  half.check();
+  for (int64_t k = 8; k < 16; ++k) EXPECT_EQ(w.value.f32()[k], 0.f) << "padding element " << k;
+}
+
 TEST(ShardedCheckpoint, ParamsOnlyFileRoundTripsAndRefusesToResume) {
   const std::string file = fresh("params") + "/imported.h5";
   TensorMap params = read_global_params(save_two_dp_ranks(fresh("params_src") + "/ckpt_00000005"));

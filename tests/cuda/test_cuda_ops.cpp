@@ -785,6 +785,65 @@ TEST(CudaOps, CrossEntropyRejectsTargetOutsideVocabulary) {
   EXPECT_HAS(what, "copy_from_host");
 }
 
+// The vocabulary-slice ops against the CPU's, slice by slice: V = 1001 in 4 slices of
+// 256 ids (the last with 233 real ids and 23 padding) and V = 50 in 4 slices of 64 (slice
+// 0 real up to id 49, slices 1-3 padding only).
+TEST(CudaOps, VocabularySliceOps) {
+  REQUIRE_GPU();
+  struct Case { int N, V, Vs; };
+  for (Case k : {Case{9, 1001, 256}, Case{5, 50, 64}}) {
+    for (DType dt : kFloatTypes) {
+      SCOPED_TRACE(std::to_string(k.N) + "x" + std::to_string(k.V) + " " + dtype_name(dt));
+      const int S = 4, C = 12, T = k.N;
+      auto t = random_ids(size_t(k.N), k.V, 61);
+      t[1] = -1;  // ignored position
+      Tensor gt = ints(t, {k.N}, Device::CUDA), ct = ints(t, {k.N}, Device::CPU);
+      Tensor stats = gpu_poison({S, 3, k.N}, DType::F32), stats_r = empty({S, 3, k.N});
+      std::vector<Vec> z;
+      for (int s = 0; s < S; ++s) {
+        z.push_back(as_stored(randn(size_t(k.N) * k.Vs, 62 + s, 3.f), dt));
+        Tensor gz = gpu_tensor(z.back(), {k.N, k.Vs}, dt), cz = cpu_tensor(z.back(), {k.N, k.Vs});
+        Tensor gs = stats.slice(int64_t(s) * 3 * k.N, {3, k.N}), cs = stats_r.slice(int64_t(s) * 3 * k.N, {3, k.N});
+        G().cross_entropy_slice_stats(gs, gz, gt, int64_t(s) * k.Vs, k.V);
+        H().cross_entropy_slice_stats(cs, cz, ct, int64_t(s) * k.Vs, k.V);
+      }
+      // Rows of padding-only slices hold -inf maxima: compare the finite rows, and the sums.
+      Vec g = to_host_f32(stats), c = to_host_f32(stats_r);
+      for (size_t i = 0; i < c.size(); ++i)
+        if (std::isinf(c[i])) {
+          EXPECT_EQ(g[i], c[i]);
+          g[i] = c[i] = 0.f;
+        }
+      EXPECT_LE(rel_err(g, c), tol(dt)) << "stats";
+      for (int s = 0; s < S; ++s) {
+        Tensor gz = gpu_tensor(z[size_t(s)], {k.N, k.Vs}, dt), cz = cpu_tensor(z[size_t(s)], {k.N, k.Vs});
+        Tensor loss = gpu_poison({k.N}, DType::F32), loss_r = empty({k.N}), only = gpu_poison({k.N}, DType::F32);
+        G().cross_entropy_slice_forward_backward(loss, &gz, gt, stats, int64_t(s) * k.Vs, k.V, 0.25f);
+        H().cross_entropy_slice_forward_backward(loss_r, &cz, ct, stats_r, int64_t(s) * k.Vs, k.V, 0.25f);
+        G().cross_entropy_slice_forward_backward(only, nullptr, gt, stats, int64_t(s) * k.Vs, k.V, 0.25f);
+        EXPECT_CLOSE(loss, loss_r, dt);
+        EXPECT_CLOSE(only, loss_r, dt);
+        EXPECT_CLOSE(gz, cz, dt);
+      }
+      // The embedding: slice 1's rows, wpe added, then backward into fp32 gradients.
+      auto ids = random_ids(size_t(2 * T), k.V, 70);
+      Vec wte = as_stored(randn(size_t(k.Vs * C), 71), dt), wpe = as_stored(randn(size_t(T * C), 72), dt);
+      Tensor wpe_g = gpu_tensor(wpe, {T, C}, dt), wpe_c = cpu_tensor(wpe, {T, C});
+      Tensor out = gpu_poison({2, T, C}, dt), out_r = empty({2, T, C});
+      G().encoder_slice_forward(out, ints(ids, {2, T}, Device::CUDA), gpu_tensor(wte, {k.Vs, C}, dt), &wpe_g, k.Vs, k.V);
+      H().encoder_slice_forward(out_r, ints(ids, {2, T}, Device::CPU), cpu_tensor(wte, {k.Vs, C}), &wpe_c, k.Vs, k.V);
+      EXPECT_CLOSE(out, out_r, dt);
+      Vec dout = as_stored(randn(size_t(2 * T * C), 73), dt), base = randn(size_t(k.Vs * C), 74);
+      Tensor dwte = gpu_tensor(base, {k.Vs, C}, DType::F32), dwte_r = cpu_tensor(base, {k.Vs, C});
+      Tensor dwpe = zeros({T, C}, DType::F32, Device::CUDA), dwpe_r = zeros({T, C});
+      G().encoder_slice_backward(dwte, dwpe, gpu_tensor(dout, {2, T, C}, dt), ints(ids, {2, T}, Device::CUDA), k.Vs);
+      H().encoder_slice_backward(dwte_r, dwpe_r, cpu_tensor(dout, {2, T, C}), ints(ids, {2, T}, Device::CPU), k.Vs);
+      EXPECT_CLOSE(dwte, dwte_r, DType::F32);
+      EXPECT_CLOSE(dwpe, dwpe_r, DType::F32);
+    }
+  }
+}
+
 TEST(CudaOps, AdamwAndSumSquares) {
   REQUIRE_GPU();
   for (int n : {1, 7, 1024, 100003}) {

@@ -140,3 +140,63 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 }  // namespace
+
+// The vocabulary-slice kernels against the CPU backend's slice ops: V = 600 in 4 slices
+// of 256 ids (slice 2 holds 88 real ids and 168 padding, slice 3 padding only), f32 and
+// bf16 logits, an ignored row and a target in the last real column. Each launch mirrors
+// its launcher (one block per row; 32 threads for the loss alone, without logits).
+namespace {
+
+template <class T> void slice_case(DType dt) {
+  using namespace gpt::cuda;
+  const int N = 5, V = 600, Vs = 256, S = 4;
+  const gpt::Ops& cpu = gpt::cpu_ops();
+  Tensor targets = gpt::empty({N}, DType::I32);
+  const int32_t ids[N] = {3, -1, 599, 300, 513};
+  std::copy(ids, ids + N, targets.i32());
+  Tensor stats = tensor({S, 3, N}, DType::F32, std::vector<float>(size_t(S * 3 * N), NAN));
+  Tensor stats_ref = gpt::zeros({S, 3, N});
+  std::vector<Tensor> logits;
+  auto real = [&](int s) { return std::max(0, std::min(Vs, V - s * Vs)); };
+  for (int s = 0; s < S; ++s) {
+    logits.push_back(tensor({N, Vs}, dt, randn(size_t(N * Vs), 40 + unsigned(s), 3.f)));
+    emu::launch(dim3(unsigned(N)), kThreads, 0, 7 + unsigned(s), [&] {
+      cross_entropy_slice_stats_kernel<T>(stats.f32() + size_t(s) * 3 * N, logits.back().data<T>(),
+                                          targets.i32(), N, Vs, real(s), (long long)s * Vs);
+    });
+    Tensor mine = stats_ref.slice(int64_t(s) * 3 * N, {3, N});
+    cpu.cross_entropy_slice_stats(mine, logits.back(), targets, int64_t(s) * Vs, V);
+  }
+  std::vector<float> got = host(stats), want = host(stats_ref);
+  for (size_t i = 0; i < want.size(); ++i)  // the padding-only slice's -inf maxima
+    if (std::isinf(want[i])) {
+      EXPECT_EQ(got[i], want[i]) << "element " << i;
+      got[i] = want[i] = 0.f;
+    }
+  EXPECT_EQ(close_to(got, want, tolerance(DType::F32)), "") << "stats";
+  for (int s = 0; s < S; ++s) {
+    Tensor grad = clone(logits[size_t(s)]), grad_ref = clone(logits[size_t(s)]);
+    Tensor losses = tensor({N}, DType::F32, std::vector<float>(N, NAN)), losses_ref = gpt::zeros({N});
+    Tensor only = clone(losses);
+    emu::launch(dim3(unsigned(N)), kThreads, 0, 20 + unsigned(s), [&] {
+      cross_entropy_slice_forward_backward_kernel<T>(losses.f32(), grad.data<T>(), targets.i32(),
+                                                     stats.f32(), S, N, Vs, real(s), (long long)s * Vs,
+                                                     V, kDloss);
+    });
+    emu::launch(dim3(unsigned(N)), 32, 0, 30 + unsigned(s), [&] {
+      cross_entropy_slice_forward_backward_kernel<T>(only.f32(), nullptr, targets.i32(), stats.f32(),
+                                                     S, N, Vs, real(s), (long long)s * Vs, V, kDloss);
+    });
+    cpu.cross_entropy_slice_forward_backward(losses_ref, &grad_ref, targets, stats_ref, int64_t(s) * Vs, V, kDloss);
+    EXPECT_EQ(close_to(host(losses), host(losses_ref), tolerance(DType::F32)), "") << "losses, slice " << s;
+    EXPECT_EQ(same_bits(only, losses), "") << "loss alone, slice " << s;
+    EXPECT_EQ(close_to(grad, grad_ref), "") << "gradient, slice " << s;
+  }
+}
+
+}  // namespace
+
+TEST(CrossEntropyEmuSlices, MatchCpuBackend) {
+  slice_case<float>(DType::F32);
+  slice_case<bf16>(DType::BF16);
+}

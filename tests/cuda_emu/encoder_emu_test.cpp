@@ -160,4 +160,54 @@ INSTANTIATE_TEST_SUITE_P(Shapes, EncoderEmu,
                            return s.str();
                          });
 
+// The vocabulary-slice kernels: rows [24, 48) of a vocabulary of 40 (16 real rows, 8
+// padding), wpe added (rank 0's lookup), then backward: the slice's rows of dwte from
+// the ids it holds only (the others, past V included, are keyed out of every segment),
+// the whole dwpe. Against the CPU backend's slice ops.
+TEST(EncoderEmuSlice, MatchesCpuBackend) {
+  using namespace gpt::cuda;
+  const int B = 2, T = 9, C = 16, V = 40, Vs = 24, begin = 24;
+  const int N = B * T;
+  Tensor tokens = gpt::empty({B, T}, DType::I32);
+  for (int i = 0; i < N; ++i) tokens.i32()[i] = (i * 7 + 3) % V;  // ids in and out of the slice, repeated
+  tokens.i32()[4] = V - 1;
+  const Tensor wte = tensor({Vs, C}, DType::F32, randn(size_t(Vs) * C, 61));
+  const Tensor wpe = tensor({T, C}, DType::F32, randn(size_t(T) * C, 62));
+  Tensor out = tensor({B, T, C}, DType::F32, std::vector<float>(size_t(N) * C, NAN)), ref = clone(out);
+  const size_t total = size_t(N) * C;
+  emu::launch(dim3(grid_for(total, kThreads)), kThreads, 0, 1, [&] {
+    encoder_slice_forward_kernel<float>(out.f32(), tokens.i32(), any(wte), any(wpe), true, T, C,
+                                        (long long)begin, (long long)Vs, total);
+  });
+  gpt::cpu_ops().encoder_slice_forward(ref, tokens, wte, &wpe, begin, V);
+  EXPECT_EQ(same_bits(out, ref), "") << "out";
+
+  const Tensor dout = tensor({B, T, C}, DType::F32, randn(total, 63));
+  Tensor dwte = tensor({Vs, C}, DType::F32, randn(size_t(Vs) * C, 64, 0.1f)), ref_dwte = clone(dwte);
+  Tensor dwpe = tensor({T, C}, DType::F32, randn(size_t(T) * C, 65, 0.1f)), ref_dwpe = clone(dwpe);
+  std::vector<unsigned> keys(static_cast<size_t>(N)), pos(static_cast<size_t>(N));
+  emu::launch(dim3(unsigned((N + kThreads - 1) / kThreads)), kThreads, 0, 2, [&] {
+    encoder_slice_sort_input_kernel(keys.data(), pos.data(), tokens.i32(), N, (long long)begin, unsigned(Vs));
+  });
+  for (int i = 0; i < N; ++i) {
+    const int row = tokens.i32()[i] - begin;
+    EXPECT_EQ(keys[size_t(i)], row >= 0 && row < Vs ? unsigned(row) : unsigned(Vs)) << "position " << i;
+  }
+  // cub's stable radix sort, stood in for as in backward_emu.
+  std::vector<size_t> order(static_cast<size_t>(N));
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  std::vector<unsigned> keys_out(static_cast<size_t>(N)), pos_out(static_cast<size_t>(N));
+  for (size_t i = 0; i < size_t(N); ++i) keys_out[i] = keys[order[i]], pos_out[i] = pos[order[i]];
+  emu::launch(dim3(unsigned(N)), kSegmentThreads, 0, 3, [&] {
+    encoder_backward_wte_kernel<float>(any(dwte), dout.f32(), keys_out.data(), pos_out.data(), N, C, unsigned(Vs));
+  });
+  emu::launch(dim3(grid_for(size_t(T) * C, kThreads)), kThreads, 0, 4, [&] {
+    encoder_backward_wpe_kernel<float>(any(dwpe), dout.f32(), B, T, C);
+  });
+  gpt::cpu_ops().encoder_slice_backward(ref_dwte, ref_dwpe, dout, tokens, begin);
+  EXPECT_EQ(close_to(dwte, ref_dwte), "") << "dwte";
+  EXPECT_EQ(close_to(dwpe, ref_dwpe), "") << "dwpe";
+}
+
 }  // namespace

@@ -58,17 +58,21 @@ TEST(PretrainMpi, DataParallelLayoutsMatchOneProcess) {
 // gives the one-process losses and gradient norms at each of 10 steps.
 TEST(PretrainMpi, TensorParallelLayoutsMatchOneProcess) {
   // Four heads so that tp = 4 splits them; the second shape has an odd head size
-  // (60 / 4 = 15) and a vocabulary (101) that no tp divides.
+  // (60 / 4 = 15). The vocabulary (101) no tp divides: the vocabulary-parallel
+  // embedding and head pad it to 128 rows at tp 2 and 256 at tp 4, where ranks 2 and 3
+  // hold padding only. Validation (forward with targets, no gradients) at steps 5 and 10.
   for (const char* shape : {"--model.n_embd 32", "--model.n_embd 60"}) {
     auto args = [&](int dp, bool zero1) {
       std::string a = layout(dp, zero1) + " " + shape;
       a.replace(a.find("--model.n_head 2"), 16, "--model.n_head 4");
       a.replace(a.find("--model.n_embd 32"), 17, "");
-      return a + " --train.steps 10 --run.save_final false";
+      return a + " --train.steps 10 --eval.every 5 --eval.steps 2 --run.save_final false";
     };
     std::string ref = fresh_dir("tp_ref");
     ASSERT_EQ(run_pretrain(args(1, false) + " --run.dir " + ref).exit_code, 0);
     const auto want = train_losses(ref), want_norms = gpt::test::train_field(ref, "grad_norm");
+    const auto want_val = gpt::test::metrics_field(ref, "val", "val_loss");
+    ASSERT_EQ(want_val.size(), 2u);
     struct Layout { int tp, dp; bool zero1; };
     for (Layout l : {Layout{2, 1, false}, Layout{4, 1, false}, Layout{2, 2, false}, Layout{2, 2, true}}) {
       SCOPED_TRACE(std::string(shape) + " tp=" + std::to_string(l.tp) + " dp=" + std::to_string(l.dp) +
@@ -79,6 +83,9 @@ TEST(PretrainMpi, TensorParallelLayoutsMatchOneProcess) {
       ASSERT_EQ(r.exit_code, 0) << r.output;
       expect_losses_close(train_losses(d), want);
       expect_losses_close(gpt::test::train_field(d, "grad_norm"), want_norms);
+      // Each data-parallel rank validates eval.steps micro-batches of its own slot, so
+      // only dp = 1 sees the one process's validation samples.
+      if (l.dp == 1) expect_losses_close(gpt::test::metrics_field(d, "val", "val_loss"), want_val);
     }
   }
 }

@@ -44,19 +44,24 @@ inline RunResult run_pretrain(const std::string& args) {
   return run_command(std::string(PRETRAIN_BIN) + " " + args);
 }
 
-// One field of metrics.jsonl's train lines, as printed (%.9g round-trips a float, so
-// equal strings mean bit-identical values).
-inline std::vector<std::string> train_field(const std::string& run_dir, const std::string& key) {
+// One field of metrics.jsonl's lines of one kind ("train", "val"), as printed (%.9g
+// round-trips a float, so equal strings mean bit-identical values).
+inline std::vector<std::string> metrics_field(const std::string& run_dir, const std::string& kind,
+                                              const std::string& key) {
   std::ifstream in(run_dir + "/metrics.jsonl");
   std::vector<std::string> out;
   std::string line;
   const std::string field = "\"" + key + "\":";
   while (std::getline(in, line)) {
-    if (line.find("\"kind\":\"train\"") == std::string::npos) continue;
+    if (line.find("\"kind\":\"" + kind + "\"") == std::string::npos) continue;
     size_t a = line.find(field) + field.size();
     out.push_back(line.substr(a, line.find_first_of(",}", a) - a));
   }
   return out;
+}
+
+inline std::vector<std::string> train_field(const std::string& run_dir, const std::string& key) {
+  return metrics_field(run_dir, "train", key);
 }
 
 inline std::vector<std::string> train_losses(const std::string& run_dir) {
