@@ -140,6 +140,8 @@ struct Ops {
 
   // RMSNorm over the last dimension: out[N,C] = inp * rstd * weight with
   // rstd = 1 / sqrt(mean(inp^2) + eps) saved as [N] (F32); no bias, no mean subtracted.
+  // In bf16, out is rounded once (HF's LlamaRMSNorm also rounds inp * rstd before the
+  // weight multiply: one rounding more).
   void (*rmsnorm_forward)(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight,
                           float eps);
   // dinp += dx and dweight += dw (both accumulate: dinp is the residual stream).
@@ -157,8 +159,8 @@ struct Ops {
   // interleaved (2i, 2i+1); HF's conversion permutes wq/wk rows to it), by the angle
   // (pos_offset + t) * theta^(-2i/HS), computed in double:
   //   out[i] = x[i] cos - x[i + HS/2] sin,  out[i + HS/2] = x[i + HS/2] cos + x[i] sin.
-  // v is copied unchanged. out may alias qkv (in place: backward needs no input, so the
-  // model rotates the qkv matmul's output where it is).
+  // v is copied unchanged. out may be qkv itself (in place: backward needs no input, so
+  // the model rotates the qkv matmul's output where it is), but not overlap it partly.
   void (*rope_forward)(Tensor& out, const Tensor& qkv, const RopeArgs& args);
   // dqkv = dout rotated by -angle on q and k, dout's v copied; overwritten, may alias dout.
   void (*rope_backward)(Tensor& dqkv, const Tensor& dout, const RopeArgs& args);
@@ -174,7 +176,9 @@ struct Ops {
   // NH; kv head j serves query heads [j NH/NKV, (j+1) NH/NKV) (read by index, never
   // repeated in memory). NKV = 1 is multi-query, NKV = NH is attention_forward exactly.
   // out [B, T, NH HS]; lse [B, NH, T]. Backward overwrites all of dqkv; the dK, dV of a
-  // kv head sum over the query heads it serves.
+  // kv head sum over the query heads it serves. CUDA runs NKV < NH on its fp32
+  // CUDA-core kernels in either dtype (the bf16 tensor-core kernels read the multi-head
+  // layout only).
   void (*attention_gqa_forward)(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV);
   void (*attention_gqa_backward)(Tensor& dqkv, const Tensor& dout, const Tensor& out,
                                  const Tensor& lse, const Tensor& qkv, int NH, int NKV);
