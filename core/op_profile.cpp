@@ -12,7 +12,7 @@ namespace gpt {
 namespace {
 
 constexpr int kSlots = 2;     // backends: 0 the CPU, 1 CUDA
-constexpr int kEntries = 32;  // wrapped entries per table (checked when wrapping)
+constexpr int kEntries = 48;  // wrapped entries per table (checked when wrapping)
 
 struct Totals {
   std::array<const char*, kEntries> names{};
@@ -81,6 +81,15 @@ template <int Slot> Ops make_profiled(const Ops& base) {
   GPT_PROFILE_ENTRY(matmul_gelu_backward);
   GPT_PROFILE_ENTRY(attention_forward);
   GPT_PROFILE_ENTRY(attention_backward);
+  GPT_PROFILE_ENTRY(attention_gqa_forward);
+  GPT_PROFILE_ENTRY(attention_gqa_backward);
+  GPT_PROFILE_ENTRY(rmsnorm_forward);
+  GPT_PROFILE_ENTRY(residual_rmsnorm_forward);
+  GPT_PROFILE_ENTRY(rmsnorm_backward);
+  GPT_PROFILE_ENTRY(rope_forward);
+  GPT_PROFILE_ENTRY(rope_backward);
+  GPT_PROFILE_ENTRY(swiglu_forward);
+  GPT_PROFILE_ENTRY(swiglu_backward);
   GPT_PROFILE_ENTRY(add);
   GPT_PROFILE_ENTRY(accumulate);
   GPT_PROFILE_ENTRY(scale);

@@ -3,13 +3,16 @@
 // ops_for(device) and never a backend directly, so layer code is the same on CPU and GPU.
 //
 // Dimension letters: B batch, T time, C channels, NH heads, HS = C/NH head size,
-// N rows (B*T flattened), OC output channels, V vocabulary.
+// N rows (B*T flattened), OC output channels, V vocabulary; for the LLaMA family's ops
+// also NKV key/value heads (grouped-query attention) and F the SwiGLU hidden width.
 //
 // Conventions every backend keeps:
 //  * Backward ops ACCUMULATE (+=) into parameter gradients, so micro-batch
 //    accumulation needs no copies, and layernorm_backward into its input gradient too:
 //    that is the residual stream, which every block adds to.
-//  * matmul_backward, gelu_backward, matmul_gelu_backward and attention_backward
+//    rmsnorm_backward does the same, for the same reason.
+//  * matmul_backward, gelu_backward, matmul_gelu_backward, attention_backward (and
+//    attention_gqa_backward), rope_backward and swiglu_backward
 //    OVERWRITE their input gradient (dinp, dqkv): it lives in a scratch buffer that
 //    would otherwise have to be zeroed, then read back as zeros, once per op and step
 //    (about 10% of a GPU step at GPT-2 124M goes to that traffic).
@@ -33,6 +36,13 @@ namespace gpt {
 struct AdamWArgs {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;  // 1-based, for bias correction
+};
+
+// Rotary position embedding over packed qkv (see rope_forward).
+struct RopeArgs {
+  int n_head, n_kv_head;  // NH query heads, NKV key/value heads (NH for plain attention)
+  float theta;            // base: 10,000 (LLaMA 1/2), 500,000 (LLaMA 3)
+  int64_t pos_offset;     // position of row t is pos_offset + t (a KV prefix when sampling)
 };
 
 struct Ops {
@@ -104,7 +114,7 @@ struct Ops {
   // Causal self-attention over packed qkv[B,T,3C] (q | k | v, heads contiguous in C).
   // out[B,T,C]; lse[B,NH,T] (F32) is the log-sum-exp of each softmax row, saved so
   // backward can rebuild probabilities without storing the T x T matrix. Backward
-  // overwrites all of dqkv.
+  // overwrites all of dqkv. (attention_gqa_forward below with NKV = NH: same kernels.)
   void (*attention_forward)(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
   void (*attention_backward)(Tensor& dqkv, const Tensor& dout, const Tensor& out,
                              const Tensor& lse, const Tensor& qkv, int NH);
@@ -157,6 +167,53 @@ struct Ops {
   void (*cross_entropy_slice_forward_backward)(Tensor& losses, Tensor* logits,
                                                const Tensor& targets, const Tensor& stats,
                                                int64_t vocab_begin, int64_t V, float dloss);
+
+  // ---- the LLaMA family's ops ----
+
+  // RMSNorm over the last dimension: out[N,C] = inp * rstd * weight with
+  // rstd = 1 / sqrt(mean(inp^2) + eps) saved as [N] (F32); no bias, no mean subtracted.
+  // In bf16, out is rounded once (HF's LlamaRMSNorm also rounds inp * rstd before the
+  // weight multiply: one rounding more).
+  void (*rmsnorm_forward)(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                          float eps);
+  // dinp += dx and dweight += dw (both accumulate: dinp is the residual stream).
+  void (*rmsnorm_backward)(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                           const Tensor& weight, const Tensor& rstd);
+  // sum = a + b then out = rmsnorm(sum), with residual_layernorm_forward's contract (sum
+  // stored in its dtype and normalised as stored; may alias a or b; out's bits are
+  // those of rmsnorm_forward on sum). Backward is rmsnorm_backward on sum.
+  void (*residual_rmsnorm_forward)(Tensor& sum, Tensor& out, Tensor& rstd, const Tensor& a,
+                                   const Tensor& b, const Tensor& weight, float eps);
+
+  // Rotary position embedding of q and k in packed qkv [B, T, (NH + 2 NKV) HS] (the
+  // layout of attention_gqa_forward; HS even). Each q and k head is rotated in pairs
+  // (i, i + HS/2), i < HS/2 (Hugging Face's rotate_half convention, not Meta's
+  // interleaved (2i, 2i+1); HF's conversion permutes wq/wk rows to it), by the angle
+  // (pos_offset + t) * theta^(-2i/HS), computed in double:
+  //   out[i] = x[i] cos - x[i + HS/2] sin,  out[i + HS/2] = x[i + HS/2] cos + x[i] sin.
+  // v is copied unchanged. out may be qkv itself (in place: backward needs no input, so
+  // the model rotates the qkv matmul's output where it is), but not overlap it partly.
+  void (*rope_forward)(Tensor& out, const Tensor& qkv, const RopeArgs& args);
+  // dqkv = dout rotated by -angle on q and k, dout's v copied; overwritten, may alias dout.
+  void (*rope_backward)(Tensor& dqkv, const Tensor& dout, const RopeArgs& args);
+
+  // SwiGLU on the fused gate/up projection inp[N, 2F] (columns [0, F) the gate, x W1^T;
+  // [F, 2F) the up projection, x W3^T): out[N, F] = silu(gate) * up, silu(g) = g sigmoid(g).
+  void (*swiglu_forward)(Tensor& out, const Tensor& inp);
+  // dinp[N, 2F] = (dout * up * silu'(gate) | dout * silu(gate)), overwritten.
+  void (*swiglu_backward)(Tensor& dinp, const Tensor& inp, const Tensor& dout);
+
+  // Causal attention with grouped-query heads over packed qkv [B, T, (NH + 2 NKV) HS]:
+  // NH query heads, then NKV key heads, then NKV value heads, each HS wide. NKV divides
+  // NH; kv head j serves query heads [j NH/NKV, (j+1) NH/NKV) (read by index, never
+  // repeated in memory). NKV = 1 is multi-query, NKV = NH is attention_forward exactly.
+  // out [B, T, NH HS]; lse [B, NH, T]. Backward overwrites all of dqkv; the dK, dV of a
+  // kv head sum over the query heads it serves. CUDA runs NKV < NH on its fp32
+  // CUDA-core kernels in either dtype (the bf16 tensor-core kernels read the multi-head
+  // layout only).
+  void (*attention_gqa_forward)(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV);
+  void (*attention_gqa_backward)(Tensor& dqkv, const Tensor& dout, const Tensor& out,
+                                 const Tensor& lse, const Tensor& qkv, int NH, int NKV);
 
   // Decoupled-weight-decay Adam over one flat range (param F32, grad F32, m, v F32).
   void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,

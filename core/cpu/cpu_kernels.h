@@ -35,9 +35,23 @@ void matmul_backward(Tensor* dinp, Tensor* dweight, Tensor* dbias, const Tensor&
                      const Tensor& inp, const Tensor& weight);
 void gelu_forward(Tensor& out, const Tensor& inp);
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
-void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
+// Grouped-query attention; NKV = NH is the multi-head attention of the table's
+// attention_forward / attention_backward.
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV);
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
-                        const Tensor& qkv, int NH);
+                        const Tensor& qkv, int NH, int NKV);
+// The LLaMA family (rmsnorm.cpp, rope.cpp, swiglu.cpp).
+void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                     float eps);
+void residual_rmsnorm_forward(Tensor& sum, Tensor& out, Tensor& rstd, const Tensor& a,
+                              const Tensor& b, const Tensor& weight, float eps,
+                              bool round_sum_to_bf16);
+void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd);
+void rope_forward(Tensor& out, const Tensor& qkv, const RopeArgs& args);
+void rope_backward(Tensor& dqkv, const Tensor& dout, const RopeArgs& args);
+void swiglu_forward(Tensor& out, const Tensor& inp);
+void swiglu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void accumulate(Tensor& dst, const Tensor& src);
 void scale(Tensor& x, float s);

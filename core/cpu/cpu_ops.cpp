@@ -66,14 +66,57 @@ void matmul_gelu_backward(Tensor& dinp, Tensor& dweight, Tensor* dbias, const Te
                             a.in(weight));
   gpt::cpu::gelu_backward(d, a.in(pre), d);
 }
-void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+void attention_gqa_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV) {
   F32Args a;
-  gpt::cpu::attention_forward(a.out(out, false), lse, a.in(qkv), NH);
+  gpt::cpu::attention_forward(a.out(out, false), lse, a.in(qkv), NH, NKV);
+}
+void attention_gqa_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out,
+                            const Tensor& lse, const Tensor& qkv, int NH, int NKV) {
+  F32Args a;
+  gpt::cpu::attention_backward(a.out(dqkv, false), a.in(dout), a.in(out), lse, a.in(qkv), NH,
+                               NKV);
+}
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+  attention_gqa_forward(out, lse, qkv, NH, NH);
 }
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
                         const Tensor& qkv, int NH) {
+  attention_gqa_backward(dqkv, dout, out, lse, qkv, NH, NH);
+}
+void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                     float eps) {
   F32Args a;
-  gpt::cpu::attention_backward(a.out(dqkv, false), a.in(dout), a.in(out), lse, a.in(qkv), NH);
+  gpt::cpu::rmsnorm_forward(a.out(out, false), rstd, a.in(inp), a.in(weight), eps);
+}
+void residual_rmsnorm_forward(Tensor& sum, Tensor& out, Tensor& rstd, const Tensor& x,
+                              const Tensor& y, const Tensor& weight, float eps) {
+  F32Args a;
+  gpt::cpu::residual_rmsnorm_forward(a.out(sum, false), a.out(out, false), rstd, a.in(x),
+                                     a.in(y), a.in(weight), eps, sum.dtype == DType::BF16);
+}
+void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd) {
+  F32Args a;
+  gpt::cpu::rmsnorm_backward(a.out(dinp, true), a.out(dweight, true), a.in(dout), a.in(inp),
+                             a.in(weight), rstd);
+}
+// In place (out aliasing qkv) in bf16: a.in and a.out make two fp32 copies, the write-back
+// then lands on the shared storage, which is what in place means.
+void rope_forward(Tensor& out, const Tensor& qkv, const RopeArgs& args) {
+  F32Args a;
+  gpt::cpu::rope_forward(a.out(out, false), a.in(qkv), args);
+}
+void rope_backward(Tensor& dqkv, const Tensor& dout, const RopeArgs& args) {
+  F32Args a;
+  gpt::cpu::rope_backward(a.out(dqkv, false), a.in(dout), args);
+}
+void swiglu_forward(Tensor& out, const Tensor& inp) {
+  F32Args a;
+  gpt::cpu::swiglu_forward(a.out(out, false), a.in(inp));
+}
+void swiglu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  F32Args a;
+  gpt::cpu::swiglu_backward(a.out(dinp, false), a.in(inp), a.in(dout));
 }
 void add(Tensor& out, const Tensor& x, const Tensor& y) {
   F32Args a;
@@ -152,6 +195,15 @@ const Ops& cpu_ops() {
     t.matmul_gelu_backward = matmul_gelu_backward;
     t.attention_forward = attention_forward;
     t.attention_backward = attention_backward;
+    t.attention_gqa_forward = attention_gqa_forward;
+    t.attention_gqa_backward = attention_gqa_backward;
+    t.rmsnorm_forward = rmsnorm_forward;
+    t.rmsnorm_backward = rmsnorm_backward;
+    t.residual_rmsnorm_forward = residual_rmsnorm_forward;
+    t.rope_forward = rope_forward;
+    t.rope_backward = rope_backward;
+    t.swiglu_forward = swiglu_forward;
+    t.swiglu_backward = swiglu_backward;
     t.add = add;
     t.accumulate = accumulate;
     t.scale = scale;

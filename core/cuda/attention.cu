@@ -1,5 +1,7 @@
 // Causal self-attention, flash style: tiles of 32 queries x 32 keys in shared memory,
-// online softmax in fp32, never a T x T matrix in global memory. The forward saves the
+// online softmax in fp32, never a T x T matrix in global memory. Grouped-query heads
+// (NKV kv heads, each serving NH / NKV query heads; multi-head when NKV = NH) are read by
+// index from the packed qkv row [q heads | k heads | v heads] (QkvLayout). The forward saves the
 // per-row log-sum-exp lse[B, NH, T] of the scaled scores (the ops.h contract), from
 // which the backward rebuilds each probability as exp(s - lse).
 //
@@ -10,10 +12,11 @@
 // banks), and the P.V style updates broadcast p_j with a shuffle while each lane owns
 // head dims lane, lane+32, ... (NS slots, so HS <= 32 * NS <= 128).
 //
-// The backward is deterministic, no atomics: one kernel per key tile accumulates dK and
-// dV over the query tiles that can see it; a second, per query tile, accumulates dQ
-// over the key tiles it sees (recomputing the scores, flash-attention-2 style). Every
-// gradient element is summed by one thread in a fixed order.
+// The backward is deterministic, no atomics: one kernel per (key tile, kv head)
+// accumulates dK and dV over the query heads of the kv head's group and the query tiles
+// that can see it; a second, per query tile and query head, accumulates dQ over the key
+// tiles it sees (recomputing the scores, flash-attention-2 style). Every gradient
+// element is summed by one thread in a fixed order.
 //
 // All math is fp32 on CUDA cores; bf16 tensors are converted on load. These kernels are
 // exact (fp32 matches the CPU to 1e-5) and take any head size up to 128. bf16 activations
@@ -21,7 +24,9 @@
 // (attention_tc.cu), unless GPT_ATTENTION=simple asks for these. GPT_ATTENTION=mma
 // sends bf16 with head size 64 or 128 to the inline-PTX mma.sync kernels
 // (attention_mma.cu). The wmma kernels stay the default until the mma ones have been
-// run and measured on a GPU (they were written and emulator-tested without one).
+// run and measured on a GPU (they were written and emulator-tested without one). The
+// tensor-core kernels read the multi-head layout only: grouped-query attention
+// (NKV < NH) takes these kernels whatever the dtype.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -41,6 +46,18 @@ constexpr int kMaxHeadSize = 128;
 }  // namespace
 
 // ---- kernels ----
+
+// Columns of the packed qkv row: NH query heads, then NKV key heads, then NKV value
+// heads, HS each; query head h reads kv head h / (NH / NKV). out rows are NH HS wide.
+struct QkvLayout {
+  int NH, NKV, HS;
+  __host__ __device__ size_t row() const { return size_t(NH + 2 * NKV) * HS; }
+  __host__ __device__ size_t out_row() const { return size_t(NH) * HS; }
+  __host__ __device__ int group() const { return NH / NKV; }
+  __host__ __device__ size_t q_col(int h) const { return size_t(h) * HS; }
+  __host__ __device__ size_t k_col(int kvh) const { return size_t(NH + kvh) * HS; }
+  __host__ __device__ size_t v_col(int kvh) const { return size_t(NH + NKV + kvh) * HS; }
+};
 
 // Rows [r0, r0 + kTile) of one head's slice (HS wide) into shared memory as fp32, row
 // stride ld; rows at or past T are zero. Consecutive threads read consecutive dims.
@@ -89,8 +106,9 @@ __device__ __forceinline__ void store_head_row(T* dst, const float (&acc)[NS], f
 
 template <class T, int NS>
 __global__ void __launch_bounds__(kThreads)
-    attention_forward_kernel(T* out, float* lse, const T* qkv, int T_, int C, int NH, int HS,
+    attention_forward_kernel(T* out, float* lse, const T* qkv, int T_, QkvLayout L,
                              float scale) {
+  const int NH = L.NH, HS = L.HS;
   extern __shared__ float smem[];
   const int ld = HS | 1;
   float* Qs = smem;
@@ -98,10 +116,13 @@ __global__ void __launch_bounds__(kThreads)
   float* Vs = Ks + kTile * ld;
   // Heaviest tiles (most keys) first: they set the kernel's tail.
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z;
-  const size_t C3 = 3 * size_t(C);
-  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
+  const size_t W = L.row();
+  const T* row0 = qkv + size_t(b) * T_ * W;
+  const T* q_base = row0 + L.q_col(h);
+  const T* k_base = row0 + L.k_col(h / L.group());
+  const T* v_base = row0 + L.v_col(h / L.group());
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  load_tile(Qs, ld, q_base, C3, q0, T_, HS);
+  load_tile(Qs, ld, q_base, W, q0, T_, HS);
 
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][NS];
 #pragma unroll
@@ -114,8 +135,8 @@ __global__ void __launch_bounds__(kThreads)
   const int last = min(T_, q0 + kTile);  // keys [0, last) are visible to some row here
   for (int k0 = 0; k0 < last; k0 += kTile) {
     __syncthreads();  // previous K/V tile consumed (and Q loaded)
-    load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
-    load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+    load_tile(Ks, ld, k_base, W, k0, T_, HS);
+    load_tile(Vs, ld, v_base, W, k0, T_, HS);
     __syncthreads();
     const int j = k0 + lane;
     const int nk = min(kTile, T_ - k0);
@@ -141,7 +162,8 @@ __global__ void __launch_bounds__(kThreads)
     const int i = q0 + warp * kRowsPerWarp + r;
     if (i >= T_) continue;
     const float inv = 1.f / l[r];  // here, not in the call: that order changes the SASS
-    store_head_row(out + (size_t(b) * T_ + i) * C + size_t(h) * HS, acc[r], inv, HS, lane);
+    store_head_row(out + (size_t(b) * T_ + i) * L.out_row() + size_t(h) * HS, acc[r], inv, HS,
+                   lane);
     if (lane == 0) lse[(size_t(b) * NH + h) * T_ + i] = m[r] + logf(l[r]);
   }
 }
@@ -164,11 +186,13 @@ __global__ void attention_backward_delta_kernel(float* delta, const T* dout, con
   if (lane == 0) delta[(b * NH + h) * T_ + t] = acc;
 }
 
-// dK, dV for one tile of keys; lane = query within each query tile.
+// dK, dV for one tile of keys of one kv head, summed over the query heads of its group;
+// lane = query within each query tile.
 template <class T, int NS>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dkv_kernel(T* dqkv, const T* dout, const float* lse, const float* delta,
-                                  const T* qkv, int T_, int C, int NH, int HS, float scale) {
+                                  const T* qkv, int T_, QkvLayout L, float scale) {
+  const int NH = L.NH, HS = L.HS;
   extern __shared__ float smem[];
   const int ld = HS | 1;
   float* Ks = smem;
@@ -177,15 +201,12 @@ __global__ void __launch_bounds__(kThreads)
   float* dOs = Qs + kTile * ld;
   float* lse_s = dOs + kTile * ld;
   float* delta_s = lse_s + kTile;
-  const int k0 = blockIdx.x * kTile, h = blockIdx.y, b = blockIdx.z;
-  const size_t C3 = 3 * size_t(C);
-  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
-  const T* do_base = dout + size_t(b) * T_ * C + size_t(h) * HS;
-  const float* lse_row = lse + (size_t(b) * NH + h) * T_;
-  const float* delta_row = delta + (size_t(b) * NH + h) * T_;
+  const int k0 = blockIdx.x * kTile, kvh = blockIdx.y, b = blockIdx.z;
+  const size_t W = L.row();
+  const T* row0 = qkv + size_t(b) * T_ * W;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
-  load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+  load_tile(Ks, ld, row0 + L.k_col(kvh), W, k0, T_, HS);
+  load_tile(Vs, ld, row0 + L.v_col(kvh), W, k0, T_, HS);
 
   float dk[kRowsPerWarp][NS], dv[kRowsPerWarp][NS];
 #pragma unroll
@@ -193,41 +214,48 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int s = 0; s < NS; ++s) dk[r][s] = dv[r][s] = 0.f;
 
-  // Queries before k0 cannot see these keys; k0 is tile-aligned, so start at its tile.
-  for (int q0 = k0; q0 < T_; q0 += kTile) {
-    __syncthreads();
-    load_tile(Qs, ld, q_base, C3, q0, T_, HS);
-    load_tile(dOs, ld, do_base, size_t(C), q0, T_, HS);
-    if (threadIdx.x < kTile) {
-      const int t = q0 + threadIdx.x;
-      lse_s[threadIdx.x] = t < T_ ? lse_row[t] : 0.f;
-      delta_s[threadIdx.x] = t < T_ ? delta_row[t] : 0.f;
-    }
-    __syncthreads();
-    const int i = q0 + lane;
-    const int nq = min(kTile, T_ - q0);
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int row = warp * kRowsPerWarp + r;
-      const int key = k0 + row;
-      if (key >= T_) continue;  // warp-uniform
-      float p = 0.f, ds = 0.f;
-      if (i < T_ && key <= i) {
-        const float s = dot_shared(Qs + lane * ld, Ks + row * ld, HS) * scale;
-        const float dp = dot_shared(dOs + lane * ld, Vs + row * ld, HS);
-        p = expf(s - lse_s[lane]);
-        ds = p * (dp - delta_s[lane]) * scale;
+  // The group's query heads one after another: their sums land in the same dk, dv.
+  for (int h = kvh * L.group(); h < (kvh + 1) * L.group(); ++h) {
+    const T* q_base = row0 + L.q_col(h);
+    const T* do_base = dout + size_t(b) * T_ * L.out_row() + size_t(h) * HS;
+    const float* lse_row = lse + (size_t(b) * NH + h) * T_;
+    const float* delta_row = delta + (size_t(b) * NH + h) * T_;
+    // Queries before k0 cannot see these keys; k0 is tile-aligned, so start at its tile.
+    for (int q0 = k0; q0 < T_; q0 += kTile) {
+      __syncthreads();
+      load_tile(Qs, ld, q_base, W, q0, T_, HS);
+      load_tile(dOs, ld, do_base, L.out_row(), q0, T_, HS);
+      if (threadIdx.x < kTile) {
+        const int t = q0 + threadIdx.x;
+        lse_s[threadIdx.x] = t < T_ ? lse_row[t] : 0.f;
+        delta_s[threadIdx.x] = t < T_ ? delta_row[t] : 0.f;
       }
-      // Queries of this tile before the key see nothing of it (p = ds = 0): skip them.
-      for (int ii = max(0, key - q0); ii < nq; ++ii) {
-        const float pi = __shfl_sync(0xffffffffu, p, ii);
-        const float dsi = __shfl_sync(0xffffffffu, ds, ii);
+      __syncthreads();
+      const int i = q0 + lane;
+      const int nq = min(kTile, T_ - q0);
 #pragma unroll
-        for (int sl = 0; sl < NS; ++sl) {
-          const int d = lane + 32 * sl;
-          if (d < HS) {
-            dv[r][sl] += pi * dOs[ii * ld + d];
-            dk[r][sl] += dsi * Qs[ii * ld + d];
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int row = warp * kRowsPerWarp + r;
+        const int key = k0 + row;
+        if (key >= T_) continue;  // warp-uniform
+        float p = 0.f, ds = 0.f;
+        if (i < T_ && key <= i) {
+          const float s = dot_shared(Qs + lane * ld, Ks + row * ld, HS) * scale;
+          const float dp = dot_shared(dOs + lane * ld, Vs + row * ld, HS);
+          p = expf(s - lse_s[lane]);
+          ds = p * (dp - delta_s[lane]) * scale;
+        }
+        // Queries of this tile before the key see nothing of it (p = ds = 0): skip them.
+        for (int ii = max(0, key - q0); ii < nq; ++ii) {
+          const float pi = __shfl_sync(0xffffffffu, p, ii);
+          const float dsi = __shfl_sync(0xffffffffu, ds, ii);
+#pragma unroll
+          for (int sl = 0; sl < NS; ++sl) {
+            const int d = lane + 32 * sl;
+            if (d < HS) {
+              dv[r][sl] += pi * dOs[ii * ld + d];
+              dk[r][sl] += dsi * Qs[ii * ld + d];
+            }
           }
         }
       }
@@ -237,8 +265,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int key = k0 + warp * kRowsPerWarp + r;
     if (key >= T_) continue;
-    T* dk_out = dqkv + (size_t(b) * T_ + key) * C3 + C + size_t(h) * HS;
-    T* dv_out = dk_out + C;
+    T* dk_out = dqkv + (size_t(b) * T_ + key) * W + L.k_col(kvh);
+    T* dv_out = dqkv + (size_t(b) * T_ + key) * W + L.v_col(kvh);
 #pragma unroll
     for (int sl = 0; sl < NS; ++sl) {
       const int d = lane + 32 * sl;
@@ -254,7 +282,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, int NS>
 __global__ void __launch_bounds__(kThreads)
     attention_backward_dq_kernel(T* dqkv, const T* dout, const float* lse, const float* delta,
-                                 const T* qkv, int T_, int C, int NH, int HS, float scale) {
+                                 const T* qkv, int T_, QkvLayout L, float scale) {
+  const int NH = L.NH, HS = L.HS;
   extern __shared__ float smem[];
   const int ld = HS | 1;
   float* Qs = smem;
@@ -262,14 +291,17 @@ __global__ void __launch_bounds__(kThreads)
   float* Ks = dOs + kTile * ld;
   float* Vs = Ks + kTile * ld;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kTile, h = blockIdx.y, b = blockIdx.z;
-  const size_t C3 = 3 * size_t(C);
-  const T* q_base = qkv + size_t(b) * T_ * C3 + size_t(h) * HS;
-  const T* do_base = dout + size_t(b) * T_ * C + size_t(h) * HS;
+  const size_t W = L.row();
+  const T* row0 = qkv + size_t(b) * T_ * W;
+  const T* q_base = row0 + L.q_col(h);
+  const T* k_base = row0 + L.k_col(h / L.group());
+  const T* v_base = row0 + L.v_col(h / L.group());
+  const T* do_base = dout + size_t(b) * T_ * L.out_row() + size_t(h) * HS;
   const float* lse_row = lse + (size_t(b) * NH + h) * T_;
   const float* delta_row = delta + (size_t(b) * NH + h) * T_;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  load_tile(Qs, ld, q_base, C3, q0, T_, HS);
-  load_tile(dOs, ld, do_base, size_t(C), q0, T_, HS);
+  load_tile(Qs, ld, q_base, W, q0, T_, HS);
+  load_tile(dOs, ld, do_base, L.out_row(), q0, T_, HS);
 
   float dq[kRowsPerWarp][NS], lse_r[kRowsPerWarp], delta_r[kRowsPerWarp];
 #pragma unroll
@@ -283,8 +315,8 @@ __global__ void __launch_bounds__(kThreads)
   const int last = min(T_, q0 + kTile);
   for (int k0 = 0; k0 < last; k0 += kTile) {
     __syncthreads();
-    load_tile(Ks, ld, q_base + C, C3, k0, T_, HS);
-    load_tile(Vs, ld, q_base + 2 * C, C3, k0, T_, HS);
+    load_tile(Ks, ld, k_base, W, k0, T_, HS);
+    load_tile(Vs, ld, v_base, W, k0, T_, HS);
     __syncthreads();
     const int j = k0 + lane;
     const int nk = min(kTile, T_ - k0);
@@ -306,7 +338,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int i = q0 + warp * kRowsPerWarp + r;
     if (i >= T_) continue;
-    store_head_row(dqkv + (size_t(b) * T_ + i) * C3 + size_t(h) * HS, dq[r], 1.f, HS, lane);
+    store_head_row(dqkv + (size_t(b) * T_ + i) * W + L.q_col(h), dq[r], 1.f, HS, lane);
   }
 }
 
@@ -325,19 +357,23 @@ template <class F> void dispatch_slots(int64_t HS, F&& f) {
 
 namespace {
 
+// C = NH HS is the width of out (and of q); qkv rows are (NH + 2 NKV) HS wide.
 struct Dims {
-  int64_t B, T, C, NH, HS;
+  int64_t B, T, C, NH, NKV, HS;
+  QkvLayout layout() const { return {int(NH), int(NKV), int(HS)}; }
 };
 
-Dims check_qkv(const Tensor& qkv, int NH, const char* op) {
+Dims check_qkv(const Tensor& qkv, int NH, int NKV, const char* op) {
   check_float(qkv, op, "qkv");
-  if (qkv.ndim() != 3 || qkv.dim(2) % 3 != 0)
-    fail(std::string("cuda ") + op + ": qkv must be [B, T, 3C], got " + shape_str(qkv.shape));
-  Dims d{qkv.dim(0), qkv.dim(1), qkv.dim(2) / 3, NH, 0};
-  if (NH <= 0 || d.C % NH != 0)
-    fail(std::string("cuda ") + op + ": " + std::to_string(d.C) + " channels do not split into " +
-         std::to_string(NH) + " heads");
-  d.HS = d.C / NH;
+  if (NH <= 0 || NKV <= 0 || NH % NKV != 0)
+    fail(std::string("cuda ") + op + ": " + std::to_string(NKV) +
+         " kv heads do not divide " + std::to_string(NH) + " query heads");
+  const int64_t heads = int64_t(NH) + 2 * int64_t(NKV);
+  if (qkv.ndim() != 3 || qkv.dim(2) % heads != 0)
+    fail(std::string("cuda ") + op + ": qkv must be [B, T, (NH + 2 NKV) HS] (NH " +
+         std::to_string(NH) + ", NKV " + std::to_string(NKV) + "), got " + shape_str(qkv.shape));
+  Dims d{qkv.dim(0), qkv.dim(1), 0, NH, NKV, qkv.dim(2) / heads};
+  d.C = d.NH * d.HS;
   if (d.HS > kMaxHeadSize)
     fail(std::string("cuda ") + op + ": head size " + std::to_string(d.HS) +
          " exceeds the supported maximum " + std::to_string(kMaxHeadSize));
@@ -372,9 +408,10 @@ AttentionKernels& attention_kernels() {
 bool simple_forced() { return attention_kernels() == AttentionKernels::simple; }
 
 // The tensor-core kernels take bf16, head sizes in 16-wide mma tiles up to 128, and
-// tensors they can move 16 bytes at a time.
+// tensors they can move 16 bytes at a time, in the multi-head layout only (NKV = NH).
 bool use_tensor_cores(const Dims& d, DType dt, std::initializer_list<const void*> tensors) {
   if (dt != DType::BF16 || d.HS % 16 != 0 || d.HS > 128 || simple_forced()) return false;
+  if (d.NKV != d.NH) return false;
   for (const void* p : tensors)
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   return attention_tc_available();
@@ -401,9 +438,9 @@ bool set_attention_mma_for_tests(bool mma) {
   return previous;
 }
 
-void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+void attention_gqa_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV) {
   const char* op = "attention_forward";
-  const Dims d = check_qkv(qkv, NH, op);
+  const Dims d = check_qkv(qkv, NH, NKV, op);
   check_dtype(out, qkv.dtype, op, "out");
   check_dtype(lse, DType::F32, op, "lse");
   check_numel(out, d.B * d.T * d.C, op, "out");
@@ -428,17 +465,16 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
       constexpr int NS = decltype(slots)::value;
       allow_smem(attention_forward_kernel<T, NS>, smem, op);
       attention_forward_kernel<T, NS><<<grid, kThreads, smem, stream()>>>(
-          out.data<T>(), lse.f32(), qkv.data<T>(), int(d.T), int(d.C), int(d.NH), int(d.HS),
-          scale);
+          out.data<T>(), lse.f32(), qkv.data<T>(), int(d.T), d.layout(), scale);
       GPT_LAUNCH_CHECK(op, "attention_forward_kernel");
     });
   });
 }
 
-void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
-                        const Tensor& qkv, int NH) {
+void attention_gqa_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out,
+                            const Tensor& lse, const Tensor& qkv, int NH, int NKV) {
   const char* op = "attention_backward";
-  const Dims d = check_qkv(qkv, NH, op);
+  const Dims d = check_qkv(qkv, NH, NKV, op);
   check_dtype(dqkv, qkv.dtype, op, "dqkv");
   check_dtype(dout, qkv.dtype, op, "dout");
   check_dtype(out, qkv.dtype, op, "out");
@@ -452,6 +488,7 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
   const size_t rows = size_t(d.B * d.T * d.NH);
   float* delta = static_cast<float*>(scratch(rows * sizeof(float), op));
   const dim3 grid(unsigned((d.T + kTile - 1) / kTile), unsigned(d.NH), unsigned(d.B));
+  const dim3 grid_kv(unsigned((d.T + kTile - 1) / kTile), unsigned(d.NKV), unsigned(d.B));
   const size_t tile_bytes = size_t(kTile) * size_t(d.HS | 1) * sizeof(float);
   const size_t smem_dkv = 4 * tile_bytes + 2 * kTile * sizeof(float);
   const size_t smem_dq = 4 * tile_bytes;
@@ -480,17 +517,26 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, con
     dispatch_slots(d.HS, [&](auto slots) {
       constexpr int NS = decltype(slots)::value;
       allow_smem(attention_backward_dkv_kernel<T, NS>, smem_dkv, op);
-      attention_backward_dkv_kernel<T, NS><<<grid, kThreads, smem_dkv, stream()>>>(
-          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), int(d.C),
-          int(d.NH), int(d.HS), scale);
+      attention_backward_dkv_kernel<T, NS><<<grid_kv, kThreads, smem_dkv, stream()>>>(
+          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), d.layout(),
+          scale);
       GPT_LAUNCH_CHECK(op, "attention_backward_dkv_kernel");
       allow_smem(attention_backward_dq_kernel<T, NS>, smem_dq, op);
       attention_backward_dq_kernel<T, NS><<<grid, kThreads, smem_dq, stream()>>>(
-          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), int(d.C),
-          int(d.NH), int(d.HS), scale);
+          dqkv.data<T>(), dout.data<T>(), lse.f32(), delta, qkv.data<T>(), int(d.T), d.layout(),
+          scale);
       GPT_LAUNCH_CHECK(op, "attention_backward_dq_kernel");
     });
   });
+}
+
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH) {
+  attention_gqa_forward(out, lse, qkv, NH, NH);
+}
+
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                        const Tensor& qkv, int NH) {
+  attention_gqa_backward(dqkv, dout, out, lse, qkv, NH, NH);
 }
 
 }  // namespace gpt::cuda

@@ -190,6 +190,11 @@ void convert(Tensor& dst, const Tensor& src);
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH);
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out, const Tensor& lse,
                         const Tensor& qkv, int NH);
+// Grouped-query heads (the two above are NKV = NH). The tensor-core paths below take the
+// multi-head layout only; NKV < NH runs on the fp32 CUDA-core kernels.
+void attention_gqa_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int NH, int NKV);
+void attention_gqa_backward(Tensor& dqkv, const Tensor& dout, const Tensor& out,
+                            const Tensor& lse, const Tensor& qkv, int NH, int NKV);
 // Forces (true) or releases (false) the fp32 CUDA-core attention kernels for bf16, as
 // GPT_ATTENTION=simple does; returns the previous setting. For tests.
 bool set_attention_kernel_for_tests(bool simple);
@@ -213,6 +218,19 @@ void attention_forward_mma(bf16* out, float* lse, const bf16* qkv, int B, int T,
                            int HS);
 void attention_backward_mma(bf16* dqkv, const bf16* dout, const float* lse, const float* delta,
                             const bf16* qkv, int B, int T, int C, int NH, int HS);
+// rmsnorm.cu
+void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight,
+                     float eps);
+void rmsnorm_backward(Tensor& dinp, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                      const Tensor& weight, const Tensor& rstd);
+void residual_rmsnorm_forward(Tensor& sum, Tensor& out, Tensor& rstd, const Tensor& a,
+                              const Tensor& b, const Tensor& weight, float eps);
+// rope.cu
+void rope_forward(Tensor& out, const Tensor& qkv, const RopeArgs& args);
+void rope_backward(Tensor& dqkv, const Tensor& dout, const RopeArgs& args);
+// swiglu.cu
+void swiglu_forward(Tensor& out, const Tensor& inp);
+void swiglu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);
 // cross_entropy.cu
 void cross_entropy_forward(Tensor& losses, const Tensor& logits, const Tensor& targets);
 void cross_entropy_forward_backward(Tensor& losses, Tensor& logits, const Tensor& targets,

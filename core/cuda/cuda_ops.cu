@@ -237,6 +237,15 @@ const Ops* cuda_ops_or_null() {
     t.matmul_gelu_backward = cuda::matmul_gelu_backward;
     t.attention_forward = cuda::attention_forward;
     t.attention_backward = cuda::attention_backward;
+    t.attention_gqa_forward = cuda::attention_gqa_forward;
+    t.attention_gqa_backward = cuda::attention_gqa_backward;
+    t.rmsnorm_forward = cuda::rmsnorm_forward;
+    t.rmsnorm_backward = cuda::rmsnorm_backward;
+    t.residual_rmsnorm_forward = cuda::residual_rmsnorm_forward;
+    t.rope_forward = cuda::rope_forward;
+    t.rope_backward = cuda::rope_backward;
+    t.swiglu_forward = cuda::swiglu_forward;
+    t.swiglu_backward = cuda::swiglu_backward;
     t.add = cuda::add;
     t.accumulate = cuda::accumulate;
     t.scale = cuda::scale;
