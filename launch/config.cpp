@@ -1,4 +1,5 @@
 #include "launch/config.h"
+#include "launch/spike_policy.h"
 
 #include <boost/program_options.hpp>
 #include <cmath>
@@ -78,6 +79,12 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
       "print the memory plan per rank under each recompute mode and exit: no data, no device, "
       "no training (does the run fit?)");
   add("train.recompute", keyed(&c.recompute), "activation recomputation: none | selective | full");
+  add("train.on_spike", keyed(&c.on_spike),
+      "what a loss spike or a non-finite loss/gradient norm does: stop | skip (drop the update) | "
+      "rollback (reload the last checkpoint, skip the data since)");
+  add("train.spike_zscore", keyed(&c.spike_zscore),
+      "a loss more than this many standard deviations above the recent mean is a spike; 0 = only non-finite");
+  add("train.spike_window", keyed(&c.spike_window), "recent steps the spike z-score is computed over");
   add("eval.every", keyed(&c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", keyed(&c.eval_steps), "validation micro-batches");
   add("data.mixture", keyed(&c.data_mixture), "mixture config; empty = synthetic tokens");
@@ -118,6 +125,8 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("parallel.overlap", keyed(&c.dp_overlap), "overlap gradient all-reduce with backward");
   add("parallel.bucket_mb", keyed(&c.bucket_mb), "gradient bucket size in MB");
   add("parallel.timeout_s", keyed(&c.comm_timeout_s), "abort when a collective takes longer");
+  add("debug.spike_step", keyed(&c.debug_spike_step), "multiply the loss at this step by debug.spike_factor (testing)");
+  add("debug.spike_factor", keyed(&c.debug_spike_factor), "the injected spike's factor (testing)");
   add("debug.nan_step", keyed(&c.debug_nan_step), "inject a NaN loss at this step, counted from 1 as in the log (testing)");
   add("debug.nan_grad_step", keyed(&c.debug_nan_grad_step), "inject a NaN gradient with a finite loss at this step (testing)");
   add("debug.exit_step", keyed(&c.debug_exit_step), "debug.exit_rank exits at this step (testing)");
@@ -191,6 +200,9 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
             "config key 'train.seq_len' (" + std::to_string(c.seq_len) + ") exceeds 'model.block_size' (" +
                 std::to_string(c.model.block_size) + ")");
   parse_recompute(c.recompute);  // throws naming the key
+  parse_spike_policy(c.on_spike);
+  GPT_CHECK(c.spike_zscore >= 0, "config key 'train.spike_zscore' must be >= 0 (0 = only non-finite losses)");
+  GPT_CHECK(c.spike_window >= 2, "config key 'train.spike_window' must be at least 2");
   GPT_CHECK(c.dtype == "fp32" || c.dtype == "bf16",
             "config key 'train.dtype' must be fp32 or bf16, got '" + c.dtype + "'");
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",

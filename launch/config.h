@@ -64,6 +64,11 @@ struct TrainConfig {
   double bucket_mb = 25.0;
   double comm_timeout_s = 300.0;
 
+  std::string on_spike = "stop";  // stop | skip | rollback (launch/spike_policy.h)
+  double spike_zscore = 0;        // a loss this many standard deviations above the window's mean is a spike; 0 = non-finite only
+  int spike_window = 100;         // accepted losses the z-score looks back over
+  int64_t debug_spike_step = -1;  // multiply the loss at this step by debug_spike_factor (tests)
+  double debug_spike_factor = 10;
   int64_t debug_nan_step = -1;   // inject a NaN loss at this step (tests)
   int64_t debug_nan_grad_step = -1;  // inject a NaN gradient (finite loss) at this step (tests)
   int64_t debug_exit_step = -1;  // make debug_exit_rank exit mid-step (tests)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <thread>
 
@@ -54,7 +55,8 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
       rank_(comm.world_rank()),
       topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp, cfg.pp}),
       groups_(parallel::make_process_groups(comm, topo_)),
-      device_(cfg.device_kind()) {
+      device_(cfg.device_kind()),
+      spike_(cfg.spike_zscore, cfg.spike_window) {
   if (cfg_.threads > 0) {
     omp_set_num_threads(cfg_.threads);
     openblas_set_num_threads(cfg_.threads);
@@ -249,19 +251,31 @@ void Trainer::run() {
     // later only by evaluation and sampling).
     float loss = explain_out_of_memory(plan_, device_, "in training step " + std::to_string(step + 1),
                                        [&] { return train_step(step); });
-    // Checked before the update so a NaN never reaches the parameters; the loss is
-    // already averaged over the ranks, so every rank stops at the same step.
-    if (!std::isfinite(loss))
-      fail("step " + std::to_string(step + 1) + ": loss is " + std::to_string(loss) +
-           "; stopped before the update, no checkpoint written (last good: " +
-           (saver_->last_complete().empty() ? std::string("none") : saver_->last_complete()) + ")");
-    float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
-    float norm = dp_->clip_and_step(lr, cfg_.grad_clip);
-    store_.sync_compute();
-    if (!std::isfinite(norm))
-      fail("step " + std::to_string(step + 1) + ": gradient norm is " + std::to_string(norm) +
-           "; the update was skipped and no checkpoint written (last good: " +
-           (saver_->last_complete().empty() ? std::string("none") : saver_->last_complete()) + ")");
+    // Injected once: a rollback replays the step on other data, which would not spike.
+    if (step + 1 == cfg_.debug_spike_step && !spike_injected_) loss *= cfg_.debug_spike_factor, spike_injected_ = true;
+    // Checked before the update so a NaN or a spike never reaches the parameters; the
+    // loss is already averaged over the ranks, so every rank decides the same.
+    double z = 0;
+    const float lr = lr_at(step, cfg_.warmup, cfg_.steps, cfg_.lr, cfg_.min_lr);
+    float norm = 0;
+    bool updated = false;
+    int64_t go_on_after = step;  // after_spike: this step (skipped) or a checkpoint's (rolled back)
+    if (spike_.is_spike(loss, &z)) {
+      go_on_after = after_spike(step, loss, z, "loss");
+    } else {
+      norm = dp_->clip_and_step(lr, cfg_.grad_clip);  // a non-finite norm skips the update
+      store_.sync_compute();
+      if (std::isfinite(norm)) {
+        updated = true;
+        spike_.accept(loss);
+      } else {
+        go_on_after = after_spike(step, norm, std::numeric_limits<double>::infinity(), "gradient norm");
+      }
+    }
+    if (go_on_after != step) {  // rolled back: the loop continues after the checkpoint's step
+      step = go_on_after;
+      continue;
+    }
     ops_for(device_).synchronize();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     tokens_seen_ += tokens_per_step;
@@ -272,10 +286,12 @@ void Trainer::run() {
       say("memory measured after the first step: peak %.1f MiB of tensors (plan %.1f MiB, workspace aside)\n",
           double(memory_stats(device_).peak - memory_at_start_) / (1 << 20),
           double(plan_.total() - plan_.workspace) / (1 << 20));
-    if ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps)
+    if (updated && ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps))
       say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
                   (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);
-    log_->write("train", MetricsLog::Line()
+    // A skipped step has its "spike" record instead.
+    if (updated)
+      log_->write("train", MetricsLog::Line()
                              .num("step", double(step + 1))
                              .num("loss", loss)
                              .num("lr", lr)
@@ -334,6 +350,54 @@ void Trainer::run() {
   } else if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0) {
     print_sample();
   }
+}
+
+// A spike at `step` (0-based) in `what` ("loss" or "gradient norm", whose value is
+// `value`), caught before the update: stops the run, or logs it and returns the step
+// after which training goes on (this one for skip, the checkpoint's for rollback).
+int64_t Trainer::after_spike(int64_t step, double value, double z, const std::string& what) {
+  const std::string at = "step " + std::to_string(step + 1) + ": ";
+  const std::string last = saver_->last_complete();
+  const bool finite = std::isfinite(value);
+  std::string why = what + " is " + std::to_string(value);
+  if (finite && what == "loss") {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "loss %.6g is a spike (z = %.1f over the last %d steps, train.spike_zscore %.3g)",
+                  value, z, cfg_.spike_window, cfg_.spike_zscore);
+    why = buf;
+  }
+  const SpikePolicy policy = parse_spike_policy(cfg_.on_spike);
+  if (policy == SpikePolicy::stop)
+    fail(at + why + "; " + (what == "loss" ? "stopped before the update" : "the update was skipped") +
+         ", no checkpoint written (last good: " + (last.empty() ? std::string("none") : last) +
+         "; train.on_spike = skip or rollback would go on)");
+  MetricsLog::Line record;
+  record.num("step", double(step + 1)).str("what", what).num("value", finite ? value : -1.0)
+      .num("z", std::isfinite(z) ? z : -1.0).str("action", spike_policy_name(policy));
+  int64_t resume_after = step;
+  if (policy == SpikePolicy::skip) {
+    if (is_logger()) std::printf("%s%s; update skipped (train.on_spike = skip)\n", at.c_str(), why.c_str());
+  } else {
+    saver_->finish();  // a save still in flight completes first, so "last complete" is final
+    const std::string from = saver_->last_complete();
+    if (from.empty())
+      fail(at + why + "; train.on_spike = rollback, but no complete checkpoint exists to roll back to "
+           "(set run.checkpoint_every)");
+    CheckpointSource src(from);
+    load_params(src, store_);
+    store_.sync_compute();
+    load_optimizer(src, store_, dp_->optimizer());
+    const int64_t to = src.scalars().step;
+    // The data source is NOT rewound: the batches of steps to+1 .. step+1 are skipped.
+    if (is_logger())
+      std::printf("%s%s; rolled back to %s (step %lld), skipping the data of steps %lld-%lld\n", at.c_str(),
+                  why.c_str(), from.c_str(), (long long)to, (long long)to + 1, (long long)step + 1);
+    record.num("to_step", double(to)).str("checkpoint", from);
+    resume_after = to - 1;
+  }
+  log_->write("spike", record);
+  std::fflush(stdout);
+  return resume_after;
 }
 
 // Per step, each op's share, and what the step spends outside the ops (communication,

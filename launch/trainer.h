@@ -13,6 +13,7 @@
 #include "launch/config.h"
 #include "launch/metrics_log.h"
 #include "launch/pipeline_runner.h"
+#include "launch/spike_policy.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_groups.h"
@@ -33,6 +34,7 @@ class Trainer {
  private:
   float train_step(int64_t step);
   void debug_fault(int64_t step);
+  int64_t after_spike(int64_t step, double value, double z, const std::string& what);
   float evaluate();
   void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);
@@ -66,6 +68,8 @@ class Trainer {
   std::vector<int64_t> val_start_;
   size_t memory_at_start_ = 0;
   float last_loss_ = 0.f;
+  SpikeDetector spike_;
+  bool spike_injected_ = false;  // debug.spike_step fired
   int64_t tokens_seen_ = 0;
 };
 

@@ -6,6 +6,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "core/checkpoint/hdf5_file.h"
+#include "core/checkpoint/sharded_checkpoint.h"
 #include "core/model/gpt_config.h"
 #include "core/model/memory_plan.h"
 #include "mixed_precision.h"
@@ -235,4 +237,86 @@ TEST(Pretrain, HelpPrintsFloatDefaultsAsTyped) {
   EXPECT_NE(r.output.find("--train.lr arg (=0.0006)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--train.eps arg (=1e-08)"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("0.000600000028"), std::string::npos) << r.output;
+}
+
+// Loss spikes (train.on_spike). The injected spike multiplies step 15's loss by 10 on a
+// run whose losses so far vary by about a percent: far beyond 6 standard deviations.
+const std::string kSpiky = kSmall + " --train.steps 20 --train.spike_zscore 6 --debug.spike_step 15";
+
+// The JSON records of one kind in a run's metrics.jsonl.
+static std::vector<std::string> records(const std::string& run_dir, const std::string& kind) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"kind\":\"" + kind + "\"") != std::string::npos) out.push_back(line);
+  return out;
+}
+
+TEST(Pretrain, SpikeStopEndsTheRunBeforeTheUpdateNamingTheStep) {
+  const std::string d = fresh_dir("spike_stop");
+  auto r = run_pretrain(kSpiky + " --train.on_spike stop --run.checkpoint_every 5 --run.dir " + d);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("step 15: loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is a spike (z = "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("last good: " + d + "/ckpt_00000010"), std::string::npos) << r.output;
+  EXPECT_EQ(train_losses(d).size(), 14u);
+  // Without the spike the same run finishes: the detector does not fire on its own.
+  r = run_pretrain(kSmall + " --train.steps 20 --train.spike_zscore 6 --run.dir " + fresh_dir("spike_none"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(Pretrain, SpikeSkipLeavesParametersAndOptimizerUntouchedAndGoesOn) {
+  const std::string d = fresh_dir("spike_skip");
+  auto r = run_pretrain(kSpiky + " --train.on_spike skip --run.checkpoint_every 1 --run.keep 30 --run.dir " + d);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 15: loss"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("update skipped"), std::string::npos) << r.output;
+  const auto spikes = records(d, "spike");
+  ASSERT_EQ(spikes.size(), 1u);
+  EXPECT_NE(spikes[0].find("\"step\":15"), std::string::npos) << spikes[0];
+  EXPECT_NE(spikes[0].find("\"action\":\"skip\""), std::string::npos) << spikes[0];
+  EXPECT_EQ(train_losses(d).size(), 19u);  // every step but the skipped one trained
+  // The checkpoints before and after the skipped step hold the same bits: values, both
+  // moments and AdamW's step count.
+  const std::string before = d + "/ckpt_00000014", after = d + "/ckpt_00000015";
+  EXPECT_EQ(gpt::CheckpointSource(before).scalars().optim_t, gpt::CheckpointSource(after).scalars().optim_t);
+  gpt::CheckpointReader a(before + "/rank_00000.h5"), b(after + "/rank_00000.h5");
+  ASSERT_EQ(a.datasets(), b.datasets());
+  for (const std::string& name : a.datasets()) {
+    const gpt::Shape shape = a.shape(name);
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> x(static_cast<size_t>(n)), y(x.size());
+    a.read(name, shape, x.data());
+    b.read(name, shape, y.data());
+    EXPECT_EQ(x, y) << name;
+  }
+}
+
+TEST(Pretrain, SpikeRollbackReloadsTheLastCheckpointAndSkipsTheDataSince) {
+  const std::string d = fresh_dir("spike_rollback");
+  auto r = run_pretrain(kSpiky + " --train.on_spike rollback --run.checkpoint_every 5 --run.dir " + d);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rolled back to " + d + "/ckpt_00000010 (step 10), skipping the data of steps 11-15"),
+            std::string::npos)
+      << r.output;
+  const auto spikes = records(d, "spike");
+  ASSERT_EQ(spikes.size(), 1u);
+  EXPECT_NE(spikes[0].find("\"action\":\"rollback\""), std::string::npos) << spikes[0];
+  EXPECT_NE(spikes[0].find("\"to_step\":10"), std::string::npos) << spikes[0];
+  // Steps 11-14 trained twice: before the spike and again after the rollback, on other
+  // data (the window was skipped), so their losses differ; the run still ends at step 20.
+  const auto losses = train_losses(d), steps = gpt::test::train_field(d, "step");
+  ASSERT_EQ(losses.size(), 24u);  // 1-14, then 11-20
+  EXPECT_EQ(steps[14], "11");
+  EXPECT_EQ(steps.back(), "20");
+  for (int i = 0; i < 4; ++i) EXPECT_NE(losses[size_t(10 + i)], losses[size_t(14 + i)]) << "step " << 11 + i;
+  // Rolling back without a checkpoint is one clear error.
+  r = run_pretrain(kSpiky + " --train.on_spike rollback --run.dir " + fresh_dir("spike_nockpt"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("no complete checkpoint exists to roll back to"), std::string::npos) << r.output;
+}
+
+TEST(Pretrain, BadSpikePolicy) {
+  expect_one_line_error(run_pretrain("--train.on_spike ignore"), "train.on_spike");
 }
