@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def run_once(a, schedule, p, m, v, timeline):
             "sim_peak_activations": sim["peak_activations"], "pass_ms": costs,
             "peak_mib_per_stage": pipe["peak_mib_per_stage"],
             "step_ms": statistics.median(r["step_ms"] for r in train[1:]), "load_before": load,
-            "command": " ".join(cmd)}
+            "command": " ".join(shlex.quote(c) for c in cmd)}
 
 
 def run_case(a, schedule, p, m, v, timeline):
