@@ -1,4 +1,4 @@
-"""Helpers shared by the training benchmarks (cpu_train_bench.py, gpu_train_bench.py).
+"""Helpers shared by the training benchmarks (cpu_train_bench.py, gpu_train_bench.py, pipeline_bench.py).
 
 Both sides of a comparison must train the same thing the same way, so what defines
 "the same" lives here once: the pretrain config a benchmark writes, how its
@@ -73,6 +73,24 @@ def run_pretrain(pretrain, sections, tag, env=None):
                                                                proc.stdout[-2000:],
                                                                proc.stderr[-2000:]))
         return read_metrics(run_dir)
+
+
+def run_local_pretrain(pretrain, n, flags, run_dir):
+    """Runs pretrain on n ranks of this machine (launch/mpirun_local.sh), one core each
+    (OMP_NUM_THREADS=1, train.threads 1), synthetic data, no eval, checkpoints or sample,
+    metrics in run_dir. flags: the run's own pretrain flags, after those (they win).
+    Returns (the command line, train records, {kind: last record}) as read_metrics does;
+    raises RuntimeError with the command and the tail of its output when it fails."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = ["bash", os.path.join(root, "launch", "mpirun_local.sh"), "-np", str(n), pretrain,
+           "--train.threads", "1", "--train.device", "cpu", "--eval.every", "0", "--data.mixture", "",
+           "--run.dir", run_dir, "--run.checkpoint_every", "0", "--run.save_final", "false",
+           "--run.log_every", "1000", "--sample.tokens", "0"] + [str(f) for f in flags]
+    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("pretrain failed (%d): %s\n%s" % (proc.returncode, " ".join(cmd),
+                                                             (proc.stdout + proc.stderr)[-3000:]))
+    return (cmd,) + read_metrics(run_dir)
 
 
 def read_metrics(run_dir):
