@@ -111,6 +111,10 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("parallel.tp", keyed(&c.tp),
       "tensor-parallel ranks per model (Megatron-style: heads and MLP split, adjacent ranks); "
       "data parallelism takes world / tp");
+  add("parallel.sp", keyed(&c.sp),
+      "sequence parallelism (Korthikanti et al. 2022): norms, residual adds and the embedding output "
+      "sharded by rows over the parallel.tp ranks, all-gather / reduce-scatter instead of all-reduce; "
+      "needs parallel.tp > 1 and train.micro_batch x train.seq_len divisible by it");
   add("parallel.pp", keyed(&c.pp),
       "pipeline stages: the layers cut into consecutive stages, one per rank of a pipeline group; "
       "the micro-batches of a step (train.grad_accum) flow through them");
@@ -208,6 +212,12 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 
+  GPT_CHECK(!c.sp || c.tp > 1, "config key 'parallel.sp' = true needs 'parallel.tp' > 1 (it shards over the "
+                               "tensor-parallel ranks), got parallel.tp = " + std::to_string(c.tp));
+  GPT_CHECK(!c.sp || int64_t(c.micro_batch) * c.seq_len % c.tp == 0,
+            "config key 'parallel.sp': the " + std::to_string(int64_t(c.micro_batch) * c.seq_len) +
+                " positions of a micro-batch (train.micro_batch x train.seq_len) do not split over parallel.tp = " +
+                std::to_string(c.tp) + " ranks");
   GPT_CHECK(c.resume_from.empty() || c.init_from.empty(),
             "config keys 'run.resume_from' and 'run.init_from' exclude each other: resume the full state, or start from the parameters");
   GPT_CHECK(c.checkpoint_timeout_s > 0, "config key 'run.checkpoint_timeout_s' must be positive");

@@ -54,6 +54,7 @@ struct TrainConfig {
   std::string sample_checkpoint;  // the sample program: checkpoint to load (default: latest in run.dir)
 
   int tp = 1;              // tensor-parallel ranks per model replica (adjacent ranks)
+  bool sp = false;         // sequence parallelism over the tp ranks (needs tp > 1)
   int pp = 1;              // pipeline stages
   std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | zb-h1
   int virtual_stages = 1;          // model chunks per pipeline rank (interleaved)

@@ -77,6 +77,7 @@ PipelineRunner::PipelineRunner(const TrainConfig& cfg, parallel::Communicator& c
     const int c = stage + k * shape_.stages;
     StageSpec spec{layers_[size_t(c)].begin, layers_[size_t(c)].end, c == 0, c == chunks - 1};
     models_.push_back(std::make_unique<GPT>(cfg.model, store, recompute, spec, linears));
+    models_.back()->set_micro_batch(cfg.micro_batch, cfg.seq_len);  // sequence shards do not say
   }
   // The tied embedding: the first stage's wte and the last stage's copy, one pair per
   // (dp, tp) position; every other rank is alone in its group (group creation is
@@ -107,8 +108,10 @@ void PipelineRunner::attach(parallel::DataParallel& dp) {
   dp.hold_back(tied);
   // The last stage's copy is counted on the first stage only.
   dp.set_pipeline_group(pp_, pp_.rank == shape_.stages - 1 ? tied : parallel::ElemRange{0, 0});
+  // Under sequence parallelism stages hand each other their rows of the residual stream.
+  const int64_t N = int64_t(cfg_.micro_batch) * cfg_.seq_len, rows = cfg_.sp ? N / cfg_.tp : 0;
   executor_ = std::make_unique<parallel::pipeline::PipelineExecutor>(
-      comm_, pp_, shape_, chunks(), cfg_.micro_batch, cfg_.seq_len, cfg_.model.n_embd, store_.compute_dtype());
+      comm_, pp_, shape_, chunks(), cfg_.micro_batch, cfg_.seq_len, cfg_.model.n_embd, store_.compute_dtype(), rows);
 }
 
 std::string PipelineRunner::describe() const {

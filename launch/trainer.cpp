@@ -68,7 +68,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   const DType compute = cfg_.activation_dtype();
   plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
                       compute, device_, topo_.tp(),
-                      topo_.pp() > 1 ? pipeline_plan_stage(cfg_, topo_.coords(rank_).pp) : PlanStage{});
+                      topo_.pp() > 1 ? pipeline_plan_stage(cfg_, topo_.coords(rank_).pp) : PlanStage{}, cfg_.sp);
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)
@@ -77,7 +77,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   reset_peak_memory(device_);
   memory_at_start_ = memory_stats(device_).current;
   if (topo_.tp() > 1) {
-    tp_region_ = std::make_unique<parallel::TpRegion>(comm_, groups_.tp);
+    tp_region_ = std::make_unique<parallel::TpRegion>(comm_, groups_.tp, cfg_.sp);
     tp_plan_ = std::make_unique<parallel::TensorParallelPlan>(*tp_region_);
   }
   if (topo_.pp() > 1)
@@ -98,6 +98,10 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     acts_ = model_->make_activations();
   }
   if (topo_.tp() > 1) dp_->set_tensor_parallel_group(groups_.tp);
+  if (cfg_.sp) {  // the norms' gradients are partial over the TP ranks' rows: summed once final
+    norm_grads_ = std::make_unique<parallel::NormGradSum>(*tp_region_, store_, tp_plan_->norm_params());
+    dp_->set_before_reduce([this](int64_t begin, int64_t end) { norm_grads_->sum_within(begin, end); });
+  }
   saver_ = std::make_unique<CheckpointSaver>(
       cfg_, rank_, CheckpointLayout{comm_.world_size(), groups_.dp.size(), cfg_.zero1, topo_.tp(), topo_.pp()},
       std::max<int64_t>(1, int64_t(cfg_.bucket_mb * 1024.0 * 1024.0 / sizeof(float))));
@@ -229,7 +233,8 @@ void Trainer::run() {
   say("%s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
   if (pipelined()) say("%s\n", pipeline_->describe().c_str());
-  say("memory plan (%s, recompute %s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(), plan_.describe().c_str());
+  say("memory plan (%s, recompute %s%s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
+      cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(N))
                            .num("start_step", double(start))

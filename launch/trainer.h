@@ -17,6 +17,7 @@
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_groups.h"
+#include "parallel/tensor/sequence_grads.h"
 #include "parallel/tensor/tp_linear.h"
 #include "parallel/topology.h"
 
@@ -54,6 +55,7 @@ class Trainer {
   ParamStore store_;
   std::unique_ptr<parallel::TpRegion> tp_region_;            // tensor parallel only
   std::unique_ptr<parallel::TensorParallelPlan> tp_plan_;
+  std::unique_ptr<parallel::NormGradSum> norm_grads_;       // sequence parallel only
   std::unique_ptr<GPT> model_;         // the whole model (no pipeline)
   std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time
   std::unique_ptr<PipelineRunner> pipeline_;  // parallel.pp > 1: this rank's chunks

@@ -68,7 +68,9 @@ void DataParallel::release(ElemRange range) {
 
 void DataParallel::on_grads_ready(int64_t begin, int64_t end) {
   // Earlier micro-batches only accumulate: their gradients are not final yet.
-  if (!last_micro_ || dp_.size() == 1 || begin >= end) return;
+  if (!last_micro_ || begin >= end) return;
+  if (before_reduce_) before_reduce_(begin, end);
+  if (dp_.size() == 1) return;
   const std::vector<int> done = tracker_.mark_ready(begin, end);
   if (!cfg_.overlap) return;  // the benchmark's baseline: reduce after backward
   for (int b : done) launch_bucket(b);

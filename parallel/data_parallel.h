@@ -19,6 +19,7 @@
 // dp ranks must hold identical parameters at the start (same seed, or a checkpoint).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,11 @@ class DataParallel {
     pp_ = pp;
     counted_elsewhere_ = counted_elsewhere;
   }
+  // Runs on each range of the flat buffer when its gradients are final for the step
+  // (the last micro-batch reported it), before its bucket can start, on every layout
+  // (dp = 1 too): sequence parallelism sums its norms' partial gradients over TP here
+  // (parallel/tensor/sequence_grads.h).
+  void set_before_reduce(std::function<void(int64_t begin, int64_t end)> f) { before_reduce_ = std::move(f); }
   // Gradients in `range` are not final when the model reports them (the tied embedding,
   // still to be summed across pipeline stages): their bucket waits for release(range),
   // which the caller makes during the last micro-batch's backward phase.
@@ -112,6 +118,7 @@ class DataParallel {
   Group tp_;  // empty unless tensor parallel
   Group pp_;  // empty unless pipeline parallel
   ElemRange counted_elsewhere_{0, 0}, held_back_{0, 0};
+  std::function<void(int64_t, int64_t)> before_reduce_;
   // The part of sum((grad)^2) over this rank's shard that lies in `r`.
   double sum_squares_in(ElemRange r) const;
   // Sums each value over `g` in about double precision (a float hi/lo pair per value).

@@ -31,6 +31,8 @@ Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg,
   const int64_t head_size = C / cfg.n_head;
   n_head = int(qkv->out_features / (3 * head_size));
 
+  linears.add_norm_params(ln1.weight, ln1.bias);
+  linears.add_norm_params(ln2.weight, ln2.bias);
   GPT_CHECK(mode == Recompute::None || shared_, "Block: recomputation needs shared buffers");
 }
 
@@ -43,17 +45,18 @@ Block::Refs Block::refs(BlockActs& own) const {
               &s.gelu_out, &full.ln1_stats, &full.ln2_stats};
 }
 
-void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in) {
+void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T) {
   const Ops& ops = ops_for(x_in.device);
-  const int64_t B = x_in.dim(0), T = x_in.dim(1), C = x_in.dim(2);
   const DType dt = x_in.dtype;
   const Device dev = x_in.device;
-  ensure(*a.ln1_out, {B, T, C}, dt, dev);
+  // Norms and residual adds on the rows this model holds; linears give all B*T rows.
+  const Shape rows = x_in.shape;
+  ensure(*a.ln1_out, rows, dt, dev);
   ensure(*a.qkv_out, {B, T, qkv->out_features}, dt, dev);
   ensure(*a.atty, {B, T, attn_proj->in_features}, dt, dev);
   ensure(*a.lse, {B, n_head, T}, DType::F32, dev);
-  ensure(*a.x2, {B, T, C}, dt, dev);
-  ensure(*a.ln2_out, {B, T, C}, dt, dev);
+  ensure(*a.x2, rows, dt, dev);
+  ensure(*a.ln2_out, rows, dt, dev);
   ensure(*a.fc_out, {B, T, fc->out_features}, dt, dev);
   ensure(*a.gelu_out, {B, T, fc->out_features}, dt, dev);
 
@@ -70,8 +73,9 @@ void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in) {
   ops.add(x_out, x_out, *a.x2);
 }
 
-void Block::forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in) {
-  run_forward(refs(acts), x_out, x_in);
+void Block::forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T) {
+  acts.B = B, acts.T = T;
+  run_forward(refs(acts), x_out, x_in, B, T);
 }
 
 // A scratch gradient shaped like `like`. Not zeroed: the ops writing into these
@@ -86,7 +90,7 @@ void Block::backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScr
   const Refs a = refs(acts);
   if (mode_ == Recompute::Full) {
     ensure(shared_->x_out, x_in.shape, x_in.dtype, x_in.device);
-    run_forward(a, shared_->x_out, x_in);
+    run_forward(a, shared_->x_out, x_in, acts.B, acts.T);
   } else if (mode_ == Recompute::Selective) {
     ln1.forward(*a.ln1_out, *a.ln1_stats, x_in);
     ln2.forward(*a.ln2_out, *a.ln2_stats, *a.x2);

@@ -35,6 +35,7 @@ struct BlockActs {
   // Split backward only: each linear's output gradient, kept from the input-gradient
   // pass for the weight-gradient pass (9 C floats per token beside the 15 C above).
   Tensor d_qkv, d_attn_proj, d_fc, d_mlp_proj;
+  int64_t B = 0, T = 0;  // the micro-batch's shape (x_in may hold only some of its rows)
 };
 
 class Block {
@@ -44,9 +45,13 @@ class Block {
   // parallelism); the block then runs the heads its qkv slice holds.
   Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
         std::shared_ptr<BlockActs> shared, const LinearFactory& linears);
-  // x_out, x_in: [B, T, C]. `acts` keeps what backward needs (under recomputation only
-  // the part that is not recomputed; the rest goes to the shared buffers).
-  void forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in);
+  // x_out, x_in: the residual stream of a [B, T] micro-batch, [B, T, C], or under
+  // sequence parallelism the rows of it this rank holds (LinearFactory::sequence_rows):
+  // the norms and residual adds run on those rows, the linears' other side (attention,
+  // GELU) on all B*T rows of this rank's heads and channels. `acts` keeps what backward
+  // needs (under recomputation only the part that is not recomputed; the rest goes to
+  // the shared buffers).
+  void forward(BlockActs& acts, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T);
   // dres holds d(x_out) on entry and d(x_in) on return (updated in place); x_in and acts
   // are those of the same micro-batch's forward.
   void backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
@@ -68,7 +73,7 @@ class Block {
     LayerNormStats *ln1_stats, *ln2_stats;
   };
   Refs refs(BlockActs& own) const;
-  void run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in);
+  void run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T);
 
   Recompute mode_;
   std::shared_ptr<BlockActs> shared_;

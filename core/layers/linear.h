@@ -32,7 +32,7 @@ class Linear {
   virtual void input_grad(Tensor& dinp, const Tensor& dout, const Tensor& inp);
   virtual void input_grad_through_gelu(Tensor& dpre, const Tensor& dout, const Tensor& inp,
                                        const Tensor& pre);
-  void weight_grad(const Tensor& dout, const Tensor& inp);
+  virtual void weight_grad(const Tensor& dout, const Tensor& inp);
 
   int64_t in_features, out_features;
   Param* weight;
@@ -61,6 +61,17 @@ class LinearFactory {
   // wte [V, C] and the head tied to it (core/layers/token_embedding.h); default whole.
   virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
                                                                int64_t C) const;
+  // The rows of the residual stream ([N, C] for N = B*T positions) this model holds: all
+  // of them, or under sequence parallelism this rank's N / tp (parallel/tensor/tp_regions.h).
+  // The layers between the linears (norms, residual adds) then run on those rows only.
+  virtual int64_t sequence_rows(int64_t N) const { return N; }
+  // The model names each norm's parameters here: replicated, with gradients that sum
+  // over the rows of the residual stream, so a plan that shards those rows must sum them
+  // over its ranks. Nothing to do by default.
+  virtual void add_norm_params(Param* weight, Param* bias) const {
+    (void)weight;
+    (void)bias;
+  }
 };
 
 // Per-row statistics a LayerNorm's forward saves for its backward. They belong to one

@@ -19,10 +19,25 @@ class TokenEmbedding {
   TokenEmbedding(ParamStore& store, int64_t V, int64_t C);
   virtual ~TokenEmbedding() = default;
 
-  // out[B,T,C] = wte[tokens] + wpe[t].
+  // out[B,T,C] = wte[tokens] + wpe[t]. (A vocabulary-parallel version may be given an out
+  // of only this rank's sequence shard of the B*T rows: LinearFactory::sequence_rows.)
   virtual void forward(Tensor& out, const Tensor& tokens, const Tensor& wpe);
   // wte->grad (this object's rows) and dwpe += the lookup's gradients from dout.
   virtual void backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+
+  // The head runs over all N = B*T rows of x [N, C]. When the model holds only a shard of
+  // them (sequence parallelism), head_input gives the rows of every rank (a view of
+  // scratch, valid until head_input_grad_done) and head_input_grad the buffer of all N
+  // rows that head_loss writes d(x) into; head_input_grad_done then leaves the model's
+  // rows of d(x) in dx. Whole rows: x and dx themselves.
+  virtual Tensor head_input(const Tensor& x, int64_t N) {
+    (void)N;
+    return x;
+  }
+  virtual Tensor head_input_grad(Tensor& dx, int64_t N) {
+    (void)N;
+    return dx;
+  }
 
   // The head over one chunk of n rows x [n, C]: losses[n] (F32) and, with dloss, the
   // fused backward: dx[n, C] overwritten with this object's share of d(x) (complete
@@ -30,8 +45,11 @@ class TokenEmbedding {
   // [n, logit_columns()], overwritten.
   virtual void head_loss(Tensor& losses, Tensor& logits, const Tensor& x, const Tensor& targets,
                          const float* dloss, Tensor* dx);
-  // After every chunk's head_loss with dloss: completes d(x) of all rows, in place.
-  virtual void head_input_grad_done(Tensor& dx) { (void)dx; }
+  // After every chunk's head_loss with dloss into head_input_grad(dx, N): completes dx.
+  virtual void head_input_grad_done(Tensor& dx, int64_t N) {
+    (void)dx;
+    (void)N;
+  }
   // Logits for sampling: out[.., logit_columns()] = x wte^T over this object's rows.
   void head_logits(Tensor& out, const Tensor& x);
   // One row of head_logits' output (this object's columns) as the V logits of the whole

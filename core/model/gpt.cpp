@@ -11,7 +11,7 @@ namespace gpt {
 
 GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec stage,
          const LinearFactory* linears)
-    : cfg_(cfg), stage_(stage), store_(store), shared_acts_(std::make_shared<BlockActs>()) {
+    : cfg_(cfg), stage_(stage), store_(store), linears_(linears), shared_acts_(std::make_shared<BlockActs>()) {
   cfg_.validate();
   if (stage_.layer_end < 0) stage_.layer_end = cfg.n_layer;
   const std::string range = "[" + std::to_string(stage_.layer_begin) + ", " + std::to_string(stage_.layer_end) + ")";
@@ -35,6 +35,7 @@ GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec
   blocks_end_ = store.total();
   if (stage_.head) {
     lnf_ = std::make_unique<LayerNorm>(store, "lnf", C);
+    layers.add_norm_params(lnf_->weight, lnf_->bias);
     // The head is tied to the token embedding. A head stage without the embedding holds
     // its own copy (same global name and values); a pipeline sums the two copies'
     // gradients across the first and last stage.
@@ -60,15 +61,23 @@ GPTActivations& GPT::cast(Activations& acts) {
 }
 
 void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
-  const int64_t B = input.dim(0), T = input.dim(1), C = cfg_.n_embd;
+  // A handed-over sequence shard [rows, C] does not carry B and T (set_micro_batch does).
+  const bool shard_input = !stage_.embedding && input.ndim() == 2;
+  GPT_CHECK(!shard_input || micro_B_ > 0, "GPT stage: a sequence-sharded input needs set_micro_batch() first");
+  const int64_t B = shard_input ? micro_B_ : input.dim(0), T = shard_input ? micro_T_ : input.dim(1);
+  const int64_t C = cfg_.n_embd, N = B * T;
   GPT_CHECK(T <= cfg_.block_size, "sequence length " + std::to_string(T) +
                                       " exceeds model.block_size " +
                                       std::to_string(cfg_.block_size));
   const Device dev = store_.device();
   const DType act = store_.compute_dtype();  // activations follow the compute copies
+  // The rows of the residual stream this model holds: all, or its sequence shard.
+  const int64_t rows = linears_ ? linears_->sequence_rows(N) : N;
+  const Shape held = rows == N ? Shape{B, T, C} : Shape{rows, C};
   a.head_grad_ready = false;
+  a.B = B, a.T = T;
   a.resid.resize(blocks_.size() + 1);
-  for (auto& r : a.resid) ensure(r, {B, T, C}, act, dev);
+  for (auto& r : a.resid) ensure(r, held, act, dev);
   if (stage_.embedding) {
     GPT_CHECK(input.dtype == DType::I32 && input.ndim() == 2, "GPT: the embedding stage takes I32 tokens [B, T]");
     a.tokens = input;
@@ -80,9 +89,9 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
     // A copy: the block's backward needs its input, and the sender may reuse its buffer.
     copy_(a.resid[0], input);
   }
-  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(a.blocks[l], a.resid[l + 1], a.resid[l]);
+  for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(a.blocks[l], a.resid[l + 1], a.resid[l], B, T);
   if (stage_.head) {
-    ensure(a.lnf_out, {B, T, C}, act, dev);
+    ensure(a.lnf_out, held, act, dev);
     lnf_->forward(a.lnf_out, a.lnf_stats, a.resid.back());
   } else {
     a.output = a.resid.back();
@@ -92,23 +101,26 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
 float GPT::head_loss(GPTActivations& a, const Tensor& targets, const float* dloss) {
   const Tensor& lnf_out = a.lnf_out;
   // Vs: the logit columns this model makes, the whole vocabulary or (under TP) a slice.
-  const int64_t N = lnf_out.dim(0) * lnf_out.dim(1), C = cfg_.n_embd, Vs = wte_->logit_columns();
+  // The head runs over all N rows, also when this model holds only a sequence shard.
+  const int64_t N = targets.numel(), C = cfg_.n_embd, Vs = wte_->logit_columns();
   const Device dev = store_.device();
-  GPT_CHECK(targets.numel() == N, "targets must have the shape of the tokens [B, T]");
+  const Tensor x_all = wte_->head_input(lnf_out, N);
+  GPT_CHECK(x_all.numel() == N * C, "targets must have the shape of the tokens [B, T]");
   const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, Vs);
   ensure(logits_, {rows, Vs}, lnf_out.dtype, dev);
   ensure(losses_, {N}, DType::F32, dev);
-  // Not zeroed: each chunk's backward overwrites its own rows of dlnf.
+  // Not zeroed: each chunk's backward overwrites its own rows of d(x).
   if (dloss) ensure(a.dlnf, lnf_out.shape, lnf_out.dtype, dev);
-  const Tensor x = lnf_out.view({N, C}), flat_targets = targets.view({N});
+  const Tensor dx_all = dloss ? wte_->head_input_grad(a.dlnf, N) : Tensor();
+  const Tensor x = x_all.view({N, C}), flat_targets = targets.view({N});
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);
     const Tensor xc = x.slice(r0 * C, {n, C}), tc = flat_targets.slice(r0, {n});
     Tensor logits = logits_.slice(0, {n, Vs}), losses = losses_.slice(r0, {n});
-    Tensor dx = dloss ? a.dlnf.view({N, C}).slice(r0 * C, {n, C}) : Tensor();
+    Tensor dx = dloss ? dx_all.view({N, C}).slice(r0 * C, {n, C}) : Tensor();
     wte_->head_loss(losses, logits, xc, tc, dloss, dloss ? &dx : nullptr);
   }
-  if (dloss) wte_->head_input_grad_done(a.dlnf);
+  if (dloss) wte_->head_input_grad_done(a.dlnf, N);
   std::vector<float> host = to_host_f32(losses_);
   double sum = 0.0;
   for (float l : host) sum += l;
@@ -120,9 +132,8 @@ float GPT::forward(Activations& acts, const Tensor& input, const Tensor* targets
   forward_trunk(a, input);
   if (!stage_.head) return std::numeric_limits<float>::quiet_NaN();
   if (targets) return head_loss(a, *targets, nullptr);
-  const int64_t B = input.dim(0), T = input.dim(1);
-  ensure(a.output, {B, T, wte_->logit_columns()}, a.lnf_out.dtype, store_.device());
-  wte_->head_logits(a.output, a.lnf_out);
+  ensure(a.output, {a.B, a.T, wte_->logit_columns()}, a.lnf_out.dtype, store_.device());
+  wte_->head_logits(a.output, wte_->head_input(a.lnf_out, a.B * a.T));
   return std::numeric_limits<float>::quiet_NaN();
 }
 

@@ -22,7 +22,10 @@ int64_t head_chunk_rows(int64_t N, int64_t columns);
 // One micro-batch of GPT activations (see Activations).
 struct GPTActivations : Activations {
   Tensor tokens;               // the embedding stage's input (a view, not a copy)
-  std::vector<Tensor> resid;   // [blocks+1] x [B,T,C]: each block's input, then the output
+  int64_t B = 0, T = 0;        // the micro-batch's shape
+  // [blocks+1] x [B,T,C] (or this rank's [B*T/tp, C] sequence shard): each block's input,
+  // then the output
+  std::vector<Tensor> resid;
   std::vector<BlockActs> blocks;
   LayerNormStats lnf_stats;
   Tensor lnf_out, dlnf, dres;  // dres: the residual stream's gradient during backward
@@ -57,6 +60,10 @@ class GPT : public Model {
 
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
   void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
+  // Under sequence parallelism a stage without the embedding is handed its rows of the
+  // residual stream, [B*T/tp, C], which do not say B and T (attention needs them): the
+  // pipeline tells it the micro-batch shape here. Whole [B, T, C] inputs say it themselves.
+  void set_micro_batch(int64_t B, int64_t T) { micro_B_ = B, micro_T_ = T; }
   const GPTConfig& config() const { return cfg_; }
 
  private:
@@ -78,6 +85,8 @@ class GPT : public Model {
   void run_backward(GPTActivations& a, const Tensor* dout, bool split);
 
   int64_t head_chunk_rows_ = 0;
+  int64_t micro_B_ = 0, micro_T_ = 0;  // set_micro_batch
+  const LinearFactory* linears_;       // null: whole linears; else asked for sequence_rows
   // Scratch shared by every micro-batch: used only inside one call.
   Tensor logits_, losses_;
   BlockScratch scratch_;

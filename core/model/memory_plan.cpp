@@ -24,7 +24,7 @@ size_t backend_workspace_bytes(Device device) {
 }
 
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act, Device device, int tp, const PlanStage& stage) {
+                       DType act, Device device, int tp, const PlanStage& stage, bool sp) {
   const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
   const size_t V = size_t(cfg.vocab_size);
   const size_t L = stage.layers < 0 ? size_t(cfg.n_layer) : size_t(stage.layers);
@@ -52,34 +52,49 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // split over TP), 9 C under selective (+ 6 C shared by all blocks: ln1, ln2, gelu),
   // none under full (+ one shared set and its output), plus fp32 statistics: NH softmax
   // log-sum-exps and 4 LayerNorm mean/rstd values (shared too under full).
-  const size_t whole3 = 3 * C, split12 = 12 * C / t;  // the 15 C, by TP
-  size_t per_block = 0, shared = 0;
+  // Each term is either on the rows of the residual stream this rank holds (`held`: all
+  // tok of them, or tok / tp under sequence parallelism) or on all tok rows of this
+  // rank's heads and channels (`split`): so with SP a block's every activation divides
+  // by tp, (3 C a + 4 f) tok -> (3 C a + 4 f) tok / tp, as do the residual stream and
+  // the head's input and their gradients.
+  const bool seq = sp && t > 1 && tok % t == 0;
+  const size_t rows = seq ? tok / t : tok;
+  struct Bytes {  // per held row, per row of all tok
+    size_t held = 0, split = 0;
+    size_t at(size_t held_rows, size_t all_rows) const { return held * held_rows + split * all_rows; }
+  };
+  Bytes per_block, shared;
   switch (recompute) {
-    case Recompute::None: per_block = (whole3 + split12) * a + NH * f + 4 * f; break;
+    case Recompute::None: per_block = {3 * C * a + 4 * f, 12 * C / t * a + NH * f}; break;
     case Recompute::Selective:
-      per_block = (C + 8 * C / t) * a + NH * f + 4 * f, shared = (2 * C + 4 * C / t) * a;
+      per_block = {C * a + 4 * f, 8 * C / t * a + NH * f}, shared = {2 * C * a, 4 * C / t * a};
       break;
-    case Recompute::Full: per_block = 0, shared = (whole3 + split12 + C) * a + NH * f + 4 * f; break;
+    case Recompute::Full: shared = {4 * C * a + 4 * f, 12 * C / t * a + NH * f}; break;
   }
   // Zero-bubble's split backward keeps each linear's output gradient until the weight
-  // pass: d(mlp_proj) and d(attn_proj) C each, d(fc) 4 C and d(qkv) 3 C split over TP.
-  if (stage.split_backward) per_block += (2 * C + 7 * C / t) * a;
-  // Per micro-batch in flight: the residual stream (one per block boundary) and dres;
-  // on the head stage the final LayerNorm's output, its gradient and statistics.
+  // pass: d(mlp_proj) and d(attn_proj) C each (held rows), d(fc) 4 C and d(qkv) 3 C split.
+  if (stage.split_backward) per_block.held += 2 * C * a, per_block.split += 7 * C / t * a;
+  // Per micro-batch in flight (held rows): the residual stream (one per block boundary)
+  // and dres; on the head stage the final LayerNorm's output, its gradient and statistics.
   const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? 2 * f : 0);
-  // Shared by the micro-batches: the blocks' backward scratch (9 C at tp 1) and, in a
-  // pipeline, the buffers an activation and a gradient are received into.
-  const size_t scratch = (C + 8 * C / t) * a + (stage.pipelined ? 2 * C * a : 0);
+  // Shared by the micro-batches: the blocks' backward scratch (d(ln) C held, 8 C split)
+  // and, in a pipeline, the buffers an activation and a gradient are received into.
+  const Bytes scratch{C * a + (stage.pipelined ? 2 * C * a : 0), 8 * C / t * a};
   const size_t in_flight = size_t(stage.in_flight > 0 ? stage.in_flight : 1);
-  p.activations = ((L * per_block + per_micro) * in_flight + shared + scratch) * tok;
-  // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion).
-  if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * tok;
+  p.activations = (L * per_block.at(rows, tok) + per_micro * rows) * in_flight + shared.at(rows, tok) +
+                  scratch.at(rows, tok);
+  // SP's gathered rows (TpRegion scratch): two [tok, C] buffers, e.g. a column-parallel
+  // linear's gathered input and its whole-rows input gradient.
+  if (seq) p.activations += 2 * C * a * tok;
+  // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion):
+  // a reduce-scatter's whole input and its shard under SP, an all-reduce's tensor without.
+  if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * (tok + (seq ? rows : 0));
   // On the head stage: one chunk of logits over this rank's Vs vocabulary columns
   // (turned into their gradient in place, see GPT::head_loss; never [B, T, V] under TP)
   // and the fp32 losses of every position; under TP the gathered softmax statistics of
   // a chunk, [tp, 3, rows] fp32 (parallel/tensor/vocab_parallel.h).
-  const size_t rows = size_t(head_chunk_rows(int64_t(tok), int64_t(Vs)));
-  if (stage.head) p.logits = rows * Vs * a + f * tok + (t > 1 ? t * 3 * rows * f : 0);
+  const size_t chunk = size_t(head_chunk_rows(int64_t(tok), int64_t(Vs)));
+  if (stage.head) p.logits = chunk * Vs * a + f * tok + (t > 1 ? t * 3 * chunk * f : 0);
   p.workspace = backend_workspace_bytes(device);
   return p;
 }

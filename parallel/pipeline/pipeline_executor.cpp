@@ -11,12 +11,14 @@ using Clock = std::chrono::steady_clock;
 
 PipelineExecutor::PipelineExecutor(Communicator& comm, const Group& pp, PipelineShape shape,
                                    std::vector<Model*> chunks, int64_t B, int64_t T, int64_t C,
-                                   DType act)
+                                   DType act, int64_t rows)
     : comm_(comm),
       pp_(pp),
       shape_(shape),
       chunks_(std::move(chunks)),
-      act_shape_{B, T, C},
+      act_shape_(rows > 0 ? Shape{rows, C} : Shape{B, T, C}),
+      B_(B),
+      T_(T),
       act_dtype_(act),
       device_(comm.device()) {
   GPT_CHECK(pp_.size() == shape_.stages, "pipeline: the pp group has " + std::to_string(pp_.size()) +
@@ -137,8 +139,8 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         if (first_chunk(a.chunk) || last_chunk(a.chunk)) {
           Tensor& tok = tokens_[size_t(a.micro)];
           Tensor& tgt = targets_[size_t(a.micro)];
-          ensure(tok, {act_shape_[0], act_shape_[1]}, DType::I32, device_);
-          ensure(tgt, {act_shape_[0], act_shape_[1]}, DType::I32, device_);
+          ensure(tok, {B_, T_}, DType::I32, device_);
+          ensure(tgt, {B_, T_}, DType::I32, device_);
           hooks.load(a.micro, first_chunk(a.chunk) ? &tok : nullptr, last_chunk(a.chunk) ? &tgt : nullptr);
           if (first_chunk(a.chunk)) input = tok;
           if (last_chunk(a.chunk)) targets = &tgt;
@@ -226,8 +228,8 @@ double PipelineExecutor::evaluate(int micro_batches, const StepHooks& hooks) {
   targets_.resize(std::max(targets_.size(), size_t(1)));
   Tensor& tok = tokens_[0];
   Tensor& tgt = targets_[0];
-  ensure(tok, {act_shape_[0], act_shape_[1]}, DType::I32, device_);
-  ensure(tgt, {act_shape_[0], act_shape_[1]}, DType::I32, device_);
+  ensure(tok, {B_, T_}, DType::I32, device_);
+  ensure(tgt, {B_, T_}, DType::I32, device_);
   // Micro-batch by micro-batch, each local chunk in model order; sends are asynchronous,
   // so the first stage runs ahead and the stages overlap as in GPipe's forward half.
   for (int m = 0; m < micro_batches; ++m)

@@ -58,9 +58,11 @@ class PipelineExecutor {
  public:
   // chunks[i] is global chunk rank + i * stages (model.h's stage of that range); pp is
   // this rank's pipeline group (group rank = stage). B, T, C, act: the tensors handed
-  // between stages.
+  // between stages, [B, T, C]; or, when rows > 0 (sequence parallelism), this rank's
+  // [rows, C] shard of them.
   PipelineExecutor(Communicator& comm, const Group& pp, PipelineShape shape,
-                   std::vector<Model*> chunks, int64_t B, int64_t T, int64_t C, DType act);
+                   std::vector<Model*> chunks, int64_t B, int64_t T, int64_t C, DType act,
+                   int64_t rows = 0);
   ~PipelineExecutor();  // waits for sends still in flight
 
   // One training step: runs `actions`, returns the sum over micro-batches of the mean
@@ -96,7 +98,8 @@ class PipelineExecutor {
   Group pp_;
   PipelineShape shape_;
   std::vector<Model*> chunks_;
-  Shape act_shape_;
+  Shape act_shape_;    // what stages hand each other
+  int64_t B_, T_;      // the micro-batch: tokens and targets are [B, T]
   DType act_dtype_;
   Device device_;
 

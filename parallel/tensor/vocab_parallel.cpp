@@ -10,15 +10,54 @@ VocabParallelEmbedding::VocabParallelEmbedding(ParamStore& store, int64_t V, int
       tp_(tp),
       vocab_begin_(int64_t(tp.rank()) * (padded_vocab(V, tp.size()) / tp.size())) {}
 
+namespace {
+// Whether `t` [rows, C] holds a sequence shard of N rows rather than all of them.
+bool is_shard(const Tensor& t, int64_t N, const TpRegion& tp, const char* what) {
+  const int64_t rows = t.numel() / t.dim(-1);
+  if (rows == N) return false;
+  GPT_CHECK(rows * tp.size() == N, std::string("VocabParallelEmbedding: ") + what + " has " + std::to_string(rows) +
+                                       " rows, neither all " + std::to_string(N) + " nor a sequence shard of them");
+  return true;
+}
+
+Shape rows_of(const Tensor& tokens, int64_t C) { return {tokens.dim(0), tokens.dim(1), C}; }
+}  // namespace
+
 void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor& wpe) {
-  // wpe once (rank 0), as a row-parallel bias: the all-reduce sums it from one rank only.
+  // wpe once (rank 0), as a row-parallel bias: the sum takes it from one rank only.
   const Tensor* pos = tp_.rank() == 0 ? &wpe : nullptr;
-  ops_for(out.device).encoder_slice_forward(out, tokens, weight->compute, pos, vocab_begin_, V_);
-  tp_.allreduce(out);  // reduce_from_tp_region
+  const Ops& ops = ops_for(out.device);
+  if (!is_shard(out, tokens.numel(), tp_, "the output")) {
+    ops.encoder_slice_forward(out, tokens, weight->compute, pos, vocab_begin_, V_);
+    tp_.allreduce(out);  // reduce_from_tp_region
+    return;
+  }
+  Tensor all = tp_.scratch(0, rows_of(tokens, out.dim(-1)), out.dtype, out.device);
+  ops.encoder_slice_forward(all, tokens, weight->compute, pos, vocab_begin_, V_);
+  tp_.reduce_scatter_rows(out, all);  // scatter_to_sequence_region
 }
 
 void VocabParallelEmbedding::backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
-  ops_for(dout.device).encoder_slice_backward(weight->grad, dwpe, dout, tokens, vocab_begin_);
+  const Ops& ops = ops_for(dout.device);
+  if (!is_shard(dout, tokens.numel(), tp_, "d(output)")) {
+    ops.encoder_slice_backward(weight->grad, dwpe, dout, tokens, vocab_begin_);
+    return;
+  }
+  Tensor all = tp_.scratch(0, rows_of(tokens, dout.dim(-1)), dout.dtype, dout.device);
+  tp_.gather_rows(all, dout);  // scatter_to_sequence_region, backward
+  ops.encoder_slice_backward(weight->grad, dwpe, all, tokens, vocab_begin_);
+}
+
+Tensor VocabParallelEmbedding::head_input(const Tensor& x, int64_t N) {
+  if (!is_shard(x, N, tp_, "the head's input")) return x;
+  Tensor all = tp_.scratch(0, {N, x.dim(-1)}, x.dtype, x.device);
+  tp_.gather_rows(all, x);  // gather_from_sequence_region
+  return all;
+}
+
+Tensor VocabParallelEmbedding::head_input_grad(Tensor& dx, int64_t N) {
+  if (!is_shard(dx, N, tp_, "the head's input gradient")) return dx;
+  return tp_.scratch(1, {N, dx.dim(-1)}, dx.dtype, dx.device);
 }
 
 void VocabParallelEmbedding::head_loss(Tensor& losses, Tensor& logits, const Tensor& x,
@@ -40,8 +79,12 @@ void VocabParallelEmbedding::head_loss(Tensor& losses, Tensor& logits, const Ten
   ops.matmul_backward(dx, weight->grad, nullptr, logits, x, weight->compute);
 }
 
-// copy_to_tp_region's backward: x was replicated, each rank's dx covers its columns.
-void VocabParallelEmbedding::head_input_grad_done(Tensor& dx) { tp_.allreduce(dx); }
+// copy_to_tp_region's backward: x was replicated, each rank's dx covers its columns;
+// or gather_from_sequence_region's: this rank's rows of the sum.
+void VocabParallelEmbedding::head_input_grad_done(Tensor& dx, int64_t N) {
+  if (!is_shard(dx, N, tp_, "the head's input gradient")) return tp_.allreduce(dx);
+  tp_.reduce_scatter_rows(dx, tp_.scratch(1, {N, dx.dim(-1)}, dx.dtype, dx.device));
+}
 
 std::vector<float> VocabParallelEmbedding::vocabulary_row(const Tensor& row) {
   const int64_t Vs = logit_columns();

@@ -16,6 +16,12 @@
 // wte[id] + wpe[t] of one process. Backward: d(out) is replicated; each rank
 // accumulates its rows of dwte and the whole dwpe (replicated, equal on every rank).
 //
+// Sequence parallelism (tp_regions.h): the embedding's output is this rank's rows of the
+// sum, so reduce-scatter instead of all-reduce (scatter_to_sequence_region), and backward
+// all-gathers d(out) first; dwpe then comes from all rows, complete and equal on every
+// rank as without SP. The head all-gathers its input rows (gather_from_sequence_region)
+// and reduce-scatters dx after the last chunk instead of all-reducing it.
+//
 // Head: its input x (the final LayerNorm's output) is replicated: copy_to_tp_region,
 // identity forward and all-reduce of dx backward. Per chunk of n rows:
 //   logits [n, Vs] = x wte_slice^T                   (Vs = Vp/tp columns, the slice only)
@@ -46,7 +52,9 @@ class VocabParallelEmbedding : public TokenEmbedding {
   void backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) override;
   void head_loss(Tensor& losses, Tensor& logits, const Tensor& x, const Tensor& targets,
                  const float* dloss, Tensor* dx) override;
-  void head_input_grad_done(Tensor& dx) override;
+  Tensor head_input(const Tensor& x, int64_t N) override;
+  Tensor head_input_grad(Tensor& dx, int64_t N) override;
+  void head_input_grad_done(Tensor& dx, int64_t N) override;
   // A collective over the TP group: gathers every rank's slice of the row.
   std::vector<float> vocabulary_row(const Tensor& row) override;
 

@@ -118,16 +118,20 @@ TEST(PipelineMpi, CombinedWithTensorAndDataParallelMatchesOneProcess) {
     int pp, tp, dp;
     const char* schedule;
     int v;
-    bool zero1;
+    bool zero1, sp = false;
   };
-  for (Layout l : {Layout{2, 2, 1, "1f1b", 1, false}, Layout{2, 2, 2, "interleaved", 2, true}}) {
-    const std::string name = "pp" + std::to_string(l.pp) + "tp" + std::to_string(l.tp) + "dp" + std::to_string(l.dp);
+  // With sequence parallelism the stages hand each other their [B*T/tp, C] rows; zb-h1's
+  // delayed weight gradients gather their rows again.
+  for (Layout l : {Layout{2, 2, 1, "1f1b", 1, false}, Layout{2, 2, 2, "interleaved", 2, true},
+                   Layout{2, 2, 1, "1f1b", 1, false, true}, Layout{2, 2, 1, "zb-h1", 1, false, true}}) {
+    const std::string name = "pp" + std::to_string(l.pp) + "tp" + std::to_string(l.tp) + (l.sp ? "sp" : "") + "dp" +
+                             std::to_string(l.dp) + l.schedule;
     SCOPED_TRACE(name);
     const std::string d = fresh_dir(name);
     RunResult r = run_ranks(l.pp * l.tp * l.dp, args_for(l.dp, l.zero1) + " --parallel.pp " + std::to_string(l.pp) +
                                                     " --parallel.tp " + std::to_string(l.tp) + " --parallel.schedule " +
                                                     l.schedule + " --parallel.virtual_stages " + std::to_string(l.v) +
-                                                    " --run.dir " + d);
+                                                    " --parallel.sp " + (l.sp ? "true" : "false") + " --run.dir " + d);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const double loss_diff = max_relative_difference(train_losses(d), want);
     const double norm_diff = max_relative_difference(train_field(d, "grad_norm"), want_norms);

@@ -90,6 +90,61 @@ TEST(PretrainMpi, TensorParallelLayoutsMatchOneProcess) {
   }
 }
 
+// Sequence parallelism through pretrain: the same two shapes (odd head size 15; V = 101
+// padded per rank) at TP2 and TP4 with SP, and DP2 x TP2 with SP and ZeRO-1, against the
+// one process: losses and gradient norms at each of 10 steps. B*T = 32 rows split over
+// 2 or 4 ranks; the norms' gradients are summed over TP before the DP reduction.
+TEST(PretrainMpi, SequenceParallelLayoutsMatchOneProcess) {
+  for (const char* shape : {"--model.n_embd 32", "--model.n_embd 60"}) {
+    auto args = [&](int dp, bool zero1) {
+      std::string a = layout(dp, zero1) + " " + shape;
+      a.replace(a.find("--model.n_head 2"), 16, "--model.n_head 4");
+      a.replace(a.find("--model.n_embd 32"), 17, "");
+      return a + " --train.steps 10 --eval.every 5 --eval.steps 2 --run.save_final false";
+    };
+    std::string ref = fresh_dir("sp_ref");
+    ASSERT_EQ(run_pretrain(args(1, false) + " --run.dir " + ref).exit_code, 0);
+    const auto want = train_losses(ref), want_norms = gpt::test::train_field(ref, "grad_norm");
+    const auto want_val = gpt::test::metrics_field(ref, "val", "val_loss");
+    struct Layout { int tp, dp; bool zero1; };
+    for (Layout l : {Layout{2, 1, false}, Layout{4, 1, false}, Layout{2, 2, true}}) {
+      SCOPED_TRACE(std::string(shape) + " tp=" + std::to_string(l.tp) + "+sp dp=" + std::to_string(l.dp) +
+                   " zero1=" + std::to_string(l.zero1));
+      std::string d = fresh_dir("sp" + std::to_string(l.tp) + "dp" + std::to_string(l.dp) + (l.zero1 ? "z" : ""));
+      RunResult r = run_ranks(l.tp * l.dp, args(l.dp, l.zero1) + " --parallel.tp " + std::to_string(l.tp) +
+                                               " --parallel.sp true --run.dir " + d);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_NE(r.output.find("sequence parallel"), std::string::npos) << "the memory plan names SP";
+      auto worst = [](const std::vector<std::string>& got, const std::vector<std::string>& ref) {
+        double w = 0;
+        for (size_t i = 0; i < got.size() && i < ref.size(); ++i)
+          w = std::max(w, std::abs(std::stod(got[i]) - std::stod(ref[i])) / std::abs(std::stod(ref[i])));
+        return w;
+      };
+      std::printf("[sp] %s tp %d dp %d zero1 %d: max relative difference to one process, loss %.3g, grad norm %.3g\n",
+                  shape, l.tp, l.dp, int(l.zero1), worst(train_losses(d), want),
+                  worst(gpt::test::train_field(d, "grad_norm"), want_norms));
+      expect_losses_close(train_losses(d), want);
+      expect_losses_close(gpt::test::train_field(d, "grad_norm"), want_norms);
+      if (l.dp == 1) expect_losses_close(gpt::test::metrics_field(d, "val", "val_loss"), want_val);
+    }
+  }
+}
+
+// SP shards over the TP ranks: without them, or with rows that do not split, the run
+// stops before it starts, in one line naming the key.
+TEST(PretrainMpi, SequenceParallelBadLayoutsFailAtStartUp) {
+  RunResult r = run_pretrain(kModel + " --parallel.sp true --train.steps 1 --run.dir " + fresh_dir("sp_no_tp"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("'parallel.sp' = true needs 'parallel.tp' > 1"), std::string::npos) << r.output;
+  std::string rows = kModel;  // 2 sequences of 5 positions over 4 ranks
+  rows.replace(rows.find("--train.seq_len 16"), 18, "--train.seq_len 5");
+  rows.replace(rows.find("--model.n_head 2"), 16, "--model.n_head 4");
+  r = run_pretrain(rows + " --parallel.tp 4 --parallel.sp true --train.steps 1 --run.dir " + fresh_dir("sp_rows"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("config key 'parallel.sp': the 10 positions"), std::string::npos) << r.output;
+}
+
 TEST(PretrainMpi, TensorParallelRejectsHeadsNotDivisible) {
   RunResult r = run_ranks(4, kModel + " --parallel.tp 4 --train.steps 1 --run.dir " + fresh_dir("tp_bad"));  // 2 heads
   EXPECT_NE(r.exit_code, 0);
