@@ -102,6 +102,7 @@ std::vector<Model*> PipelineRunner::chunks() const {
 }
 
 void PipelineRunner::attach(parallel::DataParallel& dp) {
+  base_bytes_ = memory_stats(comm_.device()).current;
   for (auto& m : models_) dp.attach(*m);
   const parallel::ElemRange tied =
       tied_ ? parallel::ElemRange{tied_->offset, tied_->offset + tied_->numel()} : parallel::ElemRange{0, 0};
@@ -169,7 +170,12 @@ float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float 
   sum_tied_embedding();
   if (tied_) dp.release({tied_->offset, tied_->offset + tied_->numel()});
   dp.finish_grads();
-  if (steps_++ > 0) busy_ms_ += executor_->last_busy_ms(), step_ms_ += executor_->last_step_ms();
+  constexpr size_t kKeptSteps = 1000;
+  if (steps_++ > 0) {
+    busy_ms_.push_back(executor_->last_busy_ms());
+    step_ms_.push_back(executor_->last_step_ms());
+    if (busy_ms_.size() > kKeptSteps) busy_ms_.erase(busy_ms_.begin()), step_ms_.erase(step_ms_.begin());
+  }
   return from_last_stage(loss_sum / double(batches.size()));
 }
 
@@ -181,12 +187,34 @@ float PipelineRunner::evaluate(const std::vector<data::Batch>& batches) {
 }
 
 double PipelineRunner::measured_bubble() {
-  const double idle = step_ms_ > 0 ? 1.0 - busy_ms_ / step_ms_ : 0.0;
-  Tensor t = zeros({1}, DType::F32, comm_.device());
-  const float v = float(idle);
-  from_host_f32(t, &v);
-  comm_.allreduce_avg(t, pp_).wait();
-  return to_host_f32(t)[0];
+  // Every stage's busy and step times, each stage filling its own rows of one sum.
+  const int P = shape_.stages;
+  const int64_t K = int64_t(step_ms_.size());
+  if (K == 0) return 0.0;
+  std::vector<float> host(size_t(2 * P * K), 0.f);
+  for (int64_t s = 0; s < K; ++s) {
+    host[size_t(pp_.rank * K + s)] = float(busy_ms_[size_t(s)]);
+    host[size_t((P + pp_.rank) * K + s)] = float(step_ms_[size_t(s)]);
+  }
+  Tensor t = zeros({2 * P * K}, DType::F32, comm_.device());
+  from_host_f32(t, host.data());
+  comm_.allreduce(t, pp_).wait();
+  host = to_host_f32(t);
+  double busy = 0, wall = 0;
+  for (int64_t s = 0; s < K; ++s) {
+    double slowest = 0;
+    for (int r = 0; r < P; ++r) {
+      busy += host[size_t(r * K + s)];
+      slowest = std::max(slowest, double(host[size_t((P + r) * K + s)]));
+    }
+    wall += P * slowest;
+  }
+  return wall > 0 ? 1.0 - busy / wall : 0.0;
+}
+
+double PipelineRunner::activation_peak_mib() const {
+  const size_t peak = memory_stats(comm_.device()).peak;
+  return double(peak > base_bytes_ ? peak - base_bytes_ : 0) / (1 << 20);
 }
 
 std::vector<double> PipelineRunner::per_stage(double value) {

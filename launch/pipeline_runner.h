@@ -59,12 +59,17 @@ class PipelineRunner {
   // Writes the last step's per-rank timeline as one Chrome-trace JSON on rank 0 of the
   // world (collective over the world).
   void write_timeline(const std::string& path);
-  // The mean idle fraction of the pipeline's ranks over the steps so far after the first
-  // (collective over the world), and the textbook formula's for this shape.
+  // The idle fraction of the pipeline over the steps so far after the first (the last
+  // 1000 of them): 1 - the stages' compute time / (stages x the pipeline's step time,
+  // the slowest stage's, since every stage starts a step together after the previous
+  // step's grad-norm all-reduce). Collective over the pp group.
   double measured_bubble();
   double formula_bubble() const;
   // `value` from every stage, in stage order (collective over the pp group).
   std::vector<double> per_stage(double value);
+  // This stage's peak of device memory above what it held once its parameters,
+  // gradients and optimizer state existed (attach()): activations and scratch, in MiB.
+  double activation_peak_mib() const;
   std::string describe() const;  // one line for the start-up log
 
   std::vector<Model*> chunks() const;
@@ -85,8 +90,9 @@ class PipelineRunner {
   std::vector<parallel::pipeline::Action> actions_;
   std::unique_ptr<parallel::pipeline::PipelineExecutor> executor_;
   Param* tied_ = nullptr;  // this rank's wte when the first or last stage (pp > 1)
-  double busy_ms_ = 0, step_ms_ = 0;
+  std::vector<double> busy_ms_, step_ms_;  // per step after the first, this stage's
   int steps_ = 0;
+  size_t base_bytes_ = 0;  // memory held after attach()
 };
 
 }  // namespace gpt

@@ -223,9 +223,13 @@ void Trainer::run() {
   auto say = [&](const char* fmt, auto... args) {
     if (is_logger()) std::printf(fmt, args...);
   };
-  say("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s\n",
-              cfg_.model_preset.c_str(), (long long)N, N / 1e6, cfg_.model.n_layer, cfg_.model.n_head,
-              cfg_.model.n_embd, cfg_.model.vocab_size, device_name(device_));
+  // The whole model's count; a rank of a split model holds fewer (its stage, its TP
+  // slices, vocabulary padding included).
+  const int64_t whole = cfg_.model.num_params();
+  say("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s%s\n", cfg_.model_preset.c_str(),
+      (long long)whole, whole / 1e6, cfg_.model.n_layer, cfg_.model.n_head, cfg_.model.n_embd, cfg_.model.vocab_size,
+      device_name(device_),
+      N == whole ? "" : ("; rank 0 holds " + std::to_string(N) + " of them").c_str());
   say("data: %s\n", train_data_->describe().c_str());
   say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
@@ -236,7 +240,8 @@ void Trainer::run() {
   say("memory plan (%s, recompute %s%s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
       cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
-                           .num("params", double(N))
+                           .num("params", double(whole))
+                           .num("params_rank0", double(N))
                            .num("start_step", double(start))
                            .num("tokens_per_step", double(tokens_per_step))
                            .str("config", cfg_.text));
@@ -319,12 +324,12 @@ void Trainer::run() {
   if (pipelined()) {
     const double bubble = pipeline_->measured_bubble();
     if (cfg_.steps - start > 1)
-      say("pipeline: measured bubble %.1f%% (idle share of the stages' step time, mean over ranks and steps after the first); formula %.1f%%\n",
+      say("pipeline: measured bubble %.1f%% (idle share of the stages' time, against the slowest stage's step, "
+          "steps after the first); formula %.1f%%\n",
           100.0 * bubble, 100.0 * pipeline_->formula_bubble());
-    // Each stage's peak of tensor memory over the run (its activations in flight, the
-    // parameters and optimizer state aside), for the benchmark's memory-per-stage column.
-    const std::vector<double> peaks =
-        pipeline_->per_stage(double(memory_stats(device_).peak - memory_at_start_) / (1 << 20));
+    // Each stage's peak of tensor memory over the run above its parameters, gradients and
+    // optimizer state (its activations in flight and scratch), for the benchmark.
+    const std::vector<double> peaks = pipeline_->per_stage(pipeline_->activation_peak_mib());
     std::string peak_list = "[";
     for (size_t s = 0; s < peaks.size(); ++s) peak_list += (s ? "," : "") + std::to_string(peaks[s]);
     log_->write("pipeline", MetricsLog::Line()
