@@ -47,6 +47,9 @@ class BatchSource {
   virtual void restore(const std::vector<int64_t>& state) = 0;
   virtual int vocab_size() const = 0;
   virtual std::string describe() const = 0;  // one line for the start-up log
+  // The names of the sources Batch::source indexes (a mixture's [source.NAME] sections,
+  // in order); empty when the batches carry no provenance.
+  virtual std::vector<std::string> source_names() const { return {}; }
 };
 
 }  // namespace gpt::data

@@ -101,6 +101,12 @@ class MixtureSource final : public BatchSource {
 
   int vocab_size() const override { return vocab_; }
 
+  std::vector<std::string> source_names() const override {
+    std::vector<std::string> names;
+    for (const Source& s : sources_) names.push_back(s.name);
+    return names;
+  }
+
   std::string describe() const override {
     std::ostringstream os;
     os << "mixture sampler: seed " << options_.seed << ", T " << slot_.T << ", dp rank "

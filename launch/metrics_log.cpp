@@ -16,11 +16,15 @@ MetricsLog::~MetricsLog() {
   if (file_) std::fclose(file_);
 }
 
-MetricsLog::Line& MetricsLog::Line::num(const std::string& key, double v) {
+std::string MetricsLog::number(double v) {
   char buf[64];
   if (std::isfinite(v)) std::snprintf(buf, sizeof buf, "%.9g", v);
   else std::snprintf(buf, sizeof buf, "null");  // JSON has no NaN
-  fields.emplace_back(key, buf);
+  return buf;
+}
+
+MetricsLog::Line& MetricsLog::Line::num(const std::string& key, double v) {
+  fields.emplace_back(key, number(v));
   return *this;
 }
 

@@ -25,6 +25,7 @@ class MetricsLog {
   };
   void write(const std::string& kind, const Line& line);
   static std::string quote(const std::string& s);
+  static std::string number(double v);  // as num() writes it: %.9g, null when not finite
 
  private:
   std::FILE* file_ = nullptr;

@@ -139,6 +139,16 @@ static void load_batch(const data::Batch& b, Tensor* inputs, Tensor* targets) {
   if (targets) ops_for(targets->device).copy_from_host(targets->raw(), tg.data(), tg.size() * 4);
 }
 
+std::vector<double> PipelineRunner::from_last_stage(const std::vector<double>& values) {
+  if (values.empty()) return values;
+  Tensor t = zeros({int64_t(values.size())}, DType::F32, comm_.device());
+  const std::vector<float> host(values.begin(), values.end());
+  from_host_f32(t, host.data());
+  comm_.broadcast(t, shape_.stages - 1, pp_).wait();
+  const std::vector<float> got = to_host_f32(t);
+  return std::vector<double>(got.begin(), got.end());
+}
+
 float PipelineRunner::from_last_stage(double value) {
   Tensor t = zeros({1}, DType::F32, comm_.device());
   const float v = float(value);
@@ -179,9 +189,16 @@ float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float 
   return from_last_stage(loss_sum / double(batches.size()));
 }
 
-float PipelineRunner::evaluate(const std::vector<data::Batch>& batches) {
+float PipelineRunner::evaluate(const std::vector<data::Batch>& batches, std::vector<double>* row_losses) {
   parallel::pipeline::StepHooks hooks;
   hooks.load = [&](int m, Tensor* tokens, Tensor* targets) { load_batch(batches[size_t(m)], tokens, targets); };
+  if (row_losses) {
+    row_losses->clear();
+    hooks.after_loss = [&](int, const Model& head) {
+      const std::vector<double> rows = head.row_losses();
+      row_losses->insert(row_losses->end(), rows.begin(), rows.end());
+    };
+  }
   const double loss_sum = executor_->evaluate(int(batches.size()), hooks);
   return from_last_stage(loss_sum / double(batches.size()));
 }

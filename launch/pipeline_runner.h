@@ -54,7 +54,12 @@ class PipelineRunner {
   float train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp,
                    const std::function<void()>& mid_step = {});
   // The mean loss of `batches` through the pipeline, forward only, on every rank.
-  float evaluate(const std::vector<data::Batch>& batches);
+  // row_losses: when given, every micro-batch's Model::row_losses() in order (B per
+  // micro-batch) on the last stage's ranks; left empty on the other stages.
+  float evaluate(const std::vector<data::Batch>& batches, std::vector<double>* row_losses = nullptr);
+  // `values` of the last stage's ranks on every rank of the pp group (each rank passes a
+  // vector of the same length).
+  std::vector<double> from_last_stage(const std::vector<double>& values);
 
   // Writes the last step's per-rank timeline as one Chrome-trace JSON on rank 0 of the
   // world (collective over the world).

@@ -176,22 +176,88 @@ float Trainer::train_step(int64_t step) {
   return dp_->average_loss(float(loss));
 }
 
+namespace {
+// Adds each row of `b` (its mean loss x T, and T) to its source's sums.
+void add_rows_by_source(const data::Batch& b, const double* row_losses, std::vector<double>& loss_tokens,
+                        std::vector<double>& tokens) {
+  for (int r = 0; r < b.B; ++r) {
+    const size_t s = size_t(b.source[size_t(r)]);
+    GPT_CHECK(s < tokens.size(), "a validation batch names source " + std::to_string(s) + " of " +
+                                     std::to_string(tokens.size()));
+    loss_tokens[s] += row_losses[r] * b.T;
+    tokens[s] += b.T;
+  }
+}
+}  // namespace
+
 // The same validation samples every time (the source rewinds to its first sample), so
-// validation losses compare across steps and across resumed runs.
-float Trainer::evaluate() {
+// validation losses compare across steps and across resumed runs. Per source: the rows'
+// mean losses (Model::row_losses) grouped by Batch::source, summed as (loss x tokens,
+// tokens) over the data-parallel ranks; under pipeline parallelism the last stage has
+// them and hands them to the others first.
+Trainer::Validation Trainer::evaluate() {
   val_data_->restore(val_start_);
+  const size_t S = val_data_->source_names().size();
+  Validation v;
+  v.loss_tokens.assign(S, 0.0);
+  v.tokens.assign(S, 0.0);
   if (pipelined()) {
     std::vector<data::Batch> batches(size_t(cfg_.eval_steps));
     for (data::Batch& b : batches) val_data_->next(b);
-    return dp_->average_loss(pipeline_->evaluate(batches));
+    std::vector<double> rows;
+    v.loss = dp_->average_loss(pipeline_->evaluate(batches, S ? &rows : nullptr));
+    if (S) {
+      size_t at = 0;
+      for (const data::Batch& b : batches)
+        if (at + size_t(b.B) <= rows.size()) add_rows_by_source(b, rows.data() + at, v.loss_tokens, v.tokens), at += b.B;
+      std::vector<double> both = v.loss_tokens;
+      both.insert(both.end(), v.tokens.begin(), v.tokens.end());
+      both = pipeline_->from_last_stage(both);
+      v.loss_tokens.assign(both.begin(), both.begin() + S);
+      v.tokens.assign(both.begin() + S, both.end());
+    }
+  } else {
+    double sum = 0.0;
+    for (int i = 0; i < cfg_.eval_steps; ++i) {
+      val_data_->next(batch_);
+      split_batch(batch_, inputs_, targets_);
+      sum += model_->forward(*acts_, inputs_, &targets_);
+      if (S) add_rows_by_source(batch_, model_->row_losses().data(), v.loss_tokens, v.tokens);
+    }
+    v.loss = dp_->average_loss(float(sum / cfg_.eval_steps));
   }
-  double sum = 0.0;
-  for (int i = 0; i < cfg_.eval_steps; ++i) {
-    val_data_->next(batch_);
-    split_batch(batch_, inputs_, targets_);
-    sum += model_->forward(*acts_, inputs_, &targets_);
+  if (S && groups_.dp.size() > 1) {
+    std::vector<float> host(v.loss_tokens.begin(), v.loss_tokens.end());
+    host.insert(host.end(), v.tokens.begin(), v.tokens.end());
+    Tensor t = zeros({int64_t(host.size())}, DType::F32, device_);
+    from_host_f32(t, host.data());
+    comm_.allreduce(t, groups_.dp).wait();
+    host = to_host_f32(t);
+    v.loss_tokens.assign(host.begin(), host.begin() + S);
+    v.tokens.assign(host.begin() + S, host.end());
   }
-  return dp_->average_loss(float(sum / cfg_.eval_steps));
+  return v;
+}
+
+// "step N | val loss L | a La | b Lb" and a "val" record with "source_loss" and
+// "source_tokens" objects keyed by source name (a source no validation row came from
+// has loss null).
+void Trainer::log_validation(int64_t step, const Validation& v) {
+  const std::vector<std::string> names = val_data_->source_names();
+  std::string line, losses = "{", tokens = "{";
+  for (size_t s = 0; s < names.size(); ++s) {
+    const double l = v.tokens[s] > 0 ? v.loss_tokens[s] / v.tokens[s] : std::nan("");
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " | %s %.6f", names[s].c_str(), l);
+    line += buf;
+    losses += (s ? "," : "") + MetricsLog::quote(names[s]) + ":" + MetricsLog::number(l);
+    tokens += (s ? "," : "") + MetricsLog::quote(names[s]) + ":" + std::to_string(int64_t(v.tokens[s]));
+  }
+  if (is_logger()) std::printf("step %6lld | val loss %.6f%s\n", (long long)step, v.loss, line.c_str());
+  MetricsLog::Line record;
+  record.num("step", double(step)).num("tokens", double(tokens_seen_)).num("val_loss", v.loss);
+  if (!names.empty()) record.raw("source_loss", losses + "}").raw("source_tokens", tokens + "}");
+  log_->write("val", record);
 }
 
 void Trainer::run() {
@@ -311,10 +377,9 @@ void Trainer::run() {
                              .num("step_ms", ms));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
       set_op_profiling(false);  // the profile covers training steps only
-      float vl = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });
+      const Validation v = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });
       set_op_profiling(cfg_.profile_ops);
-      say("step %6lld | val loss %.6f\n", (long long)(step + 1), vl);
-      log_->write("val", MetricsLog::Line().num("step", double(step + 1)).num("tokens", double(tokens_seen_)).num("val_loss", vl));
+      log_validation(step + 1, v);
     }
     bool periodic = cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0;
     saver_->poll();  // an asynchronous save in flight completes when every rank is done

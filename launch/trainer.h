@@ -36,7 +36,14 @@ class Trainer {
   float train_step(int64_t step);
   void debug_fault(int64_t step);
   int64_t after_spike(int64_t step, double value, double z, const std::string& what);
-  float evaluate();
+  // The validation loss and, when the batches say which source each row came from, each
+  // source's sum of loss x tokens and its tokens over every rank's rows.
+  struct Validation {
+    float loss = 0.f;
+    std::vector<double> loss_tokens, tokens;  // [sources]
+  };
+  Validation evaluate();
+  void log_validation(int64_t step, const Validation& v);
   void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);
   int64_t load_checkpoint(const std::string& path, bool full_state);

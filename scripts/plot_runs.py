@@ -6,8 +6,10 @@ Usage: /usr/bin/python3 scripts/plot_runs.py runs/a runs/b [-o plots/] [--names 
 Each run directory holds metrics.jsonl, one JSON object per line:
   {"kind":"start","params":N,"config":{...}}
   {"kind":"train","step":s,"loss":x,"lr":x,"grad_norm":x,"tokens":t,"tokens_per_s":x,"step_ms":x}
-  {"kind":"val","step":s,"tokens":t,"val_loss":x}
+  {"kind":"val","step":s,"tokens":t,"val_loss":x,
+   "source_loss":{"name":x,...},"source_tokens":{"name":n,...}}   (mixture runs)
 Writes loss_vs_step.png, loss_vs_tokens.png (train solid, val dashed with markers),
+val_by_source.png (mixture runs: one validation curve per source, the total bold),
 throughput.png (tokens/s vs step) and lr_grad_norm.png; one colour per run, legend by
 run name (the directory name unless --names is given). Uses matplotlib's Agg backend,
 so it runs on machines without a display (Debian's python3-matplotlib).
@@ -83,6 +85,34 @@ def plot_loss(runs, out_dir, x, xlabel, name):
     save(fig, ax, out_dir, name)
 
 
+def plot_val_by_source(runs, out_dir):
+    """One curve per (run, source); line style per run, colour per source."""
+    fig, ax = new_axes("Validation loss by source", "step", "cross-entropy loss")
+    styles = ["-", "--", ":", "-."]
+    colors = {}
+    for i, (label, run) in enumerate(runs):
+        names = []
+        for r in run["val"]:
+            for n in r.get("source_loss", {}):
+                if n not in names:
+                    names.append(n)
+        if not names:
+            continue
+        ls = styles[i % len(styles)]
+        xs, ys = series(run["val"], "step", "val_loss")
+        ax.plot(xs, ys, color="black", ls=ls, lw=2.0, label=label + " total")
+        for n in names:
+            color = colors.setdefault(n, "C%d" % (len(colors) % 10))
+            pts = [(r["step"], r["source_loss"][n]) for r in run["val"]
+                   if r.get("source_loss", {}).get(n) is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, ls=ls, marker="o",
+                    ms=3, lw=1.2, label="%s %s" % (label, n))
+    if colors:
+        save(fig, ax, out_dir, "val_by_source.png")
+    else:
+        plt.close(fig)
+
+
 def plot_throughput(runs, out_dir, skip):
     fig, ax = new_axes("Throughput (first %d steps skipped: warm-up)" % skip, "step",
                        "tokens / s")
@@ -127,6 +157,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     plot_loss(runs, a.out, "step", "step", "loss_vs_step.png")
     plot_loss(runs, a.out, "tokens", "tokens (cumulative)", "loss_vs_tokens.png")
+    plot_val_by_source(runs, a.out)
     plot_throughput(runs, a.out, a.skip)
     plot_lr_grad_norm(runs, a.out)
 

@@ -124,6 +124,15 @@ float GPT::head_loss(GPTActivations& a, const Tensor& targets, const float* dlos
   std::vector<float> host = to_host_f32(losses_);
   double sum = 0.0;
   for (float l : host) sum += l;
+  // Each row's mean of targets [B, T] (a flat [N] is one row), from the same losses: the
+  // token-weighted mean of the row means is the returned mean before its float rounding.
+  const int64_t rows_B = targets.ndim() == 2 ? targets.dim(0) : 1, row_T = N / rows_B;
+  row_losses_.assign(size_t(rows_B), 0.0);
+  for (int64_t r = 0; r < rows_B; ++r) {
+    double row = 0.0;
+    for (int64_t t = 0; t < row_T; ++t) row += host[size_t(r * row_T + t)];
+    row_losses_[size_t(r)] = row / double(row_T);
+  }
   return float(sum / double(host.size()));
 }
 

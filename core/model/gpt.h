@@ -52,6 +52,7 @@ class GPT : public Model {
   void backward_input(Activations& acts, const Tensor* dout) override;
   void backward_weight(Activations& acts) override;
   float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
+  std::vector<double> row_losses() const override { return row_losses_; }
 
   // After forward() without targets, the logits of flat position b*T + t over the whole
   // vocabulary (V values, on the host), whatever slice of them this model computed.
@@ -89,6 +90,7 @@ class GPT : public Model {
   const LinearFactory* linears_;       // null: whole linears; else asked for sequence_rows
   // Scratch shared by every micro-batch: used only inside one call.
   Tensor logits_, losses_;
+  std::vector<double> row_losses_;  // the last head_loss's mean per row (row_losses())
   BlockScratch scratch_;
   std::shared_ptr<BlockActs> shared_acts_;  // buffers reused by every block when recomputing
 };

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -71,6 +72,11 @@ class Model {
   // Evaluation: with the head and targets the mean loss; with the head and no targets
   // the logits into acts.output; without the head the stage output. No gradients.
   virtual float forward(Activations& acts, const Tensor& input, const Tensor* targets) = 0;
+  // After forward or forward_train with targets on a head stage: the mean loss of each
+  // row (sequence) of that micro-batch, B values on the host, in the order of the rows of
+  // targets [B, T]. A trainer groups them by where each row came from (per-source
+  // validation). Empty where a model does not keep them.
+  virtual std::vector<double> row_losses() const { return {}; }
 
   // Called during backward each time the gradients of a contiguous range of the flat
   // parameter buffer are final for this micro-batch, in reverse layer order (data

@@ -247,8 +247,10 @@ double PipelineExecutor::evaluate(int micro_batches, const StepHooks& hooks) {
       const float loss = model_of(c).forward(*acts, input, last_chunk(c) ? &tgt : nullptr);
       if (!first_chunk(c)) buffers_.push_back(input);
       std::vector<CommHandle> sends;
-      if (last_chunk(c)) loss_sum += loss;
-      else sends.push_back(comm_.send(acts->output, rank_of_chunk(c + 1, shape_.stages), pp_, tag(c, false)));
+      if (last_chunk(c)) {
+        loss_sum += loss;
+        if (hooks.after_loss) hooks.after_loss(m, model_of(c));
+      } else sends.push_back(comm_.send(acts->output, rank_of_chunk(c + 1, shape_.stages), pp_, tag(c, false)));
       give_back(c, std::move(acts), std::move(sends));
     }
   return loss_sum;

