@@ -2,12 +2,19 @@
 
 #include <hdf5.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
 
 namespace gpt::data {
+namespace fs = std::filesystem;
 namespace {
 
 // HDF5 reads a chunk whole, so a random T+1 window costs its 1-2 chunks: smaller chunks
@@ -34,6 +41,22 @@ std::recursive_mutex& hdf5_lock() {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error("shard " + path + ": " + what);
+}
+
+// What failed while writing, with the system's reason when there is one (a full disk or
+// file size limit shows as ENOSPC / EFBIG) and what to do.
+std::string write_failure(const std::string& what) {
+  const int err = errno;
+  return what + (err ? std::string(": ") + std::strerror(err) : std::string()) +
+         " (disk full? free space and run again; the shard was not written)";
+}
+
+void fsync_or_fail(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(path, std::string("cannot open to fsync: ") + std::strerror(errno));
+  const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
+  if (::close(fd) != 0 || !ok) fail(path, std::string("fsync failed: ") + std::strerror(ok ? errno : err));
 }
 
 // Owns one hid_t and closes it with the matching H5*close.
@@ -241,12 +264,17 @@ void ShardWriter::flush_tokens() {
   std::lock_guard<std::recursive_mutex> lock(hdf5_lock());
   // Narrow in our own loop (ids are already range-checked) rather than via HDF5's
   // conversion path, which is slower and clips silently.
-  if (meta_.vocab_size <= 65536) {
-    std::vector<uint16_t> buf(pending_.begin(), pending_.end());
-    append(h_->tokens.id, H5T_NATIVE_UINT16, buf.data(), hsize_t(written_), buf.size());
-  } else {
-    std::vector<uint32_t> buf(pending_.begin(), pending_.end());
-    append(h_->tokens.id, H5T_NATIVE_UINT32, buf.data(), hsize_t(written_), buf.size());
+  errno = 0;
+  try {
+    if (meta_.vocab_size <= 65536) {
+      std::vector<uint16_t> buf(pending_.begin(), pending_.end());
+      append(h_->tokens.id, H5T_NATIVE_UINT16, buf.data(), hsize_t(written_), buf.size());
+    } else {
+      std::vector<uint32_t> buf(pending_.begin(), pending_.end());
+      append(h_->tokens.id, H5T_NATIVE_UINT32, buf.data(), hsize_t(written_), buf.size());
+    }
+  } catch (const std::runtime_error&) {
+    fail(path_ + ".tmp", write_failure("cannot write tokens"));
   }
   written_ += int64_t(pending_.size());
   pending_.clear();
@@ -256,10 +284,17 @@ void ShardWriter::close() {
   if (closed_) return;
   flush_tokens();
   std::lock_guard<std::recursive_mutex> lock(hdf5_lock());
+  const std::string tmp = path_ + ".tmp";
   hid_t f = h_->file.id;
+  errno = 0;
   Hid offsets = create_dataset(f, "doc_offsets", H5T_STD_I64LE, kOffsetChunk);
-  if (!doc_offsets_.empty())
-    append(offsets.id, H5T_NATIVE_INT64, doc_offsets_.data(), 0, doc_offsets_.size());
+  if (!offsets.ok()) fail(tmp, write_failure("cannot create dataset 'doc_offsets'"));
+  try {
+    if (!doc_offsets_.empty())
+      append(offsets.id, H5T_NATIVE_INT64, doc_offsets_.data(), 0, doc_offsets_.size());
+  } catch (const std::runtime_error&) {
+    fail(tmp, write_failure("cannot write 'doc_offsets'"));
+  }
   offsets.reset();
   write_attr_string(f, "format", kShardFormat);
   write_attr_int(f, "format_version", kShardFormatVersion);
@@ -271,10 +306,16 @@ void ShardWriter::close() {
   write_attr_int(f, "doc_count", int64_t(doc_offsets_.size()));
   write_attr_int(f, "token_count", token_count_);
   h_->tokens.reset();
-  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) fail(path_ + ".tmp", "flush failed");
-  h_->file.reset();
-  if (std::rename((path_ + ".tmp").c_str(), path_.c_str()) != 0)
-    fail(path_, "cannot rename the finished .tmp file into place");
+  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) fail(tmp, write_failure("flush failed"));
+  const herr_t closed = H5Fclose(h_->file.id);
+  h_->file.id = -1;
+  if (closed < 0) fail(tmp, write_failure("close failed"));
+  // Data on disk before the name: after a power loss the shard is complete or absent.
+  fsync_or_fail(tmp);
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0)
+    fail(path_, std::string("cannot rename the finished .tmp file into place: ") + std::strerror(errno));
+  const std::string dir = fs::path(path_).parent_path().string();
+  fsync_or_fail(dir.empty() ? "." : dir);
   closed_ = true;
 }
 
