@@ -182,6 +182,32 @@ TEST(PretrainMpi, TensorParallelRejectsHeadsNotDivisible) {
   EXPECT_NE(r.output.find("model.n_head = 2 is not divisible by parallel.tp = 4"), std::string::npos) << r.output;
 }
 
+// The other bad TP layouts stop at start-up in one line naming the key. (4 x n_embd not
+// divisible by tp cannot happen alone: n_embd is a multiple of n_head, which tp divides,
+// so the head check above covers the MLP's 4C split too.)
+TEST(PretrainMpi, TensorParallelBadLayoutsFailAtStartUp) {
+  auto one_line = [](const RunResult& r, const std::string& what) {
+    EXPECT_NE(r.exit_code, 0);
+    const size_t at = r.output.find(what);
+    ASSERT_NE(at, std::string::npos) << r.output;
+    const size_t begin = r.output.rfind('\n', at) + 1, end = r.output.find('\n', at);
+    std::printf("[bad layout] %s\n", r.output.substr(begin, end - begin).c_str());
+  };
+  // 3 ranks do not split into TP groups of 2.
+  one_line(run_ranks(3, kModel + " --parallel.tp 2 --train.steps 1 --run.dir " + fresh_dir("tp_world")),
+           "error: world size 3 is not divisible by parallel.tp x parallel.pp = 2 x 1");
+  // A checkpoint of n_embd 32 resumed with n_embd 64, at TP1 and at TP2: the first
+  // parameter read names both global shapes.
+  const std::string small = fresh_dir("tp_shape32");
+  ASSERT_EQ(run_pretrain(kModel + " --train.steps 1 --run.dir " + small).exit_code, 0);
+  std::string wide = kModel;
+  wide.replace(wide.find("--model.n_embd 32"), 17, "--model.n_embd 64");
+  const std::string resume = " --train.steps 2 --run.resume_from " + small + "/ckpt_00000001";
+  const std::string shapes = "tensor 'wte' has global shape [101, 32], the config gives [101, 64]";
+  one_line(run_pretrain(wide + resume + " --run.dir " + fresh_dir("tp_shape64")), shapes);
+  one_line(run_ranks(2, wide + resume + " --parallel.tp 2 --run.dir " + fresh_dir("tp_shape64tp")), shapes);
+}
+
 // A model big enough that a copy of a rank's state (1.6 M parameters: 6 MiB of values,
 // 1.5 MiB per rank of each moment under DP=4) dwarfs the 2 MiB bucket, so the memory
 // check below would catch one.
