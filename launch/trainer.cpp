@@ -323,6 +323,7 @@ void Trainer::run() {
   for (int64_t step = start; step < cfg_.steps; ++step) {
     if (step == start + 1) reset_op_profile();
     auto t0 = Clock::now();
+    const double tp_ms_before = tp_region_ ? tp_region_->comm_ms() : 0;
     // Activations and backend scratch are allocated during the first step (and grown
     // later only by evaluation and sampling).
     float loss = explain_out_of_memory(plan_, device_, "in training step " + std::to_string(step + 1),
@@ -374,7 +375,9 @@ void Trainer::run() {
                              .num("grad_norm", norm)
                              .num("tokens", double(tokens_seen_))
                              .num("tokens_per_s", tps)
-                             .num("step_ms", ms));
+                             .num("step_ms", ms)
+                             // this rank's time inside TP collectives (TpRegion::comm_ms)
+                             .num("tp_comm_ms", tp_region_ ? tp_region_->comm_ms() - tp_ms_before : 0.0));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
       set_op_profiling(false);  // the profile covers training steps only
       const Validation v = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });

@@ -51,7 +51,7 @@ Topology::Topology(int world, LayoutConfig cfg)
   GPT_CHECK(dp_ >= 0, "parallel.dp = " + s(dp_) + " must be at least 1 (or 0 to infer)");
   if (dp_ == 0) {
     GPT_CHECK(world_ % (tp_ * pp_) == 0,
-              "world size " + s(world_) + " is not divisible by tp x pp = " + s(tp_) + " x " +
+              "world size " + s(world_) + " is not divisible by parallel.tp x parallel.pp = " + s(tp_) + " x " +
                   s(pp_) + "; launch a multiple of " + s(tp_ * pp_) + " ranks");
     dp_ = world_ / (tp_ * pp_);
   }

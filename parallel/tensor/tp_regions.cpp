@@ -1,12 +1,24 @@
 #include "parallel/tensor/tp_regions.h"
 
+#include <chrono>
+
 #include "core/error.h"
 #include "core/ops.h"
 
 namespace gpt::parallel {
 
+namespace {
+// Adds the wall time of its scope to `ms` (TpRegion::comm_ms).
+struct ScopedMs {
+  double& ms;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~ScopedMs() { ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
+};
+}  // namespace
+
 void TpRegion::allreduce(Tensor& t) {
   if (tp_.size() == 1) return;
+  ScopedMs timer{comm_ms_};
   if (t.dtype == DType::BF16 && comm_.device() == Device::CPU) {
     ensure(f32_, {t.numel()}, DType::F32, t.device);
     const Ops& ops = ops_for(t.device);
@@ -23,6 +35,7 @@ void TpRegion::allgather(Tensor& buf) {
   if (tp_.size() == 1) return;
   GPT_CHECK(buf.numel() % tp_.size() == 0, "TpRegion::allgather: " + std::to_string(buf.numel()) +
                                                " elements do not split into " + std::to_string(tp_.size()) + " chunks");
+  ScopedMs timer{comm_ms_};
   const std::vector<int64_t> counts(size_t(tp_.size()), buf.numel() / tp_.size());
   comm_.allgather(buf, counts, tp_).wait();
 }
@@ -42,6 +55,7 @@ void TpRegion::reduce_scatter_rows(Tensor& shard, const Tensor& full) {
   GPT_CHECK(full.numel() == n * tp_.size() && full.dtype == shard.dtype,
             "TpRegion::reduce_scatter_rows: " + std::to_string(full.numel()) + " elements do not scatter into " +
                 std::to_string(tp_.size()) + " shards of " + std::to_string(n));
+  ScopedMs timer{comm_ms_};
   const std::vector<int64_t> counts(size_t(tp_.size()), n);
   Tensor out = shard.view({n});
   if (full.dtype == DType::BF16 && comm_.device() == Device::CPU) {

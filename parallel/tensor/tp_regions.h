@@ -25,6 +25,12 @@
 // there; NCCL sums bf16 itself. The vocabulary-parallel head also gathers small per-row
 // statistics (allgather; parallel/tensor/vocab_parallel.h). Synchronous: the caller
 // needs the result next.
+//
+// comm_ms() is the wall time this rank has spent inside the collectives above (bf16
+// staging included), for the metrics log and benchmarks/tp_bench.py: the share of a step
+// spent in TP communication. Measured around the blocking call, so it includes waiting
+// for the slowest rank of the group as well as moving the bytes. Two clock reads per
+// collective; nothing else is synchronised for it.
 #pragma once
 #include "parallel/communicator.h"
 
@@ -57,12 +63,16 @@ class TpRegion {
   // `shape` (a later call may move it: take the view again after growing).
   Tensor scratch(int slot, const Shape& shape, DType dtype, Device device);
 
+  // Milliseconds spent in this region's collectives since construction.
+  double comm_ms() const { return comm_ms_; }
+
  private:
   Communicator& comm_;
   Group tp_;
   bool sp_;
   Tensor f32_, f32_out_;  // fp32 staging for bf16 sums on host communicators
   Tensor scratch_[2];
+  double comm_ms_ = 0;
 };
 
 }  // namespace gpt::parallel

@@ -7,12 +7,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/checkpoint/sharded_checkpoint.h"
+#include "final_params.h"
 #include "run_pretrain.h"
 
 namespace fs = std::filesystem;
 using gpt::test::fresh_dir;
 using gpt::test::max_relative_difference;
+using gpt::test::parameter_distance;
 using gpt::test::run_pretrain;
 using gpt::test::run_ranks;
 using gpt::test::RunResult;
@@ -31,29 +32,6 @@ constexpr int kGlobalMicroBatches = 8;  // dp * grad_accum
 std::string args_for(int dp, bool zero1) {
   return kModel + " --train.grad_accum " + std::to_string(kGlobalMicroBatches / dp) + " --parallel.zero1 " +
          (zero1 ? "true" : "false");
-}
-
-// Relative L2 distance between the final parameters of two runs, over every parameter
-// (read back whole from each run's final checkpoint, whatever layout wrote it).
-double parameter_distance(const std::string& run_a, const std::string& run_b) {
-  const gpt::TensorMap a = gpt::read_global_params(run_a + "/ckpt_00000010");
-  const gpt::TensorMap b = gpt::read_global_params(run_b + "/ckpt_00000010");
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, norm = 0;
-  for (const auto& [name, t] : b) {
-    auto it = a.find(name);
-    if (it == a.end()) {
-      ADD_FAILURE() << "parameter " << name << " missing";
-      continue;
-    }
-    EXPECT_EQ(it->second.shape, t.shape) << name;
-    for (size_t i = 0; i < t.data.size() && i < it->second.data.size(); ++i) {
-      const double d = double(it->second.data[i]) - double(t.data[i]);
-      diff += d * d;
-      norm += double(t.data[i]) * double(t.data[i]);
-    }
-  }
-  return std::sqrt(diff / norm);
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ TEST(Topology, SingleRankHasTrivialGroups) {
 
 
 TEST(Topology, ValidationMessagesNameTheProblem) {
-  EXPECT_NE(error_of([] { Topology(6, LayoutConfig{4, 1}); }).find("not divisible by tp x pp"),
+  EXPECT_NE(error_of([] { Topology(6, LayoutConfig{4, 1}); }).find("not divisible by parallel.tp x parallel.pp"),
             std::string::npos);
   EXPECT_NE(error_of([] { Topology(8, LayoutConfig{2, 2, 3}); }).find("!= pp x dp x tp"),
             std::string::npos);
