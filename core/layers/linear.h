@@ -58,9 +58,10 @@ class LinearFactory {
   virtual std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
                                        int64_t out, bool bias, float init_std,
                                        LinearRole role) const;
-  // wte [V, C] and the head tied to it (core/layers/token_embedding.h); default whole.
-  virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
-                                                               int64_t C) const;
+  // wte [V, C] and the head tied to it (core/layers/token_embedding.h), registered as
+  // `name` ("lm_head" for an untied head); default whole.
+  virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                               const std::string& name = "wte") const;
 };
 
 // Per-row statistics a LayerNorm's forward saves for its backward. They belong to one

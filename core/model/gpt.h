@@ -6,18 +6,12 @@
 #include <vector>
 
 #include "core/layers/block.h"
+#include "core/layers/head_loss.h"
 #include "core/model/gpt_config.h"
 #include "core/model/model.h"
 #include "core/param_store.h"
 
 namespace gpt {
-
-// Rows of logits the LM head makes at once for N positions over `columns` logits per row
-// (the vocabulary V, or a rank's slice of it under tensor parallelism): at most 2^27
-// logits (256 MiB in bf16; about 2,600 rows at GPT-2's 50,257), which keeps the head's
-// buffer small next to the model while its GEMMs still have thousands of rows to run at
-// full speed.
-int64_t head_chunk_rows(int64_t N, int64_t columns);
 
 // One micro-batch of GPT activations (see Activations).
 struct GPTActivations : Activations {
@@ -56,7 +50,7 @@ class GPT : public Model {
   std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const;
 
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
-  void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
+  void set_head_chunk_rows(int64_t rows) { head_loss_.set_chunk_rows(rows); }
   const GPTConfig& config() const { return cfg_; }
 
  private:
@@ -77,9 +71,8 @@ class GPT : public Model {
   // backward (split = false) or its input pass (split = true).
   void run_backward(GPTActivations& a, const Tensor* dout, bool split);
 
-  int64_t head_chunk_rows_ = 0;
+  ChunkedHeadLoss head_loss_;  // shared by every micro-batch
   // Scratch shared by every micro-batch: used only inside one call.
-  Tensor logits_, losses_;
   BlockScratch scratch_;
   std::shared_ptr<BlockActs> shared_acts_;  // buffers reused by every block when recomputing
 };

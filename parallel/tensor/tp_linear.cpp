@@ -54,9 +54,9 @@ std::unique_ptr<Linear> TensorParallelPlan::make(ParamStore& store, const std::s
   fail("TensorParallelPlan: unknown linear role for '" + name + "'");
 }
 
-std::unique_ptr<TokenEmbedding> TensorParallelPlan::make_token_embedding(ParamStore& store, int64_t V,
-                                                                         int64_t C) const {
-  return std::make_unique<VocabParallelEmbedding>(store, V, C, tp_);
+std::unique_ptr<TokenEmbedding> TensorParallelPlan::make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                                         const std::string& name) const {
+  return std::make_unique<VocabParallelEmbedding>(store, V, C, tp_, name);
 }
 
 }  // namespace gpt::parallel

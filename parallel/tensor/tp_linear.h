@@ -47,8 +47,8 @@ class TensorParallelPlan : public LinearFactory {
                                int64_t out, bool bias, float init_std,
                                LinearRole role) const override;
   // wte and the tied head split by vocabulary rows (vocab_parallel.h).
-  std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
-                                                       int64_t C) const override;
+  std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                       const std::string& name = "wte") const override;
 
  private:
   TpRegion& tp_;

@@ -5,20 +5,23 @@
 
 namespace gpt::parallel {
 
-VocabParallelEmbedding::VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp)
-    : TokenEmbedding(store, V, C, ShardSpec{0, tp.size(), tp.rank(), 1, padded_vocab(V, tp.size())}),
+VocabParallelEmbedding::VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp,
+                                               const std::string& name)
+    : TokenEmbedding(store, V, C, ShardSpec{0, tp.size(), tp.rank(), 1, padded_vocab(V, tp.size())}, name),
       tp_(tp),
       vocab_begin_(int64_t(tp.rank()) * (padded_vocab(V, tp.size()) / tp.size())) {}
 
-void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor& wpe) {
+void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor* wpe) {
   // wpe once (rank 0), as a row-parallel bias: the all-reduce sums it from one rank only.
-  const Tensor* pos = tp_.rank() == 0 ? &wpe : nullptr;
+  const Tensor* pos = tp_.rank() == 0 ? wpe : nullptr;
   ops_for(out.device).encoder_slice_forward(out, tokens, weight->compute, pos, vocab_begin_, V_);
   tp_.allreduce(out);  // reduce_from_tp_region
 }
 
-void VocabParallelEmbedding::backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
-  ops_for(dout.device).encoder_slice_backward(weight->grad, dwpe, dout, tokens, vocab_begin_);
+void VocabParallelEmbedding::backward(Tensor* dwpe, const Tensor& dout, const Tensor& tokens) {
+  Tensor no_positions;  // undefined: the op adds no position gradient
+  ops_for(dout.device).encoder_slice_backward(weight->grad, dwpe ? *dwpe : no_positions, dout, tokens,
+                                              vocab_begin_);
 }
 
 void VocabParallelEmbedding::head_loss(Tensor& losses, Tensor& logits, const Tensor& x,
