@@ -45,6 +45,11 @@ enum class LinearRole {
   attn_proj,  // attention output projection, [C, C]
   mlp_fc,     // MLP up projection, [4C, C]
   mlp_proj,   // MLP down projection, [C, 4C]
+  // The LLaMA family's (core/layers/llama_block.h); its qkv is attn_qkv when every
+  // query head has its own key/value head.
+  attn_qkv_grouped,  // packed q|k|v with NKV < NH kv heads, [(NH + 2 NKV) HS, C]
+  mlp_gate_up,       // SwiGLU's packed gate|up projection, [2F, C]
+  mlp_down,          // SwiGLU's down projection, [C, F]
 };
 
 // Makes the model's linears. The default makes plain (whole) ones; tensor parallelism

@@ -15,8 +15,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "core/error.h"
+#include "core/model/gpt_config.h"
 #include "core/tensor.h"
 
 namespace gpt {
@@ -71,6 +73,15 @@ class Model {
   // Evaluation: with the head and targets the mean loss; with the head and no targets
   // the logits into acts.output; without the head the stage output. No gradients.
   virtual float forward(Activations& acts, const Tensor& input, const Tensor* targets) = 0;
+
+  // The shape this model was built from (its family included).
+  virtual const GPTConfig& config() const = 0;
+  // After forward() without targets on a head stage, the logits of flat position
+  // b*T + t over the whole vocabulary (V values, on the host), whatever slice of them
+  // this model computed. Under tensor parallelism a collective over the TP group.
+  virtual std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const = 0;
+  // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
+  virtual void set_head_chunk_rows(int64_t rows) = 0;
 
   // Called during backward each time the gradients of a contiguous range of the flat
   // parameter buffer are final for this micro-batch, in reverse layer order (data

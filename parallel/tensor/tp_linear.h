@@ -4,7 +4,11 @@
 //              of q, of k and of v (a 3-block shard of the packed [3C, C] weight);
 //   attn_proj  row-parallel over the same heads' channels;
 //   mlp_fc     column-parallel, rows [r 4C/tp, (r+1) 4C/tp);
-//   mlp_proj   row-parallel over those channels.
+//   mlp_proj   row-parallel over those channels;
+//   mlp_gate_up (LLaMA) column-parallel in 2 blocks: rank r holds rows [r F/tp, (r+1) F/tp)
+//              of the gate and the same rows of up, so SwiGLU pairs them locally;
+//   mlp_down   (LLaMA) row-parallel over those channels;
+//   attn_qkv_grouped (LLaMA with NKV < NH) not split yet: refused by name.
 // So attention and GELU stay local, and each block needs one all-reduce forward (after
 // each row-parallel linear) and one backward (before each column-parallel linear's input
 // gradient leaves it). A row-parallel bias is added once: rank 0 of the group adds it
