@@ -2,7 +2,8 @@
 
 #include <cstdio>
 
-#include "core/model/gpt.h"
+#include "core/layers/head_loss.h"
+#include "core/layers/token_embedding.h"
 
 namespace gpt {
 
@@ -23,22 +24,84 @@ size_t backend_workspace_bytes(Device device) {
   return device == Device::CUDA ? size_t(64) << 20 : 0;
 }
 
+namespace {
+
+// One block's footprint in elements, by family: parameters split over TP and replicated,
+// and per token the activations it keeps under each recompute mode (in the activation
+// dtype, fp32 statistics apart), the buffers shared by all blocks, the zero-bubble
+// split's kept output gradients, and the backward scratch every block reuses.
+struct BlockFootprint {
+  size_t params_split = 0, params_whole = 0;
+  size_t kept = 0, kept_f32 = 0;  // activations (act dtype) and statistics (fp32) per block
+  size_t shared = 0, shared_f32 = 0;  // buffers every block reuses (act dtype; fp32)
+  size_t split_grads = 0;         // zero-bubble: each linear's output gradient
+  size_t scratch = 0;             // backward gradient buffers, shared
+};
+
+// GPT-2 (core/layers/block.h): 12 C^2 + 7 C parameters split over TP (qkv, both
+// projections' and fc's weights, the qkv and fc biases), 6 C replicated (two
+// LayerNorms, two row-parallel biases). A block keeps 15 C activations under none (ln1,
+// x2, ln2 whole; qkv 3C, atty C, fc and gelu 4C each split over TP), 9 C under selective
+// (+ 6 C shared by all blocks: ln1, ln2, gelu), none under full (+ one shared set and its
+// output), plus fp32 statistics: NH softmax log-sum-exps and 4 LayerNorm mean/rstd values.
+BlockFootprint gpt2_block(size_t C, size_t NH, size_t t, Recompute recompute) {
+  BlockFootprint b;
+  b.params_split = 12 * C * C + 7 * C, b.params_whole = 6 * C;
+  const size_t whole3 = 3 * C, split12 = 12 * C / t;  // the 15 C, by TP
+  const size_t stats = NH + 4;
+  switch (recompute) {
+    case Recompute::None: b.kept = whole3 + split12, b.kept_f32 = stats; break;
+    case Recompute::Selective: b.kept = C + 8 * C / t, b.kept_f32 = stats, b.shared = 2 * C + 4 * C / t; break;
+    case Recompute::Full: b.shared = whole3 + split12 + C, b.shared_f32 = stats; break;
+  }
+  // d(mlp_proj) and d(attn_proj) C each, d(fc) 4 C and d(qkv) 3 C split over TP.
+  b.split_grads = 2 * C + 7 * C / t;
+  b.scratch = C + 8 * C / t;  // dln; dqkv, datty, dfch
+  return b;
+}
+
+// LLaMA (core/layers/llama_block.h), Q = (NH + 2 NKV) HS the packed qkv width, A = NH HS
+// the attention output, F the SwiGLU width: C Q + A C + 3 F C parameters split over TP,
+// 2 C replicated (two RMSNorms, no biases). A block keeps norm1, h, norm2 (3 C whole) and
+// qkv Q, atty A, gate|up 2 F, SwiGLU F split over TP under none; under selective the two
+// norms' outputs and SwiGLU's are shared by all blocks; fp32 statistics: NH
+// log-sum-exps and 2 rstd.
+BlockFootprint llama_block(const GPTConfig& cfg, size_t t, Recompute recompute) {
+  const size_t C = size_t(cfg.n_embd), HS = size_t(cfg.head_size()), F = size_t(cfg.ffn());
+  const size_t Q = (size_t(cfg.n_head) + 2 * size_t(cfg.kv_heads())) * HS, A = size_t(cfg.n_head) * HS;
+  BlockFootprint b;
+  b.params_split = C * Q + A * C + 3 * F * C, b.params_whole = 2 * C;
+  const size_t split = (Q + A + 3 * F) / t;
+  const size_t stats = size_t(cfg.n_head) / t + 2;
+  switch (recompute) {
+    case Recompute::None: b.kept = 3 * C + split, b.kept_f32 = stats; break;
+    case Recompute::Selective: b.kept = C + (Q + A + 2 * F) / t, b.kept_f32 = stats, b.shared = 2 * C + F / t; break;
+    case Recompute::Full: b.shared = 3 * C + split + C, b.shared_f32 = stats; break;
+  }
+  b.split_grads = 2 * C + (Q + 2 * F) / t;     // d(down), d(o_proj); d(gate_up), d(qkv)
+  b.scratch = C + (Q + A + 3 * F) / t;         // dnorm; dqkv, datty, dgate_up, dswiglu
+  return b;
+}
+
+}  // namespace
+
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
                        DType act, Device device, int tp, const PlanStage& stage) {
   const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
   const size_t V = size_t(cfg.vocab_size);
   const size_t L = stage.layers < 0 ? size_t(cfg.n_layer) : size_t(stage.layers);
-  // Per block 12 C^2 + 7 C parameters split over TP (qkv, both projections' and fc's
-  // weights, the qkv and fc biases) and 6 C replicated (two LayerNorms, two row-parallel
-  // biases); wte and wpe on the embedding stage, the final LayerNorm (and, without the
-  // embedding, the tied wte's copy) on the head stage. wte is split by vocabulary rows:
-  // Vs = Vp / tp of them, padding included (core/layers/token_embedding.h).
-  const size_t split = L * (12 * C * C + 7 * C);
+  const bool llama = cfg.family == ModelFamily::Llama;
+  const BlockFootprint blk = llama ? llama_block(cfg, t, recompute) : gpt2_block(C, size_t(cfg.n_head) / t, t, recompute);
+  // The blocks' parameters; wte (and GPT-2's wpe) on the embedding stage; on the head
+  // stage the final norm (LayerNorm 2 C, RMSNorm C) and the head's own matrix: LLaMA's
+  // untied lm_head, or a tied wte's copy on a head stage without the embedding. wte and
+  // lm_head are split by vocabulary rows: Vs = Vp / tp of them, padding included
+  // (core/layers/token_embedding.h).
   const size_t Vs = size_t(padded_vocab(int64_t(V), int(t))) / t;
-  const size_t embedding = Vs * C + size_t(cfg.block_size) * C;
-  const size_t N = split / t + L * 6 * C + (stage.embedding ? embedding : 0) +
-                   (stage.head ? 2 * C + (stage.embedding ? 0 : Vs * C) : 0);
-  const size_t NH = size_t(cfg.n_head) / t;  // heads this rank computes
+  const size_t embedding = Vs * C + (llama ? 0 : size_t(cfg.block_size) * C);
+  const bool head_matrix = !cfg.tie_embeddings || !stage.embedding;
+  const size_t N = L * blk.params_split / t + L * blk.params_whole + (stage.embedding ? embedding : 0) +
+                   (stage.head ? (llama ? C : 2 * C) + (head_matrix ? Vs * C : 0) : 0);
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
   p.params = N * f + (act == DType::F32 ? 0 : N * a);  // master values (+ compute copy)
@@ -47,35 +110,25 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   const size_t share = (N + shards - 1) / shards;
   p.optimizer = 2 * share * f + (shards > 1 ? share * f : 0);
 
-  // Bytes per token (see core/layers/block.h and core/model/gpt.cpp): a block keeps
-  // 15 C activations under none (ln1, x2, ln2 whole; qkv 3C, atty C, fc and gelu 4C each
-  // split over TP), 9 C under selective (+ 6 C shared by all blocks: ln1, ln2, gelu),
-  // none under full (+ one shared set and its output), plus fp32 statistics: NH softmax
-  // log-sum-exps and 4 LayerNorm mean/rstd values (shared too under full).
-  const size_t whole3 = 3 * C, split12 = 12 * C / t;  // the 15 C, by TP
-  size_t per_block = 0, shared = 0;
-  switch (recompute) {
-    case Recompute::None: per_block = (whole3 + split12) * a + NH * f + 4 * f; break;
-    case Recompute::Selective:
-      per_block = (C + 8 * C / t) * a + NH * f + 4 * f, shared = (2 * C + 4 * C / t) * a;
-      break;
-    case Recompute::Full: per_block = 0, shared = (whole3 + split12 + C) * a + NH * f + 4 * f; break;
-  }
-  // Zero-bubble's split backward keeps each linear's output gradient until the weight
-  // pass: d(mlp_proj) and d(attn_proj) C each, d(fc) 4 C and d(qkv) 3 C split over TP.
-  if (stage.split_backward) per_block += (2 * C + 7 * C / t) * a;
+  // Bytes per token of each block (see BlockFootprint above).
+  size_t per_block = blk.kept * a + blk.kept_f32 * f;
+  const size_t shared = blk.shared * a + blk.shared_f32 * f;
+  // Zero-bubble's split backward keeps each linear's output gradient until the weight pass.
+  if (stage.split_backward) per_block += blk.split_grads * a;
   // Per micro-batch in flight: the residual stream (one per block boundary) and dres;
-  // on the head stage the final LayerNorm's output, its gradient and statistics.
-  const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? 2 * f : 0);
-  // Shared by the micro-batches: the blocks' backward scratch (9 C at tp 1) and, in a
-  // pipeline, the buffers an activation and a gradient are received into.
-  const size_t scratch = (C + 8 * C / t) * a + (stage.pipelined ? 2 * C * a : 0);
+  // on the head stage the final norm's output, its gradient and statistics (LayerNorm
+  // mean and rstd, RMSNorm rstd).
+  const size_t norm_stats = llama ? 1 : 2;
+  const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? norm_stats * f : 0);
+  // Shared by the micro-batches: the blocks' backward scratch and, in a pipeline, the
+  // buffers an activation and a gradient are received into.
+  const size_t scratch = blk.scratch * a + (stage.pipelined ? 2 * C * a : 0);
   const size_t in_flight = size_t(stage.in_flight > 0 ? stage.in_flight : 1);
   p.activations = ((L * per_block + per_micro) * in_flight + shared + scratch) * tok;
   // TP sums bf16 activations through an fp32 copy on host communicators (TpRegion).
   if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * tok;
   // On the head stage: one chunk of logits over this rank's Vs vocabulary columns
-  // (turned into their gradient in place, see GPT::head_loss; never [B, T, V] under TP)
+  // (turned into their gradient in place, see ChunkedHeadLoss; never [B, T, V] under TP)
   // and the fp32 losses of every position; under TP the gathered softmax statistics of
   // a chunk, [tp, 3, rows] fp32 (parallel/tensor/vocab_parallel.h).
   const size_t rows = size_t(head_chunk_rows(int64_t(tok), int64_t(Vs)));

@@ -44,6 +44,7 @@ struct PlanStage {
 // matmul weights, column-parallel biases, attention heads and MLP channels divide by tp,
 // and wte and the head's logits by vocabulary rows (padded_vocab(V, tp) / tp each);
 // wpe, LayerNorms, row-parallel biases and the residual stream stay whole.
+// cfg.family picks the block (GPT-2 or LLaMA); see BlockFootprint in the .cpp.
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
                        DType act = DType::F32, Device device = Device::CPU, int tp = 1,
                        const PlanStage& stage = {});
