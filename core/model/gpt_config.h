@@ -17,12 +17,13 @@ ModelFamily parse_family(const std::string& name);
 const char* family_name(ModelFamily family);
 
 struct GPTConfig {
-  ModelFamily family = ModelFamily::GPT2;
   int n_layer = 2;
   int n_head = 4;
   int n_embd = 64;
   int vocab_size = 512;
   int block_size = 64;  // maximum sequence length (GPT-2: position table rows)
+  // After the shape: GPTConfig{L, NH, C, V, T} still reads as GPT-2's five numbers.
+  ModelFamily family = ModelFamily::GPT2;
 
   // The LLaMA family's keys (GPT-2 accepts only their GPT-2 values).
   int n_kv_head = 0;           // key/value heads of grouped-query attention; 0: n_head
