@@ -148,7 +148,8 @@ struct Ops {
   //              + (wpe ? wpe[t] : 0).   Summed over the slices: encoder_forward.
   void (*encoder_slice_forward)(Tensor& out, const Tensor& tokens, const Tensor& wte_slice,
                                 const Tensor* wpe, int64_t vocab_begin, int64_t V);
-  // dwte_slice += dout rows of the tokens in the slice; dwpe as encoder_backward.
+  // dwte_slice += dout rows of the tokens in the slice; dwpe as encoder_backward, or
+  // nothing when dwpe is undefined (a model without learned positions: LLaMA).
   // Deterministic as encoder_backward.
   void (*encoder_slice_backward)(Tensor& dwte_slice, Tensor& dwpe, const Tensor& dout,
                                  const Tensor& tokens, int64_t vocab_begin);

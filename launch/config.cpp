@@ -23,6 +23,9 @@ namespace {
 // Model keys start unset so that a preset supplies them unless the user overrides.
 struct ModelOverrides {
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, block_size = 0;
+  std::string family, tie_embeddings;  // empty: the preset's
+  int n_kv_head = -1, ffn_hidden = -1;  // -1: the preset's
+  float rope_theta = 0.f, norm_eps = 0.f;
 };
 
 // The shortest text that reads back as exactly `v` ("6e-4", not "0.000600000028").
@@ -51,12 +54,20 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   po::options_description d("Configuration keys (INI sections in the config file, --section.key on the command line)");
   auto add = d.add_options();
   add("model.preset", keyed(&c.model_preset),
-      "tiny | gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B");
+      "tiny | gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B | llama-tiny | llama-1B | llama2-7B | llama3-8B");
+  add("model.family", po::value(&m.family), "gpt2 | llama (overrides the preset's)");
   add("model.n_layer", po::value(&m.n_layer), "transformer blocks (overrides the preset)");
   add("model.n_head", po::value(&m.n_head), "attention heads (overrides the preset)");
   add("model.n_embd", po::value(&m.n_embd), "model width (overrides the preset)");
   add("model.vocab_size", po::value(&m.vocab_size), "vocabulary size (overrides the preset)");
   add("model.block_size", po::value(&m.block_size), "maximum sequence length (overrides the preset)");
+  add("model.n_kv_head", po::value(&m.n_kv_head),
+      "llama: key/value heads of grouped-query attention, dividing n_head (0: n_head)");
+  add("model.ffn_hidden", po::value(&m.ffn_hidden), "llama: SwiGLU width (0: 8 n_embd / 3 rounded up to 256)");
+  add("model.rope_theta", po::value(&m.rope_theta), "llama: RoPE base (10000 LLaMA 2, 500000 LLaMA 3)");
+  add("model.norm_eps", po::value(&m.norm_eps), "llama: RMSNorm epsilon");
+  add("model.tie_embeddings", po::value(&m.tie_embeddings),
+      "true | false: the LM head shares the token embedding (gpt2: always; llama presets: false)");
   add("train.seed", keyed(&c.seed), "seed for init and data order");
   add("train.micro_batch", keyed(&c.micro_batch), "sequences per micro-batch per rank");
   add("train.seq_len", keyed(&c.seq_len), "tokens per sequence (T)");
@@ -192,6 +203,21 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   if (m.n_embd) c.model.n_embd = m.n_embd;
   if (m.vocab_size) c.model.vocab_size = m.vocab_size;
   if (m.block_size) c.model.block_size = m.block_size;
+  if (!m.family.empty()) {
+    const ModelFamily family = parse_family(m.family);  // throws naming the key
+    // A family chosen over another family's preset takes that family's default head.
+    if (family != c.model.family) c.model.tie_embeddings = family == ModelFamily::GPT2;
+    c.model.family = family;
+  }
+  if (m.n_kv_head >= 0) c.model.n_kv_head = m.n_kv_head;
+  if (m.ffn_hidden >= 0) c.model.ffn_hidden = m.ffn_hidden;
+  if (m.rope_theta != 0.f) c.model.rope_theta = m.rope_theta;
+  if (m.norm_eps != 0.f) c.model.norm_eps = m.norm_eps;
+  if (!m.tie_embeddings.empty()) {
+    GPT_CHECK(m.tie_embeddings == "true" || m.tie_embeddings == "false",
+              "config key 'model.tie_embeddings' must be true or false, got '" + m.tie_embeddings + "'");
+    c.model.tie_embeddings = m.tie_embeddings == "true";
+  }
   c.model.validate();
   auto positive = [](int64_t v, const char* key) {
     GPT_CHECK(v > 0, std::string("config key '") + key + "' must be positive, got " + std::to_string(v));
@@ -212,6 +238,9 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 
+  GPT_CHECK(!c.sp || c.model.family == ModelFamily::Gpt2,
+            "config key 'parallel.sp' = true: sequence parallelism is built for GPT-2 blocks only, not model.family = " +
+                std::string(family_name(c.model.family)));
   GPT_CHECK(!c.sp || c.tp > 1, "config key 'parallel.sp' = true needs 'parallel.tp' > 1 (it shards over the "
                                "tensor-parallel ranks), got parallel.tp = " + std::to_string(c.tp));
   GPT_CHECK(!c.sp || int64_t(c.micro_batch) * c.seq_len % c.tp == 0,
@@ -249,9 +278,15 @@ GPTConfig model_config_from_text(const std::string& text) {
 }
 
 std::string model_config_text(const GPTConfig& m) {
-  return "model.n_layer = " + std::to_string(m.n_layer) + "\nmodel.n_head = " + std::to_string(m.n_head) +
-         "\nmodel.n_embd = " + std::to_string(m.n_embd) + "\nmodel.vocab_size = " + std::to_string(m.vocab_size) +
-         "\nmodel.block_size = " + std::to_string(m.block_size) + "\n";
+  std::string text = "model.family = " + std::string(family_name(m.family)) +
+                     "\nmodel.n_layer = " + std::to_string(m.n_layer) + "\nmodel.n_head = " + std::to_string(m.n_head) +
+                     "\nmodel.n_embd = " + std::to_string(m.n_embd) + "\nmodel.vocab_size = " + std::to_string(m.vocab_size) +
+                     "\nmodel.block_size = " + std::to_string(m.block_size) + "\n";
+  if (m.family == ModelFamily::Llama)
+    text += "model.n_kv_head = " + std::to_string(m.kv_heads()) + "\nmodel.ffn_hidden = " + std::to_string(m.ffn()) +
+            "\nmodel.rope_theta = " + shortest(m.rope_theta) + "\nmodel.norm_eps = " + shortest(m.norm_eps) +
+            "\nmodel.tie_embeddings = " + (m.tie_embeddings ? "true" : "false") + "\n";
+  return text;
 }
 
 }  // namespace gpt

@@ -28,7 +28,7 @@ int32_t sample_token(const float* logits, int V, float temperature, int top_k, R
   return ids[size_t(k - 1)];
 }
 
-std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const SampleConfig& cfg,
+std::vector<int32_t> generate(Model& model, std::vector<int32_t> tokens, const SampleConfig& cfg,
                               Rng& rng, const std::function<void(int32_t)>& on_token) {
   const GPTConfig& mc = model.config();
   GPT_CHECK(!tokens.empty(), "generate: empty prompt");
@@ -36,6 +36,8 @@ std::vector<int32_t> generate(GPT& model, std::vector<int32_t> tokens, const Sam
   const int V = mc.vocab_size, drawable = cfg.vocab > 0 ? std::min(cfg.vocab, V) : V;
   // A fixed [1, W] window: causal attention makes the padding after the last real
   // token irrelevant, and a fixed shape lets the model reuse its buffers every token.
+  // Positions restart at the window's first token, learned (GPT-2) or rotary (LLaMA,
+  // whose RoPE rotates row t by angle t: the same positions the model trained on).
   Tensor window = zeros({1, W}, DType::I32, Device::CPU);
   // One device copy of the window for the whole draw: a tensor freed per token would
   // synchronise the GPU each time.

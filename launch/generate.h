@@ -5,7 +5,7 @@
 #include <functional>
 #include <vector>
 
-#include "core/model/gpt.h"
+#include "core/model/model.h"
 #include "core/rng.h"
 
 namespace gpt {
@@ -21,7 +21,7 @@ struct SampleConfig {
 // Draws from softmax(logits / temperature) restricted to the top_k largest (exposed for tests).
 int32_t sample_token(const float* logits, int V, float temperature, int top_k, Rng& rng);
 
-std::vector<int32_t> generate(GPT& model, std::vector<int32_t> prompt, const SampleConfig& cfg,
+std::vector<int32_t> generate(Model& model, std::vector<int32_t> prompt, const SampleConfig& cfg,
                               Rng& rng, const std::function<void(int32_t)>& on_token);
 
 }  // namespace gpt

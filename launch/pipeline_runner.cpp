@@ -76,7 +76,7 @@ PipelineRunner::PipelineRunner(const TrainConfig& cfg, parallel::Communicator& c
   for (int k = 0; k < shape_.virtual_stages; ++k) {
     const int c = stage + k * shape_.stages;
     StageSpec spec{layers_[size_t(c)].begin, layers_[size_t(c)].end, c == 0, c == chunks - 1};
-    models_.push_back(std::make_unique<GPT>(cfg.model, store, recompute, spec, linears));
+    models_.push_back(make_model(cfg.model, store, recompute, spec, linears));
     models_.back()->set_micro_batch(cfg.micro_batch, cfg.seq_len);  // sequence shards do not say
   }
   // The tied embedding: the first stage's wte and the last stage's copy, one pair per
@@ -89,7 +89,8 @@ PipelineRunner::PipelineRunner(const TrainConfig& cfg, parallel::Communicator& c
       for (int s = 1; s + 1 < topo.pp(); ++s) partition.push_back({topo.rank_of(s, d, t)});
     }
   embed_ = comm.make_group("embed", partition);
-  if (stage == 0 || stage == shape_.stages - 1) tied_ = store.find("wte");
+  // An untied head (LLaMA's lm_head) shares nothing: the group then sums nothing.
+  if (cfg.model.tie_embeddings && (stage == 0 || stage == shape_.stages - 1)) tied_ = store.find("wte");
   actions_ = parallel::pipeline::make_schedule(kind_, shape_, stage);
 }
 

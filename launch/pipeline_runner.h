@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/layers/linear.h"
-#include "core/model/gpt.h"
+#include "core/model/make_model.h"
 #include "core/model/memory_plan.h"
 #include "data/batch.h"
 #include "launch/config.h"
@@ -91,10 +91,10 @@ class PipelineRunner {
   parallel::pipeline::ScheduleKind kind_;
   parallel::pipeline::PipelineShape shape_;
   std::vector<parallel::pipeline::LayerRange> layers_;  // per global chunk
-  std::vector<std::unique_ptr<GPT>> models_;
+  std::vector<std::unique_ptr<Model>> models_;
   std::vector<parallel::pipeline::Action> actions_;
   std::unique_ptr<parallel::pipeline::PipelineExecutor> executor_;
-  Param* tied_ = nullptr;  // this rank's wte when the first or last stage (pp > 1)
+  Param* tied_ = nullptr;  // this rank's wte on the first or last stage of a tied head (pp > 1)
   std::vector<double> busy_ms_, step_ms_;  // per step after the first, this stage's
   int steps_ = 0;
   size_t base_bytes_ = 0;  // memory held after attach()

@@ -6,6 +6,7 @@
 
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
+#include "core/model/make_model.h"
 #include "launch/config.h"
 #include "launch/data_sources.h"
 #include "launch/generate.h"
@@ -17,7 +18,8 @@ int main(int argc, char** argv) {
     std::string path = cfg.sample_checkpoint.empty() ? gpt::latest_checkpoint(cfg.run_dir) : cfg.sample_checkpoint;
     if (path.empty()) gpt::fail("no checkpoint in run.dir " + cfg.run_dir + " (set sample.checkpoint)");
     gpt::ParamStore store;
-    gpt::GPT model(cfg.model, store);
+    std::unique_ptr<gpt::Model> built = gpt::make_model(cfg.model, store);
+    gpt::Model& model = *built;
     store.materialize(cfg.device_kind());
     gpt::load_params(gpt::CheckpointSource(path), store);  // a checkpoint directory or consolidated file
     store.sync_compute();

@@ -83,7 +83,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   if (topo_.pp() > 1)
     pipeline_ = std::make_unique<PipelineRunner>(cfg_, comm_, topo_, groups_, store_, recompute, tp_plan_.get());
   else
-    model_ = std::make_unique<GPT>(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
+    model_ = make_model(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
   explain_out_of_memory(plan_, device_, "allocating the parameters and optimizer state", [&] {
     store_.materialize(device_, compute);
     store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
@@ -292,9 +292,9 @@ void Trainer::run() {
   // The whole model's count; a rank of a split model holds fewer (its stage, its TP
   // slices, vocabulary padding included).
   const int64_t whole = cfg_.model.num_params();
-  say("model: %s, %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s%s\n", cfg_.model_preset.c_str(),
-      (long long)whole, whole / 1e6, cfg_.model.n_layer, cfg_.model.n_head, cfg_.model.n_embd, cfg_.model.vocab_size,
-      device_name(device_),
+  say("model: %s (%s), %lld parameters (%.1f M), L=%d H=%d C=%d V=%d, on %s%s\n", cfg_.model_preset.c_str(),
+      family_name(cfg_.model.family), (long long)whole, whole / 1e6, cfg_.model.n_layer, cfg_.model.n_head,
+      cfg_.model.n_embd, cfg_.model.vocab_size, device_name(device_),
       N == whole ? "" : ("; rank 0 holds " + std::to_string(N) + " of them").c_str());
   say("data: %s\n", train_data_->describe().c_str());
   say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",

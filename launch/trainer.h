@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "core/adamw.h"
-#include "core/model/gpt.h"
+#include "core/model/make_model.h"
 #include "core/model/memory_plan.h"
 #include "data/batch.h"
 #include "launch/checkpoint_saver.h"
@@ -63,7 +63,7 @@ class Trainer {
   std::unique_ptr<parallel::TpRegion> tp_region_;            // tensor parallel only
   std::unique_ptr<parallel::TensorParallelPlan> tp_plan_;
   std::unique_ptr<parallel::NormGradSum> norm_grads_;       // sequence parallel only
-  std::unique_ptr<GPT> model_;         // the whole model (no pipeline)
+  std::unique_ptr<Model> model_;       // the whole model (no pipeline)
   std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time
   std::unique_ptr<PipelineRunner> pipeline_;  // parallel.pp > 1: this rank's chunks
   std::vector<data::Batch> step_batches_;     // parallel.pp > 1: a step's micro-batches

@@ -55,7 +55,7 @@ void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, cons
   const int32_t* tok = tokens.i32();
   const float* d = dout.f32();
   float* dte = dwte.f32();
-  float* dpe = dwpe.f32();
+  float* dpe = dwpe.defined() ? dwpe.f32() : nullptr;  // undefined: no positions
   // As encoder_backward: parallel over channels, sequential over (b, t), deterministic.
 #pragma omp parallel for schedule(static)
   for (int64_t c0 = 0; c0 < C; c0 += 16) {
@@ -63,8 +63,10 @@ void encoder_slice_backward(Tensor& dwte, Tensor& dwpe, const Tensor& dout, cons
     for (int64_t bt = 0; bt < B * T; ++bt) {
       const float* g = d + size_t(bt) * C;
       const int64_t row = int64_t(tok[bt]) - vocab_begin;
-      float* pe = dpe + size_t(bt % T) * C;
-      for (int64_t c = c0; c < c1; ++c) pe[c] += g[c];
+      if (dpe) {
+        float* pe = dpe + size_t(bt % T) * C;
+        for (int64_t c = c0; c < c1; ++c) pe[c] += g[c];
+      }
       if (row < 0 || row >= Vs) continue;
       float* te = dte + size_t(row) * C;
       for (int64_t c = c0; c < c1; ++c) te[c] += g[c];

@@ -157,12 +157,14 @@ void encoder_backward_rows(const char* op, Tensor& dwte, Tensor& dwpe, const Ten
                            const Tensor& tokens, bool slice, int64_t vocab_begin) {
   check_float(dout, op, "dout");
   check_float(dwte, op, "dwte");
-  check_float(dwpe, op, "dwpe");
+  // dwpe undefined (encoder_slice_backward only): a model without learned positions.
+  const bool positions = dwpe.defined();
+  if (positions) check_float(dwpe, op, "dwpe");
   check_dtype(tokens, DType::I32, op, "tokens");
   const int64_t B = tokens.dim(0), T = tokens.dim(1), V = dwte.dim(0), C = dwte.dim(1);
   const int64_t N = B * T;
   check_numel(dout, N * C, op, "dout");
-  if (dwpe.dim(-1) != C || dwpe.numel() < T * C)
+  if (positions && (dwpe.dim(-1) != C || dwpe.numel() < T * C))
     fail(std::string("cuda ") + op + ": dwpe " + shape_str(dwpe.shape) + " does not hold " +
          std::to_string(T) + " positions of width " + std::to_string(C));
   if (N == 0 || C == 0) return;
@@ -200,6 +202,7 @@ void encoder_backward_rows(const char* op, Tensor& dwte, Tensor& dwpe, const Ten
     encoder_backward_wte_kernel<Act><<<unsigned(N), kSegmentThreads, 0, stream()>>>(
         any_float(dwte), dout.data<Act>(), keys_out, pos_out, int(N), int(C), unsigned(V));
     GPT_LAUNCH_CHECK(op, "encoder_backward_wte_kernel");
+    if (!positions) return;
     const size_t n = size_t(T * C);
     encoder_backward_wpe_kernel<Act><<<grid_for(n, kThreads), kThreads, 0, stream()>>>(
         any_float(dwpe), dout.data<Act>(), int(B), int(T), int(C));

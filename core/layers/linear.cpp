@@ -21,9 +21,9 @@ std::unique_ptr<Linear> LinearFactory::make(ParamStore& store, const std::string
   return std::make_unique<Linear>(store, name, in, out, bias, init_std);
 }
 
-std::unique_ptr<TokenEmbedding> LinearFactory::make_token_embedding(ParamStore& store, int64_t V,
-                                                                    int64_t C) const {
-  return std::make_unique<TokenEmbedding>(store, V, C);
+std::unique_ptr<TokenEmbedding> LinearFactory::make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                                    const std::string& name) const {
+  return std::make_unique<TokenEmbedding>(store, V, C, name);
 }
 
 void Linear::forward(Tensor& out, const Tensor& inp) {

@@ -45,6 +45,11 @@ enum class LinearRole {
   attn_proj,  // attention output projection, [C, C]
   mlp_fc,     // MLP up projection, [4C, C]
   mlp_proj,   // MLP down projection, [C, 4C]
+  // The LLaMA family's (core/layers/llama_block.h); its qkv is attn_qkv when every
+  // query head has its own key/value head.
+  attn_qkv_grouped,  // packed q|k|v with NKV < NH kv heads, [(NH + 2 NKV) HS, C]
+  mlp_gate_up,       // SwiGLU's packed gate|up projection, [2F, C]
+  mlp_down,          // SwiGLU's down projection, [C, F]
 };
 
 // Makes the model's linears. The default makes plain (whole) ones; tensor parallelism
@@ -58,9 +63,10 @@ class LinearFactory {
   virtual std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
                                        int64_t out, bool bias, float init_std,
                                        LinearRole role) const;
-  // wte [V, C] and the head tied to it (core/layers/token_embedding.h); default whole.
-  virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
-                                                               int64_t C) const;
+  // wte [V, C] and the head tied to it (core/layers/token_embedding.h), registered as
+  // `name` ("lm_head" for an untied head); default whole.
+  virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                               const std::string& name = "wte") const;
   // The rows of the residual stream ([N, C] for N = B*T positions) this model holds: all
   // of them, or under sequence parallelism this rank's N / tp (parallel/tensor/tp_regions.h).
   // The layers between the linears (norms, residual adds) then run on those rows only.

@@ -5,20 +5,29 @@
 
 namespace gpt {
 
-TokenEmbedding::TokenEmbedding(ParamStore& store, int64_t V, int64_t C)
-    : TokenEmbedding(store, V, C, ShardSpec{}) {}
+TokenEmbedding::TokenEmbedding(ParamStore& store, int64_t V, int64_t C, const std::string& name)
+    : TokenEmbedding(store, V, C, ShardSpec{}, name) {}
 
 // Embeddings get no weight decay (GPT-2 practice). Every stage and every split draws
 // wte from its global name, so any slice starts equal to the whole model's rows.
-TokenEmbedding::TokenEmbedding(ParamStore& store, int64_t V, int64_t C, ShardSpec shard)
-    : weight(store.add("wte", {V, C}, /*decay=*/false, 0.02f, 0.f, shard)), V_(V) {}
+TokenEmbedding::TokenEmbedding(ParamStore& store, int64_t V, int64_t C, ShardSpec shard, const std::string& name)
+    : weight(store.add(name, {V, C}, /*decay=*/false, 0.02f, 0.f, shard)), V_(V) {}
 
-void TokenEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor& wpe) {
-  ops_for(out.device).encoder_forward(out, tokens, weight->compute, wpe);
+// Without positions the lookup is the vocabulary-slice op over the whole table (the
+// same rows, no position added).
+void TokenEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor* wpe) {
+  const Ops& ops = ops_for(out.device);
+  if (wpe) ops.encoder_forward(out, tokens, weight->compute, *wpe);
+  else ops.encoder_slice_forward(out, tokens, weight->compute, nullptr, 0, V_);
 }
 
-void TokenEmbedding::backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
-  ops_for(dout.device).encoder_backward(weight->grad, dwpe, dout, tokens);
+void TokenEmbedding::backward(Tensor* dwpe, const Tensor& dout, const Tensor& tokens) {
+  const Ops& ops = ops_for(dout.device);
+  if (dwpe) ops.encoder_backward(weight->grad, *dwpe, dout, tokens);
+  else {
+    Tensor no_positions;  // undefined: the op adds no position gradient
+    ops.encoder_slice_backward(weight->grad, no_positions, dout, tokens, 0);
+  }
 }
 
 void TokenEmbedding::head_loss(Tensor& losses, Tensor& logits, const Tensor& x, const Tensor& targets,

@@ -1,12 +1,14 @@
 // The token embedding wte [V, C] and the language-model head tied to it (GPT-2 ties
 // them): the lookup in front of the blocks, and behind them the logits x wte^T with their
-// softmax cross-entropy, fused with its backward. Virtual so parallel/ can substitute a
+// softmax cross-entropy, fused with its backward. A model with an untied head (LLaMA's
+// default) makes two: "wte" used for the lookup only and "lm_head" for the head only. Virtual so parallel/ can substitute a
 // vocabulary-parallel version from outside (parallel/tensor/vocab_parallel.h) without
 // the model knowing: the model asks its LinearFactory for this layer too.
 //
 // Dimension letters: B batch, T time, C channels, V the real vocabulary, N = B*T rows;
 // Vs the rows of wte this object holds (V when whole; a padded slice under TP).
 #pragma once
+#include <string>
 #include <vector>
 
 #include "core/param_store.h"
@@ -15,15 +17,16 @@ namespace gpt {
 
 class TokenEmbedding {
  public:
-  // The whole wte [V, C], registered as "wte" (no weight decay, N(0, 0.02)).
-  TokenEmbedding(ParamStore& store, int64_t V, int64_t C);
+  // The whole table [V, C], registered under `name` (no weight decay, N(0, 0.02)).
+  TokenEmbedding(ParamStore& store, int64_t V, int64_t C, const std::string& name = "wte");
   virtual ~TokenEmbedding() = default;
 
-  // out[B,T,C] = wte[tokens] + wpe[t]. (A vocabulary-parallel version may be given an out
-  // of only this rank's sequence shard of the B*T rows: LinearFactory::sequence_rows.)
-  virtual void forward(Tensor& out, const Tensor& tokens, const Tensor& wpe);
-  // wte->grad (this object's rows) and dwpe += the lookup's gradients from dout.
-  virtual void backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens);
+  // out[B,T,C] = wte[tokens] + wpe[t]; wpe null: no learned positions (RoPE models).
+  // (A vocabulary-parallel version may be given an out of only this rank's sequence
+  // shard of the B*T rows: LinearFactory::sequence_rows.)
+  virtual void forward(Tensor& out, const Tensor& tokens, const Tensor* wpe);
+  // wte->grad (this object's rows) and *dwpe (when given) += the lookup's gradients.
+  virtual void backward(Tensor* dwpe, const Tensor& dout, const Tensor& tokens);
 
   // The head runs over all N = B*T rows of x [N, C]. When the model holds only a shard of
   // them (sequence parallelism), head_input gives the rows of every rank (a view of
@@ -62,7 +65,7 @@ class TokenEmbedding {
 
  protected:
   // A slice of wte given by `shard` (parallel/ builds these).
-  TokenEmbedding(ParamStore& store, int64_t V, int64_t C, ShardSpec shard);
+  TokenEmbedding(ParamStore& store, int64_t V, int64_t C, ShardSpec shard, const std::string& name);
   int64_t V_;
 };
 

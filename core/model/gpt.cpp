@@ -43,11 +43,6 @@ GPT::GPT(const GPTConfig& cfg, ParamStore& store, Recompute recompute, StageSpec
   }
 }
 
-int64_t head_chunk_rows(int64_t N, int64_t columns) {
-  const int64_t cap = (int64_t(1) << 27) / (columns > 0 ? columns : 1);
-  return std::max<int64_t>(1, std::min(N, cap));
-}
-
 std::unique_ptr<Activations> GPT::make_activations() const {
   auto a = std::make_unique<GPTActivations>();
   a->blocks.resize(blocks_.size());
@@ -81,7 +76,7 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
   if (stage_.embedding) {
     GPT_CHECK(input.dtype == DType::I32 && input.ndim() == 2, "GPT: the embedding stage takes I32 tokens [B, T]");
     a.tokens = input;
-    wte_->forward(a.resid[0], input, wpe->compute);
+    wte_->forward(a.resid[0], input, &wpe->compute);
   } else {
     GPT_CHECK(input.shape == a.resid[0].shape && input.dtype == act,
               "GPT stage: input must be the previous stage's output " + shape_str(a.resid[0].shape) +
@@ -99,41 +94,8 @@ void GPT::forward_trunk(GPTActivations& a, const Tensor& input) {
 }
 
 float GPT::head_loss(GPTActivations& a, const Tensor& targets, const float* dloss) {
-  const Tensor& lnf_out = a.lnf_out;
-  // Vs: the logit columns this model makes, the whole vocabulary or (under TP) a slice.
-  // The head runs over all N rows, also when this model holds only a sequence shard.
-  const int64_t N = targets.numel(), C = cfg_.n_embd, Vs = wte_->logit_columns();
-  const Device dev = store_.device();
-  const Tensor x_all = wte_->head_input(lnf_out, N);
-  GPT_CHECK(x_all.numel() == N * C, "targets must have the shape of the tokens [B, T]");
-  const int64_t rows = head_chunk_rows_ > 0 ? std::min(head_chunk_rows_, N) : head_chunk_rows(N, Vs);
-  ensure(logits_, {rows, Vs}, lnf_out.dtype, dev);
-  ensure(losses_, {N}, DType::F32, dev);
-  // Not zeroed: each chunk's backward overwrites its own rows of d(x).
-  if (dloss) ensure(a.dlnf, lnf_out.shape, lnf_out.dtype, dev);
-  const Tensor dx_all = dloss ? wte_->head_input_grad(a.dlnf, N) : Tensor();
-  const Tensor x = x_all.view({N, C}), flat_targets = targets.view({N});
-  for (int64_t r0 = 0; r0 < N; r0 += rows) {
-    const int64_t n = std::min(rows, N - r0);
-    const Tensor xc = x.slice(r0 * C, {n, C}), tc = flat_targets.slice(r0, {n});
-    Tensor logits = logits_.slice(0, {n, Vs}), losses = losses_.slice(r0, {n});
-    Tensor dx = dloss ? dx_all.view({N, C}).slice(r0 * C, {n, C}) : Tensor();
-    wte_->head_loss(losses, logits, xc, tc, dloss, dloss ? &dx : nullptr);
-  }
-  if (dloss) wte_->head_input_grad_done(a.dlnf, N);
-  std::vector<float> host = to_host_f32(losses_);
-  double sum = 0.0;
-  for (float l : host) sum += l;
-  // Each row's mean of targets [B, T] (a flat [N] is one row), from the same losses: the
-  // token-weighted mean of the row means is the returned mean before its float rounding.
-  const int64_t rows_B = targets.ndim() == 2 ? targets.dim(0) : 1, row_T = N / rows_B;
-  row_losses_.assign(size_t(rows_B), 0.0);
-  for (int64_t r = 0; r < rows_B; ++r) {
-    double row = 0.0;
-    for (int64_t t = 0; t < row_T; ++t) row += host[size_t(r * row_T + t)];
-    row_losses_[size_t(r)] = row / double(row_T);
-  }
-  return float(sum / double(host.size()));
+  if (dloss) ensure(a.dlnf, a.lnf_out.shape, a.lnf_out.dtype, store_.device());
+  return head_loss_.run(*wte_, a.lnf_out, targets, dloss, dloss ? &a.dlnf : nullptr);
 }
 
 float GPT::forward(Activations& acts, const Tensor& input, const Tensor* targets) {
@@ -216,7 +178,7 @@ void GPT::run_backward(GPTActivations& a, const Tensor* dout, bool split) {
   }
   a.weight_pass_due = split;
   if (stage_.embedding) {
-    wte_->backward(wpe->grad, a.dres, a.tokens);
+    wte_->backward(&wpe->grad, a.dres, a.tokens);
     ready(0, blocks_begin_);
   } else {
     a.input_grad = a.dres;

@@ -6,18 +6,12 @@
 #include <vector>
 
 #include "core/layers/block.h"
+#include "core/layers/head_loss.h"
 #include "core/model/gpt_config.h"
 #include "core/model/model.h"
 #include "core/param_store.h"
 
 namespace gpt {
-
-// Rows of logits the LM head makes at once for N positions over `columns` logits per row
-// (the vocabulary V, or a rank's slice of it under tensor parallelism): at most 2^27
-// logits (256 MiB in bf16; about 2,600 rows at GPT-2's 50,257), which keeps the head's
-// buffer small next to the model while its GEMMs still have thousands of rows to run at
-// full speed.
-int64_t head_chunk_rows(int64_t N, int64_t columns);
 
 // One micro-batch of GPT activations (see Activations).
 struct GPTActivations : Activations {
@@ -52,7 +46,7 @@ class GPT : public Model {
   void backward_input(Activations& acts, const Tensor* dout) override;
   void backward_weight(Activations& acts) override;
   float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
-  std::vector<double> row_losses() const override { return row_losses_; }
+  std::vector<double> row_losses() const override { return head_loss_.row_losses(); }
 
   // After forward() without targets, the logits of flat position b*T + t over the whole
   // vocabulary (V values, on the host), whatever slice of them this model computed.
@@ -60,11 +54,11 @@ class GPT : public Model {
   std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const;
 
   // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
-  void set_head_chunk_rows(int64_t rows) { head_chunk_rows_ = rows; }
+  void set_head_chunk_rows(int64_t rows) { head_loss_.set_chunk_rows(rows); }
   // Under sequence parallelism a stage without the embedding is handed its rows of the
   // residual stream, [B*T/tp, C], which do not say B and T (attention needs them): the
   // pipeline tells it the micro-batch shape here. Whole [B, T, C] inputs say it themselves.
-  void set_micro_batch(int64_t B, int64_t T) { micro_B_ = B, micro_T_ = T; }
+  void set_micro_batch(int64_t B, int64_t T) override { micro_B_ = B, micro_T_ = T; }
   const GPTConfig& config() const { return cfg_; }
 
  private:
@@ -85,12 +79,10 @@ class GPT : public Model {
   // backward (split = false) or its input pass (split = true).
   void run_backward(GPTActivations& a, const Tensor* dout, bool split);
 
-  int64_t head_chunk_rows_ = 0;
   int64_t micro_B_ = 0, micro_T_ = 0;  // set_micro_batch
   const LinearFactory* linears_;       // null: whole linears; else asked for sequence_rows
+  ChunkedHeadLoss head_loss_;          // shared by every micro-batch
   // Scratch shared by every micro-batch: used only inside one call.
-  Tensor logits_, losses_;
-  std::vector<double> row_losses_;  // the last head_loss's mean per row (row_losses())
   BlockScratch scratch_;
   std::shared_ptr<BlockActs> shared_acts_;  // buffers reused by every block when recomputing
 };

@@ -4,11 +4,27 @@
 
 namespace gpt {
 
+ModelFamily parse_family(const std::string& name) {
+  if (name == "gpt2") return ModelFamily::GPT2;
+  if (name == "llama") return ModelFamily::Llama;
+  fail("config key 'model.family' must be gpt2 or llama, got '" + name + "'");
+}
+
+const char* family_name(ModelFamily family) { return family == ModelFamily::Llama ? "llama" : "gpt2"; }
+
+int64_t GPTConfig::ffn() const {
+  if (ffn_hidden > 0) return ffn_hidden;
+  // LLaMA's rule (Meta's model.py): two thirds of GPT's 4C, rounded up to a multiple of 256.
+  const int64_t f = 2 * (4 * int64_t(n_embd)) / 3;
+  return (f + 255) / 256 * 256;
+}
+
 void GPTConfig::validate() const {
   auto positive = [](int v, const char* key) {
     GPT_CHECK(v > 0, std::string("config key '") + key + "' must be positive, got " +
                          std::to_string(v));
   };
+  auto s = [](int v) { return std::to_string(v); };
   positive(n_layer, "model.n_layer");
   positive(n_head, "model.n_head");
   positive(n_embd, "model.n_embd");
@@ -17,20 +33,51 @@ void GPTConfig::validate() const {
   GPT_CHECK(n_embd % n_head == 0, "config key 'model.n_embd' (" + std::to_string(n_embd) +
                                       ") is not divisible by 'model.n_head' (" +
                                       std::to_string(n_head) + ")");
+  GPT_CHECK(n_kv_head >= 0, "config key 'model.n_kv_head' must be positive (or 0: n_head), got " + s(n_kv_head));
+  GPT_CHECK(ffn_hidden >= 0, "config key 'model.ffn_hidden' must be positive (or 0: 8 n_embd / 3), got " + s(ffn_hidden));
+  if (family == ModelFamily::GPT2) {
+    // GPT-2 has none of these: a value other than GPT-2's would be silently ignored.
+    GPT_CHECK(kv_heads() == n_head, "config key 'model.n_kv_head' (" + s(n_kv_head) +
+                                        ") needs model.family = llama: GPT-2 attention has n_head key/value heads");
+    GPT_CHECK(ffn_hidden == 0, "config key 'model.ffn_hidden' needs model.family = llama: GPT-2's MLP is 4 n_embd wide");
+    GPT_CHECK(tie_embeddings, "config key 'model.tie_embeddings' = false needs model.family = llama: GPT-2 ties its head");
+    return;
+  }
+  GPT_CHECK(n_head % kv_heads() == 0, "config key 'model.n_head' (" + s(n_head) +
+                                          ") is not divisible by 'model.n_kv_head' (" + s(kv_heads()) + ")");
+  GPT_CHECK(head_size() % 2 == 0, "config key 'model.n_head': head size n_embd / n_head = " + s(n_embd) + " / " +
+                                      s(n_head) + " = " + s(head_size()) + " is odd, and RoPE rotates pairs of channels");
+  GPT_CHECK(rope_theta > 0.f, "config key 'model.rope_theta' must be positive");
+  GPT_CHECK(norm_eps > 0.f, "config key 'model.norm_eps' must be positive");
 }
 
 int64_t GPTConfig::num_params() const {
-  const int64_t C = n_embd, L = n_layer;
+  const int64_t C = n_embd, L = n_layer, V = vocab_size;
+  if (family == ModelFamily::Llama) {
+    const int64_t HS = head_size(), qkv = C * (n_head + 2 * kv_heads()) * HS, o = n_head * HS * C;
+    const int64_t per_block = 2 * C + qkv + o + 3 * C * ffn();  // two RMSNorms, attention, SwiGLU
+    return V * C * (tie_embeddings ? 1 : 2) + L * per_block + C;
+  }
   int64_t per_block = 2 * 2 * C            // two LayerNorms
                       + C * 3 * C + 3 * C  // qkv
                       + C * C + C          // attention projection
                       + C * 4 * C + 4 * C  // mlp fc
                       + 4 * C * C + C;     // mlp projection
-  return int64_t(vocab_size) * C + int64_t(block_size) * C + L * per_block + 2 * C;
+  return V * C + int64_t(block_size) * C + L * per_block + 2 * C;
 }
 
 double GPTConfig::flops_per_token(int T) const {
   return 6.0 * double(num_params()) + 12.0 * n_layer * double(n_embd) * T;
+}
+
+// Published LLaMA shapes (Hugging Face config.json of each): block_size is the training
+// context; vocabularies are the models' own tokenizers'.
+static GPTConfig llama_shape(int L, int NH, int NKV, int C, int F, int V, int T, float theta, bool tied) {
+  GPTConfig c;
+  c.family = ModelFamily::Llama;
+  c.n_layer = L, c.n_head = NH, c.n_kv_head = NKV, c.n_embd = C, c.ffn_hidden = F;
+  c.vocab_size = V, c.block_size = T, c.rope_theta = theta, c.tie_embeddings = tied;
+  return c;
 }
 
 GPTConfig gpt_preset(const std::string& name) {
@@ -47,6 +94,15 @@ GPTConfig gpt_preset(const std::string& name) {
     c.n_layer = 36, c.n_head = 20, c.n_embd = 1280;
   } else if (name == "gpt2-1.5B") {
     c.n_layer = 48, c.n_head = 25, c.n_embd = 1600;
+  } else if (name == "llama-tiny") {
+    // GPT-2's tokenizer (the default corpus's) on a "tiny"-sized LLaMA with GQA.
+    c = llama_shape(4, 4, 2, 128, 384, 50257, 256, 10000.f, false);
+  } else if (name == "llama-1B") {
+    c = llama_shape(16, 32, 8, 2048, 8192, 128256, 8192, 500000.f, true);  // Llama-3.2-1B
+  } else if (name == "llama2-7B") {
+    c = llama_shape(32, 32, 32, 4096, 11008, 32000, 4096, 10000.f, false);
+  } else if (name == "llama3-8B") {
+    c = llama_shape(32, 32, 8, 4096, 14336, 128256, 8192, 500000.f, false);
   } else {
     std::string known;
     for (auto& n : gpt_preset_names()) known += " " + n;
@@ -56,7 +112,7 @@ GPTConfig gpt_preset(const std::string& name) {
 }
 
 std::vector<std::string> gpt_preset_names() {
-  return {"tiny", "gpt2-124M", "gpt2-350M", "gpt2-774M", "gpt2-1.5B"};
+  return {"tiny", "gpt2-124M", "gpt2-350M", "gpt2-774M", "gpt2-1.5B", "llama-tiny", "llama-1B", "llama2-7B", "llama3-8B"};
 }
 
 }  // namespace gpt

@@ -2,7 +2,8 @@
 
 #include <cstdio>
 
-#include "core/model/gpt.h"
+#include "core/layers/head_loss.h"
+#include "core/layers/token_embedding.h"
 
 namespace gpt {
 
@@ -23,22 +24,90 @@ size_t backend_workspace_bytes(Device device) {
   return device == Device::CUDA ? size_t(64) << 20 : 0;
 }
 
+namespace {
+
+// Per-token sizes of one kind of buffer, in elements: `held` on the rows of the residual
+// stream this rank holds (all B*T of them, or B*T / tp under sequence parallelism),
+// `split` on all B*T rows of this rank's heads and channels; each in the activation
+// dtype or (the statistics) fp32.
+struct RowBytes {
+  size_t held = 0, split = 0, held_f32 = 0, split_f32 = 0;
+  size_t at(size_t a, size_t held_rows, size_t all_rows) const {
+    return (held * a + held_f32 * 4) * held_rows + (split * a + split_f32 * 4) * all_rows;
+  }
+};
+
+// One block's footprint by family: parameters split over TP and replicated, and per
+// token the activations it keeps under the recompute mode, the buffers shared by all
+// blocks, the zero-bubble split's kept output gradients, and the backward scratch every
+// block reuses.
+struct BlockFootprint {
+  size_t params_split = 0, params_whole = 0;
+  RowBytes kept, shared, split_grads, scratch;
+};
+
+// GPT-2 (core/layers/block.h): 12 C^2 + 7 C parameters split over TP (qkv, both
+// projections' and fc's weights, the qkv and fc biases), 6 C replicated (two
+// LayerNorms, two row-parallel biases). A block keeps 15 C activations under none (ln1,
+// x2, ln2 held; qkv 3C, atty C, fc and gelu 4C each split over TP), 9 C under selective
+// (+ 6 C shared by all blocks: ln1, ln2, gelu), none under full (+ one shared set and its
+// output), plus fp32 statistics: NH softmax log-sum-exps (split) and 4 LayerNorm
+// mean/rstd values (held).
+BlockFootprint gpt2_block(size_t C, size_t NH, size_t t, Recompute recompute) {
+  BlockFootprint b;
+  b.params_split = 12 * C * C + 7 * C, b.params_whole = 6 * C;
+  switch (recompute) {
+    case Recompute::None: b.kept = {3 * C, 12 * C / t, 4, NH}; break;
+    case Recompute::Selective: b.kept = {C, 8 * C / t, 4, NH}, b.shared = {2 * C, 4 * C / t, 0, 0}; break;
+    case Recompute::Full: b.shared = {4 * C, 12 * C / t, 4, NH}; break;
+  }
+  b.split_grads = {2 * C, 7 * C / t, 0, 0};  // d(mlp_proj), d(attn_proj); d(fc) 4 C, d(qkv) 3 C
+  b.scratch = {C, 8 * C / t, 0, 0};          // dln; dqkv, datty, dfch
+  return b;
+}
+
+// LLaMA (core/layers/llama_block.h), Q = (NH + 2 NKV) HS the packed qkv width, A = NH HS
+// the attention output, F the SwiGLU width: C Q + A C + 3 F C parameters split over TP,
+// 2 C replicated (two RMSNorms, no biases). A block keeps norm1, h, norm2 (3 C held) and
+// qkv Q, atty A, gate|up 2 F, SwiGLU F split over TP under none; under selective the two
+// norms' outputs and SwiGLU's are shared by all blocks; fp32 statistics: NH
+// log-sum-exps and 2 rstd.
+BlockFootprint llama_block(const GPTConfig& cfg, size_t t, Recompute recompute) {
+  const size_t C = size_t(cfg.n_embd), HS = size_t(cfg.head_size()), F = size_t(cfg.ffn());
+  const size_t Q = (size_t(cfg.n_head) + 2 * size_t(cfg.kv_heads())) * HS, A = size_t(cfg.n_head) * HS;
+  const size_t NH = size_t(cfg.n_head) / t;
+  BlockFootprint b;
+  b.params_split = C * Q + A * C + 3 * F * C, b.params_whole = 2 * C;
+  const size_t split = (Q + A + 3 * F) / t;
+  switch (recompute) {
+    case Recompute::None: b.kept = {3 * C, split, 2, NH}; break;
+    case Recompute::Selective: b.kept = {C, (Q + A + 2 * F) / t, 2, NH}, b.shared = {2 * C, F / t, 0, 0}; break;
+    case Recompute::Full: b.shared = {4 * C, split, 2, NH}; break;
+  }
+  b.split_grads = {2 * C, (Q + 2 * F) / t, 0, 0};  // d(down), d(o_proj); d(gate_up), d(qkv)
+  b.scratch = {C, (Q + A + 3 * F) / t, 0, 0};      // dnorm; dqkv, datty, dgate_up, dswiglu
+  return b;
+}
+
+}  // namespace
+
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
                        DType act, Device device, int tp, const PlanStage& stage, bool sp) {
   const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
   const size_t V = size_t(cfg.vocab_size);
   const size_t L = stage.layers < 0 ? size_t(cfg.n_layer) : size_t(stage.layers);
-  // Per block 12 C^2 + 7 C parameters split over TP (qkv, both projections' and fc's
-  // weights, the qkv and fc biases) and 6 C replicated (two LayerNorms, two row-parallel
-  // biases); wte and wpe on the embedding stage, the final LayerNorm (and, without the
-  // embedding, the tied wte's copy) on the head stage. wte is split by vocabulary rows:
-  // Vs = Vp / tp of them, padding included (core/layers/token_embedding.h).
-  const size_t split = L * (12 * C * C + 7 * C);
+  const bool llama = cfg.family == ModelFamily::Llama;
+  const BlockFootprint blk = llama ? llama_block(cfg, t, recompute) : gpt2_block(C, size_t(cfg.n_head) / t, t, recompute);
+  // The blocks' parameters; wte (and GPT-2's wpe) on the embedding stage; on the head
+  // stage the final norm (LayerNorm 2 C, RMSNorm C) and the head's own matrix: LLaMA's
+  // untied lm_head, or a tied wte's copy on a head stage without the embedding. wte and
+  // lm_head are split by vocabulary rows: Vs = Vp / tp of them, padding included
+  // (core/layers/token_embedding.h).
   const size_t Vs = size_t(padded_vocab(int64_t(V), int(t))) / t;
-  const size_t embedding = Vs * C + size_t(cfg.block_size) * C;
-  const size_t N = split / t + L * 6 * C + (stage.embedding ? embedding : 0) +
-                   (stage.head ? 2 * C + (stage.embedding ? 0 : Vs * C) : 0);
-  const size_t NH = size_t(cfg.n_head) / t;  // heads this rank computes
+  const size_t embedding = Vs * C + (llama ? 0 : size_t(cfg.block_size) * C);
+  const bool head_matrix = !cfg.tie_embeddings || !stage.embedding;
+  const size_t N = L * blk.params_split / t + L * blk.params_whole + (stage.embedding ? embedding : 0) +
+                   (stage.head ? (llama ? C : 2 * C) + (head_matrix ? Vs * C : 0) : 0);
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
   p.params = N * f + (act == DType::F32 ? 0 : N * a);  // master values (+ compute copy)
@@ -47,42 +116,29 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   const size_t share = (N + shards - 1) / shards;
   p.optimizer = 2 * share * f + (shards > 1 ? share * f : 0);
 
-  // Bytes per token (see core/layers/block.h and core/model/gpt.cpp): a block keeps
-  // 15 C activations under none (ln1, x2, ln2 whole; qkv 3C, atty C, fc and gelu 4C each
-  // split over TP), 9 C under selective (+ 6 C shared by all blocks: ln1, ln2, gelu),
-  // none under full (+ one shared set and its output), plus fp32 statistics: NH softmax
-  // log-sum-exps and 4 LayerNorm mean/rstd values (shared too under full).
-  // Each term is either on the rows of the residual stream this rank holds (`held`: all
-  // tok of them, or tok / tp under sequence parallelism) or on all tok rows of this
-  // rank's heads and channels (`split`): so with SP a block's every activation divides
-  // by tp, (3 C a + 4 f) tok -> (3 C a + 4 f) tok / tp, as do the residual stream and
-  // the head's input and their gradients.
-  const bool seq = sp && t > 1 && tok % t == 0;
+  // Sequence parallelism (GPT-2 only) puts every held term on tok / tp rows: so with SP
+  // a block's every activation divides by tp, as do the residual stream and the head's
+  // input and their gradients.
+  const bool seq = sp && !llama && t > 1 && tok % t == 0;
   const size_t rows = seq ? tok / t : tok;
-  struct Bytes {  // per held row, per row of all tok
-    size_t held = 0, split = 0;
-    size_t at(size_t held_rows, size_t all_rows) const { return held * held_rows + split * all_rows; }
-  };
-  Bytes per_block, shared;
-  switch (recompute) {
-    case Recompute::None: per_block = {3 * C * a + 4 * f, 12 * C / t * a + NH * f}; break;
-    case Recompute::Selective:
-      per_block = {C * a + 4 * f, 8 * C / t * a + NH * f}, shared = {2 * C * a, 4 * C / t * a};
-      break;
-    case Recompute::Full: shared = {4 * C * a + 4 * f, 12 * C / t * a + NH * f}; break;
+  RowBytes per_block = blk.kept;
+  // Zero-bubble's split backward keeps each linear's output gradient until the weight pass.
+  if (stage.split_backward) {
+    per_block.held += blk.split_grads.held;
+    per_block.split += blk.split_grads.split;
   }
-  // Zero-bubble's split backward keeps each linear's output gradient until the weight
-  // pass: d(mlp_proj) and d(attn_proj) C each (held rows), d(fc) 4 C and d(qkv) 3 C split.
-  if (stage.split_backward) per_block.held += 2 * C * a, per_block.split += 7 * C / t * a;
   // Per micro-batch in flight (held rows): the residual stream (one per block boundary)
-  // and dres; on the head stage the final LayerNorm's output, its gradient and statistics.
-  const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? 2 * f : 0);
-  // Shared by the micro-batches: the blocks' backward scratch (d(ln) C held, 8 C split)
-  // and, in a pipeline, the buffers an activation and a gradient are received into.
-  const Bytes scratch{C * a + (stage.pipelined ? 2 * C * a : 0), 8 * C / t * a};
+  // and dres; on the head stage the final norm's output, its gradient and statistics
+  // (LayerNorm mean and rstd, RMSNorm rstd).
+  const size_t norm_stats = llama ? 1 : 2;
+  const size_t per_micro = ((L + 1) * C + C + (stage.head ? 2 * C : 0)) * a + (stage.head ? norm_stats * f : 0);
+  // Shared by the micro-batches: the blocks' backward scratch and, in a pipeline, the
+  // buffers an activation and a gradient are received into (held rows).
+  RowBytes scratch = blk.scratch;
+  if (stage.pipelined) scratch.held += 2 * C;
   const size_t in_flight = size_t(stage.in_flight > 0 ? stage.in_flight : 1);
-  p.activations = (L * per_block.at(rows, tok) + per_micro * rows) * in_flight + shared.at(rows, tok) +
-                  scratch.at(rows, tok);
+  p.activations = (L * per_block.at(a, rows, tok) + per_micro * rows) * in_flight + blk.shared.at(a, rows, tok) +
+                  scratch.at(a, rows, tok);
   // SP's gathered rows (TpRegion scratch): two [tok, C] buffers, e.g. a column-parallel
   // linear's gathered input and its whole-rows input gradient.
   if (seq) p.activations += 2 * C * a * tok;
@@ -90,7 +146,7 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // a reduce-scatter's whole input and its shard under SP, an all-reduce's tensor without.
   if (t > 1 && act != DType::F32 && device == Device::CPU) p.activations += C * f * (tok + (seq ? rows : 0));
   // On the head stage: one chunk of logits over this rank's Vs vocabulary columns
-  // (turned into their gradient in place, see GPT::head_loss; never [B, T, V] under TP)
+  // (turned into their gradient in place, see ChunkedHeadLoss; never [B, T, V] under TP)
   // and the fp32 losses of every position; under TP the gathered softmax statistics of
   // a chunk, [tp, 3, rows] fp32 (parallel/tensor/vocab_parallel.h).
   const size_t chunk = size_t(head_chunk_rows(int64_t(tok), int64_t(Vs)));

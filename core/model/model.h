@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/model/gpt_config.h"
 #include "core/tensor.h"
 
 namespace gpt {
@@ -68,6 +69,13 @@ class Model {
   // later, before acts is dropped. Together they equal backward(). A model that cannot
   // split says so by throwing.
   virtual void backward_input(Activations& acts, const Tensor* dout);
+  // Under sequence parallelism a stage without the embedding is handed only its rows of
+  // the residual stream, which do not say B and T: the pipeline tells the model here.
+  // Families without sequence-parallel support ignore it (the trainer refuses SP).
+  virtual void set_micro_batch(int64_t B, int64_t T) {
+    (void)B;
+    (void)T;
+  }
   virtual void backward_weight(Activations& acts);
   // Evaluation: with the head and targets the mean loss; with the head and no targets
   // the logits into acts.output; without the head the stage output. No gradients.
@@ -77,6 +85,15 @@ class Model {
   // targets [B, T]. A trainer groups them by where each row came from (per-source
   // validation). Empty where a model does not keep them.
   virtual std::vector<double> row_losses() const { return {}; }
+
+  // The shape this model was built from (its family included).
+  virtual const GPTConfig& config() const = 0;
+  // After forward() without targets on a head stage, the logits of flat position
+  // b*T + t over the whole vocabulary (V values, on the host), whatever slice of them
+  // this model computed. Under tensor parallelism a collective over the TP group.
+  virtual std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const = 0;
+  // Rows of logits the head makes at once (0: head_chunk_rows(), the default).
+  virtual void set_head_chunk_rows(int64_t rows) = 0;
 
   // Called during backward each time the gradients of a contiguous range of the flat
   // parameter buffer are final for this micro-batch, in reverse layer order (data

@@ -128,16 +128,23 @@ std::unique_ptr<Linear> TensorParallelPlan::make(ParamStore& store, const std::s
       return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 3);
     case LinearRole::mlp_fc:
       return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 1);
+    case LinearRole::mlp_gate_up:  // each rank's gate and up rows together: SwiGLU stays local
+      return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 2);
     case LinearRole::attn_proj:
     case LinearRole::mlp_proj:
+    case LinearRole::mlp_down:
       return std::make_unique<RowParallelLinear>(store, name, in, out, bias, init_std, tp_);
+    case LinearRole::attn_qkv_grouped:
+      // q, k and v blocks of unequal sizes: a ShardSpec cuts equal blocks only.
+      fail("parallel.tp = " + std::to_string(tp_.size()) + " with model.n_kv_head < model.n_head: the tensor-parallel "
+           "plan does not split grouped-query qkv yet (set model.n_kv_head = model.n_head, or parallel.tp = 1)");
   }
   fail("TensorParallelPlan: unknown linear role for '" + name + "'");
 }
 
-std::unique_ptr<TokenEmbedding> TensorParallelPlan::make_token_embedding(ParamStore& store, int64_t V,
-                                                                         int64_t C) const {
-  return std::make_unique<VocabParallelEmbedding>(store, V, C, tp_);
+std::unique_ptr<TokenEmbedding> TensorParallelPlan::make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                                         const std::string& name) const {
+  return std::make_unique<VocabParallelEmbedding>(store, V, C, tp_, name);
 }
 
 void TensorParallelPlan::add_norm_params(Param* weight, Param* bias) const {

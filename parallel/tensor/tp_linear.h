@@ -4,7 +4,11 @@
 //              of q, of k and of v (a 3-block shard of the packed [3C, C] weight);
 //   attn_proj  row-parallel over the same heads' channels;
 //   mlp_fc     column-parallel, rows [r 4C/tp, (r+1) 4C/tp);
-//   mlp_proj   row-parallel over those channels.
+//   mlp_proj   row-parallel over those channels;
+//   mlp_gate_up (LLaMA) column-parallel in 2 blocks: rank r holds rows [r F/tp, (r+1) F/tp)
+//              of the gate and the same rows of up, so SwiGLU pairs them locally;
+//   mlp_down   (LLaMA) row-parallel over those channels;
+//   attn_qkv_grouped (LLaMA with NKV < NH) not split yet: refused by name.
 // So attention and GELU stay local, and each block needs one all-reduce forward (after
 // each row-parallel linear) and one backward (before each column-parallel linear's input
 // gradient leaves it). A row-parallel bias is added once: rank 0 of the group adds it
@@ -80,8 +84,8 @@ class TensorParallelPlan : public LinearFactory {
                                int64_t out, bool bias, float init_std,
                                LinearRole role) const override;
   // wte and the tied head split by vocabulary rows (vocab_parallel.h).
-  std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V,
-                                                       int64_t C) const override;
+  std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V, int64_t C,
+                                                       const std::string& name = "wte") const override;
   int64_t sequence_rows(int64_t N) const override { return tp_.sequence_rows(N); }
   // Remembers the norms' parameters: under sequence parallelism their gradients are
   // partial sums over this rank's rows (NormGradSum, sequence_grads.h, completes them).

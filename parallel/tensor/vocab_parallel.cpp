@@ -5,8 +5,9 @@
 
 namespace gpt::parallel {
 
-VocabParallelEmbedding::VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp)
-    : TokenEmbedding(store, V, C, ShardSpec{0, tp.size(), tp.rank(), 1, padded_vocab(V, tp.size())}),
+VocabParallelEmbedding::VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp,
+                                               const std::string& name)
+    : TokenEmbedding(store, V, C, ShardSpec{0, tp.size(), tp.rank(), 1, padded_vocab(V, tp.size())}, name),
       tp_(tp),
       vocab_begin_(int64_t(tp.rank()) * (padded_vocab(V, tp.size()) / tp.size())) {}
 
@@ -23,9 +24,9 @@ bool is_shard(const Tensor& t, int64_t N, const TpRegion& tp, const char* what) 
 Shape rows_of(const Tensor& tokens, int64_t C) { return {tokens.dim(0), tokens.dim(1), C}; }
 }  // namespace
 
-void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor& wpe) {
-  // wpe once (rank 0), as a row-parallel bias: the sum takes it from one rank only.
-  const Tensor* pos = tp_.rank() == 0 ? &wpe : nullptr;
+void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Tensor* wpe) {
+  // wpe (if any) once (rank 0), as a row-parallel bias: the sum takes it from one rank only.
+  const Tensor* pos = tp_.rank() == 0 ? wpe : nullptr;
   const Ops& ops = ops_for(out.device);
   if (!is_shard(out, tokens.numel(), tp_, "the output")) {
     ops.encoder_slice_forward(out, tokens, weight->compute, pos, vocab_begin_, V_);
@@ -37,8 +38,10 @@ void VocabParallelEmbedding::forward(Tensor& out, const Tensor& tokens, const Te
   tp_.reduce_scatter_rows(out, all);  // scatter_to_sequence_region
 }
 
-void VocabParallelEmbedding::backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) {
+void VocabParallelEmbedding::backward(Tensor* dwpe_or_null, const Tensor& dout, const Tensor& tokens) {
   const Ops& ops = ops_for(dout.device);
+  Tensor no_positions;  // undefined: the op adds no position gradient
+  Tensor& dwpe = dwpe_or_null ? *dwpe_or_null : no_positions;
   if (!is_shard(dout, tokens.numel(), tp_, "d(output)")) {
     ops.encoder_slice_backward(weight->grad, dwpe, dout, tokens, vocab_begin_);
     return;

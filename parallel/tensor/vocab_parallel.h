@@ -46,10 +46,11 @@ namespace gpt::parallel {
 
 class VocabParallelEmbedding : public TokenEmbedding {
  public:
-  VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp);
+  VocabParallelEmbedding(ParamStore& store, int64_t V, int64_t C, TpRegion& tp,
+                         const std::string& name = "wte");
 
-  void forward(Tensor& out, const Tensor& tokens, const Tensor& wpe) override;
-  void backward(Tensor& dwpe, const Tensor& dout, const Tensor& tokens) override;
+  void forward(Tensor& out, const Tensor& tokens, const Tensor* wpe) override;
+  void backward(Tensor* dwpe, const Tensor& dout, const Tensor& tokens) override;
   void head_loss(Tensor& losses, Tensor& logits, const Tensor& x, const Tensor& targets,
                  const float* dloss, Tensor* dx) override;
   Tensor head_input(const Tensor& x, int64_t N) override;

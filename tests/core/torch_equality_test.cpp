@@ -1,5 +1,6 @@
-// Reference equality (DESIGN.md "Contracts"): core's GPT-2 in fp32 on the CPU against
-// PyTorch. tests/torch_ref/make_gpt2_reference.py writes, at test time (CTest fixture),
+// Reference equality (DESIGN.md "Contracts"): core's models in fp32 on the CPU against
+// PyTorch, GPT-2 and LLaMA (built through make_model, the trainer's factory).
+// tests/torch_ref/make_gpt2_reference.py (make_llama_reference.py) writes, at test time (CTest fixture),
 // one HDF5 file per configuration with the inputs, the initial parameters, PyTorch's
 // logits/loss/gradients on batch 0, and the parameters after 10 AdamW steps with
 // gradient clipping and the lr_at schedule. This test replays the same computation
@@ -30,7 +31,7 @@
 
 #include "core/adamw.h"
 #include "core/checkpoint/hdf5_file.h"
-#include "core/model/gpt.h"
+#include "core/model/make_model.h"
 #include "core/ops.h"
 #include "core/param_store.h"
 
@@ -130,16 +131,26 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
   cfg.n_embd = int(r.attr_int("n_embd"));
   cfg.vocab_size = int(r.attr_int("vocab_size"));
   cfg.block_size = int(r.attr_int("block_size"));
+  if (r.has_attr("llama")) {
+    cfg.family = ModelFamily::Llama;
+    cfg.n_kv_head = int(r.attr_int("n_kv_head"));
+    cfg.ffn_hidden = int(r.attr_int("ffn_hidden"));
+    cfg.tie_embeddings = r.attr_int("tie_embeddings") != 0;
+    cfg.rope_theta = read_scalar(r, "hp.rope_theta");
+    cfg.norm_eps = read_scalar(r, "hp.norm_eps");
+  }
   const int64_t B = r.attr_int("B"), T = r.attr_int("T");
   const int64_t steps = r.attr_int("steps"), warmup = r.attr_int("warmup");
   const float max_lr = read_scalar(r, "hp.max_lr"), min_lr = read_scalar(r, "hp.min_lr");
   const float max_norm = read_scalar(r, "hp.max_norm");
 
   ParamStore store;
-  GPT model(cfg, store);
-  // The awkward case makes the head's logits 7 rows at a time (7 divides neither B*T),
+  std::unique_ptr<Model> built = make_model(cfg, store);
+  Model& model = *built;
+  // The awkward cases make the head's logits 7 rows at a time (7 divides neither B*T),
   // so the chunked fused classifier is checked against PyTorch too.
-  if (std::string(GetParam()) == "gpt2_awkward") model.set_head_chunk_rows(7);
+  const std::string name = GetParam();
+  if (name.size() > 8 && name.substr(name.size() - 8) == "_awkward") model.set_head_chunk_rows(7);
   store.materialize(Device::CPU);
   for (int i = 0; i < store.size(); ++i) r.read(store.at(i).name, store.at(i).value);
 
@@ -213,7 +224,12 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
 
 // gpt2_small: 2 layers, 4 heads, C=64, V=512, T=32, B=4.
 // gpt2_awkward: head size 15 (odd), T=19, V=509 (not a multiple of 64), block_size 23 > T.
-INSTANTIATE_TEST_SUITE_P(Configs, TorchEquality, ::testing::Values("gpt2_small", "gpt2_awkward"),
+// llama_small: 2 layers, 6 query heads on 2 key/value heads (GQA), C=96 (head size 16),
+//   F=160, V=512, T=32, B=4, untied head, theta 10,000.
+// llama_awkward: head size 14 (even, not a power of two), F=100, T=19, V=509, B=3,
+//   block_size 23 > T, tied head, theta 500,000, eps 1e-6.
+INSTANTIATE_TEST_SUITE_P(Configs, TorchEquality,
+                         ::testing::Values("gpt2_small", "gpt2_awkward", "llama_small", "llama_awkward"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);
                          });
