@@ -5,9 +5,11 @@ A benchmark, not a test (DESIGN.md: numbers are reported, never asserted). No CM
 involved in running it; build `pretrain` once, then:
 
   /usr/bin/python3 benchmarks/cpu_train_bench.py [--pretrain build/launch/pretrain]
-      [--threads 2] [--models small,wide2] [--out build/bench/cpu_train_bench.json]
+      [--threads 2] [--models small,llama-small] [--out build/bench/cpu_train_bench.json]
 
-For each model both sides train the same shape with the same B, T, AdamW settings,
+Each model names its family: GPT-2 shapes train torch_gpt2.GPT2 on the PyTorch side,
+LLaMA shapes torch_llama.Llama (pretrain --model.family llama; untied head, as the
+llama presets). For each model both sides train the same shape with the same B, T, AdamW settings,
 grad clipping and thread count (torch.set_num_threads + OMP_NUM_THREADS; pretrain's
 train.threads), one after the other so they never share the cores. Each runs `warmup`
 untimed steps then `steps` timed ones. The headline tokens/s of a side is the median
@@ -31,12 +33,29 @@ from bench_common import (LR, fmt, require_executable, run_pretrain,  # noqa: E4
 
 # Model shapes: "small" is the reference-test model; "wide2" is GPT-2 124M's width,
 # heads, vocabulary and position table with 2 of its 12 layers (fits a CPU run).
+# "llama-small" is small's size as a LLaMA with grouped-query attention (6 query, 2
+# key/value heads; SwiGLU width 8C/3); "llama-tiny" is the llama-tiny preset (the blocks
+# and vocabulary of launch/configs/llama-debug.ini) at that config's B and T.
+# The keys other than B, T, steps are the model's, passed to pretrain as --model.KEY
+# and to the PyTorch config of the family's module.
 MODELS = {
-    "small": dict(n_layer=2, n_head=4, n_embd=64, vocab_size=512, block_size=64,
-                  B=4, T=32, steps=30),
-    "wide2": dict(n_layer=2, n_head=12, n_embd=768, vocab_size=50257, block_size=1024,
-                  B=4, T=256, steps=5),
+    "small": dict(family="gpt2", n_layer=2, n_head=4, n_embd=64, vocab_size=512,
+                  block_size=64, B=4, T=32, steps=30),
+    "wide2": dict(family="gpt2", n_layer=2, n_head=12, n_embd=768, vocab_size=50257,
+                  block_size=1024, B=4, T=256, steps=5),
+    "llama-small": dict(family="llama", n_layer=2, n_head=6, n_kv_head=2, n_embd=96,
+                        ffn_hidden=256, vocab_size=512, block_size=64, tie_embeddings=False,
+                        B=4, T=32, steps=30),
+    "llama-tiny": dict(family="llama", n_layer=4, n_head=4, n_kv_head=2, n_embd=128,
+                       ffn_hidden=384, vocab_size=50257, block_size=256, tie_embeddings=False,
+                       B=8, T=128, steps=5),
 }
+RUN_KEYS = ("B", "T", "steps")
+
+
+def model_keys(m):
+    """The model's own keys (family and shape), without the run's B, T, steps."""
+    return {k: v for k, v in m.items() if k not in RUN_KEYS}
 
 
 def parse_args():
@@ -58,9 +77,9 @@ def parse_args():
 def run_ours(a, name, m, steps):
     """Runs pretrain on a synthetic token stream; returns (tokens/s, per-step tokens/s)."""
     require_executable(a.pretrain, "cpu_train_bench")
-    # The preset is a placeholder: every shape key is overridden.
-    model = [("preset", "gpt2-124M")] + [(k, m[k]) for k in ("n_layer", "n_head", "n_embd",
-                                                              "vocab_size", "block_size")]
+    # The preset is a placeholder of the family: every shape key is overridden.
+    preset = "llama-tiny" if m["family"] == "llama" else "gpt2-124M"
+    model = [("preset", preset)] + list(model_keys(m).items())
     sections = train_sections(model, m["B"], m["T"], a.warmup + steps, "cpu", threads=a.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     try:
@@ -78,9 +97,15 @@ def run_torch(a, name, m, steps):
     import torch
     import torch_gpt2 as tg
 
-    cfg = tg.GPTConfig(m["n_layer"], m["n_head"], m["n_embd"], m["vocab_size"], m["block_size"])
-    model = tg.GPT2(cfg)
-    opt = tg.make_adamw(model, lr=LR)
+    shape = {k: v for k, v in model_keys(m).items() if k != "family"}
+    if m["family"] == "llama":
+        import torch_llama as tl
+
+        model = tl.Llama(tl.LlamaConfig(**shape))
+        model.init_random(0)  # its parameters start as torch.empty
+    else:
+        model = tg.GPT2(tg.GPTConfig(**shape))
+    opt = tg.make_adamw(model, lr=LR)  # the same decay groups for both families
     params = list(model.parameters())
     g = torch.Generator().manual_seed(0)
     rows = torch.randint(0, m["vocab_size"], (a.warmup + steps, m["B"], m["T"] + 1), generator=g)
@@ -116,9 +141,9 @@ def main():
         if "ours_tokens_per_s" in r and "torch_tokens_per_s" in r:
             r["ratio_ours_over_torch"] = r["ours_tokens_per_s"] / r["torch_tokens_per_s"]
         results["models"][name] = r
-        print("%-6s L=%d C=%d V=%d B=%d T=%d, %d threads: ours %s tok/s, torch %s tok/s, "
-              "ratio %s" % (name, m["n_layer"], m["n_embd"], m["vocab_size"], m["B"], m["T"],
-                            a.threads, fmt(r.get("ours_tokens_per_s")),
+        print("%-11s %-5s L=%d C=%d V=%d B=%d T=%d, %d threads: ours %s tok/s, torch %s tok/s, "
+              "ratio %s" % (name, m["family"], m["n_layer"], m["n_embd"], m["vocab_size"],
+                            m["B"], m["T"], a.threads, fmt(r.get("ours_tokens_per_s")),
                             fmt(r.get("torch_tokens_per_s")),
                             fmt(r.get("ratio_ours_over_torch"), "%.3f")), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

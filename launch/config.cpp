@@ -238,7 +238,7 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 
-  GPT_CHECK(!c.sp || c.model.family == ModelFamily::Gpt2,
+  GPT_CHECK(!c.sp || c.model.family == ModelFamily::GPT2,
             "config key 'parallel.sp' = true: sequence parallelism is built for GPT-2 blocks only, not model.family = " +
                 std::string(family_name(c.model.family)));
   GPT_CHECK(!c.sp || c.tp > 1, "config key 'parallel.sp' = true needs 'parallel.tp' > 1 (it shards over the "
