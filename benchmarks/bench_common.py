@@ -93,6 +93,27 @@ def run_local_pretrain(pretrain, n, flags, run_dir):
     return (cmd,) + read_metrics(run_dir)
 
 
+TP_OPS = ("allreduce", "reduce_scatter", "allgather")
+
+
+def tp_bytes_per_step(n, sp, L, C, N, micro):
+    """TP bytes per rank per step by operation, fp32, for L layers of width C, N = B*T
+    positions per micro-batch and `micro` micro-batches (derivation: tp_bench.py's docstring):
+    the blocks' all-reduces (or SP's gathers and scatters), the vocabulary-parallel
+    embedding and head, the cross-entropy statistics and the grad norm."""
+    if n == 1:
+        return {op: 0.0 for op in TP_OPS}
+    s = (n - 1) / n * N * C * 4  # one all-gather or reduce-scatter of [N, C] fp32
+    stats = (n - 1) * 3 * N * 4  # the cross-entropy's per-row statistics
+    norm = 2 * (n - 1) / n * 8  # the grad norm's float pair
+    if not sp:
+        return {"allreduce": micro * (4 * L + 2) * 2 * s + norm, "reduce_scatter": 0.0,
+                "allgather": micro * stats}
+    return {"allreduce": 2 * (n - 1) / n * (4 * C * L + 2 * C) * 4 + norm,
+            "reduce_scatter": micro * (4 * L + 2) * s,
+            "allgather": micro * ((6 * L + 2) * s + stats)}
+
+
 def read_metrics(run_dir):
     """metrics.jsonl of a run: the train records in order, and the last record of each other kind."""
     train, others = [], {}

@@ -130,8 +130,8 @@ def plan(a, n, layout, micro_batch, extra=()):
 def analytic_bytes(a, n, layout, micro_batch):
     P = bc.num_params(a.layers, a.embd, a.vocab, 256)  # block_size of the tiny preset
     ring = 2.0 * (n - 1) / n if n > 1 else 0.0
-    if layout == "tp":
-        return 4 * a.layers * ring * micro_batch * a.seq * a.embd * 4
+    if layout == "tp":  # one micro-batch per step (train.grad_accum 1)
+        return sum(bc.tp_bytes_per_step(n, False, a.layers, a.embd, micro_batch * a.seq, 1).values())
     return ring * 4 * P
 
 

@@ -54,22 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as bc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OPS = ("allreduce", "reduce_scatter", "allgather")
-
-
-def formula_bytes(n, sp, L, C, N, micro):
-    """TP bytes per rank per step by operation (the docstring's derivation)."""
-    if n == 1:
-        return {op: 0.0 for op in OPS}
-    s = (n - 1) / n * N * C * 4  # one all-gather or reduce-scatter of [N, C] fp32
-    stats = (n - 1) * 3 * N * 4  # the cross-entropy's per-row statistics
-    norm = 2 * (n - 1) / n * 8  # the grad norm's float pair
-    if not sp:
-        return {"allreduce": micro * (4 * L + 2) * 2 * s + norm, "reduce_scatter": 0.0,
-                "allgather": micro * stats}
-    return {"allreduce": 2 * (n - 1) / n * (4 * C * L + 2 * C) * 4 + norm,
-            "reduce_scatter": micro * (4 * L + 2) * s,
-            "allgather": micro * ((6 * L + 2) * s + stats)}
+OPS = bc.TP_OPS
 
 
 def run_layout(a, n, sp):
@@ -87,7 +72,7 @@ def run_layout(a, n, sp):
     cb = others["comm_bytes"]
     steps = cb["steps"]
     measured = {op: cb["tp_%s_bytes" % op] / steps for op in OPS}
-    want = formula_bytes(n, sp, a.layers, a.embd, a.batch * a.seq, a.micro)
+    want = bc.tp_bytes_per_step(n, sp, a.layers, a.embd, a.batch * a.seq, a.micro)
     return {"tp": n, "sp": sp, "step_ms": step_ms, "tp_comm_ms": comm_ms, "tp_comm_share": share,
             "bytes_per_step": measured, "formula_bytes_per_step": want,
             "dp_bytes_per_step": sum(cb["dp_%s_bytes" % op] for op in OPS) / steps,
