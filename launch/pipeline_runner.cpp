@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "launch/batch_tensors.h"
 #include "parallel/pipeline/schedule_sim.h"
 
 namespace gpt {
@@ -127,18 +128,6 @@ std::string PipelineRunner::describe() const {
 }
 
 double PipelineRunner::formula_bubble() const { return parallel::pipeline::formula_bubble(kind_, shape_); }
-
-// Copies the rows of a [B, T+1] batch into the [B, T] inputs and/or the shifted targets.
-static void load_batch(const data::Batch& b, Tensor* inputs, Tensor* targets) {
-  std::vector<int32_t> in(size_t(b.B) * b.T), tg(size_t(b.B) * b.T);
-  for (int r = 0; r < b.B; ++r)
-    for (int t = 0; t < b.T; ++t) {
-      in[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t];
-      tg[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t + 1];
-    }
-  if (inputs) ops_for(inputs->device).copy_from_host(inputs->raw(), in.data(), in.size() * 4);
-  if (targets) ops_for(targets->device).copy_from_host(targets->raw(), tg.data(), tg.size() * 4);
-}
 
 std::vector<double> PipelineRunner::from_last_stage(const std::vector<double>& values) {
   if (values.empty()) return values;

@@ -16,6 +16,7 @@
 #include "core/op_profile.h"
 #include "core/model/memory_plan.h"
 #include "core/ops.h"
+#include "launch/batch_tensors.h"
 #include "launch/data_sources.h"
 #include "launch/generate.h"
 
@@ -123,18 +124,6 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
 
 Trainer::~Trainer() = default;
 
-// Copies the rows of a [B, T+1] batch into the [B, T] inputs and the shifted targets.
-static void split_batch(const data::Batch& b, Tensor& inputs, Tensor& targets) {
-  std::vector<int32_t> in(size_t(b.B) * b.T), tg(size_t(b.B) * b.T);
-  for (int r = 0; r < b.B; ++r)
-    for (int t = 0; t < b.T; ++t) {
-      in[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t];
-      tg[size_t(r) * b.T + t] = b.tokens[size_t(r) * (b.T + 1) + t + 1];
-    }
-  ops_for(inputs.device).copy_from_host(inputs.raw(), in.data(), in.size() * 4);
-  ops_for(targets.device).copy_from_host(targets.raw(), tg.data(), tg.size() * 4);
-}
-
 // debug.exit_step / exit_rank / hang: this rank stops mid-step, as a crashed or hung
 // process would (the tests' fault injection).
 void Trainer::debug_fault(int64_t step) {
@@ -160,7 +149,7 @@ float Trainer::train_step(int64_t step) {
   }
   for (int m = 0; m < cfg_.grad_accum && !pipelined(); ++m) {
     train_data_->next(batch_);
-    split_batch(batch_, inputs_, targets_);
+    load_batch(batch_, &inputs_, &targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
     loss += model_->forward_train(*acts_, inputs_, &targets_, dloss) / double(cfg_.grad_accum);
     debug_fault(step);
@@ -220,7 +209,7 @@ Trainer::Validation Trainer::evaluate() {
     double sum = 0.0;
     for (int i = 0; i < cfg_.eval_steps; ++i) {
       val_data_->next(batch_);
-      split_batch(batch_, inputs_, targets_);
+      load_batch(batch_, &inputs_, &targets_);
       sum += model_->forward(*acts_, inputs_, &targets_);
       if (S) add_rows_by_source(batch_, model_->row_losses().data(), v.loss_tokens, v.tokens);
     }

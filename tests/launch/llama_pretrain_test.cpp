@@ -10,6 +10,7 @@
 #include "run_pretrain.h"
 
 namespace fs = std::filesystem;
+using gpt::test::expect_one_line_error;
 using gpt::test::fresh_dir;
 using gpt::test::run_pretrain;
 using gpt::test::train_losses;
@@ -28,17 +29,6 @@ std::string with(const std::string& key, const std::string& value) {
   const size_t at = a.find(" --" + key + " ");
   const size_t end = a.find(" --", at + 3);
   return a.replace(at, end - at, " --" + key + " " + value);
-}
-
-void expect_one_line_error(const gpt::test::RunResult& r, const std::string& must_contain) {
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  std::istringstream lines(r.output);
-  std::string line, ours;
-  int count = 0;
-  while (std::getline(lines, line))
-    if (line.rfind("pretrain:", 0) == 0) ++count, ours = line;
-  EXPECT_EQ(count, 1) << r.output;
-  EXPECT_NE(ours.find(must_contain), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "run_pretrain.h"
 
 namespace fs = std::filesystem;
+using gpt::test::expect_one_line_error;
 using gpt::test::fresh_dir;
 using gpt::test::run_pretrain;
 using gpt::test::train_losses;
@@ -29,17 +30,6 @@ const std::string kSmall =
 
 // Exactly one line from pretrain, naming the culprit, and a non-zero exit. (Lines the
 // MPI runtime may print about the machine are not ours to count.)
-void expect_one_line_error(const gpt::test::RunResult& r, const std::string& must_contain) {
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  std::istringstream lines(r.output);
-  std::string line, ours;
-  int count = 0;
-  while (std::getline(lines, line))
-    if (line.rfind("pretrain:", 0) == 0) ++count, ours = line;
-  EXPECT_EQ(count, 1) << r.output;
-  EXPECT_NE(ours.find(must_contain), std::string::npos) << r.output;
-}
-
 }  // namespace
 
 TEST(Pretrain, SameSeedGivesBitIdenticalLosses) {

@@ -1,5 +1,7 @@
 // Runs the pretrain binary as a user would and captures what it prints.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -93,6 +95,19 @@ inline std::vector<CheckpointLine> checkpoint_lines(const std::string& run_dir) 
     out.push_back(c);
   }
   return out;
+}
+
+// The run failed with exactly one line of ours ("pretrain: ...") and it names
+// `must_contain` (a config key, a file).
+inline void expect_one_line_error(const RunResult& r, const std::string& must_contain) {
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  std::istringstream lines(r.output);
+  std::string line, ours;
+  int count = 0;
+  while (std::getline(lines, line))
+    if (line.rfind("pretrain:", 0) == 0) ++count, ours = line;
+  EXPECT_EQ(count, 1) << r.output;
+  EXPECT_NE(ours.find(must_contain), std::string::npos) << r.output;
 }
 
 #ifdef MPIRUN_LOCAL
