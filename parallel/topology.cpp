@@ -73,6 +73,9 @@ void Topology::validate_model(const GPTConfig& model) const {
   auto s = [](int v) { return std::to_string(v); };
   GPT_CHECK(model.n_head % tp_ == 0, "model.n_head = " + s(model.n_head) +
                                          " is not divisible by parallel.tp = " + s(tp_));
+  // Each rank keeps whole kv heads for its query heads (Megatron's query groups alike).
+  GPT_CHECK(model.kv_heads() % tp_ == 0, "model.n_kv_head = " + s(model.kv_heads()) +
+                                             " is not divisible by parallel.tp = " + s(tp_));
   // Layers need not divide evenly: the pipeline balances uneven stages (stage_split.h).
   GPT_CHECK(model.n_layer >= pp_, "model.n_layer = " + s(model.n_layer) + " is fewer than parallel.pp = " +
                                       s(pp_) + " stages (each stage needs a layer)");

@@ -12,7 +12,8 @@
 // (possibly sharded) tensor of one parameter, stored as one 1-D float32 dataset per kind
 //   "<kind>:<global name>:<begin>"   kind = param | optim.m | optim.v
 // with attributes name, kind, global_shape, shard = [dim, parts, index, blocks] and
-// range = [begin, end). The file's own attributes are magic, format_version, rank,
+// range = [begin, end) (a padded or unequal-block split is written as whole-tensor
+// ranges, so the attribute only ever describes equal blocks). The file's own attributes are magic, format_version, rank,
 // world, step, optim.t, data.state (int64 vector) and config (text). The scalars are in
 // every rank file, not only rank 0's: they are a few hundred bytes, and so every file
 // is self-describing (a consolidated checkpoint is simply one such file holding whole

@@ -20,13 +20,13 @@ OwnedState owned_state(const ParamStore& store, int64_t begin, int64_t end, Adam
     const Param& p = store.at(i);
     const int64_t lo = std::max(begin, p.offset), hi = std::min(end, p.offset + p.numel());
     if (lo >= hi) continue;
-    if (!p.shard.padded_split()) {
+    if (!p.shard.padded_split() && p.shard.block_sizes.empty()) {
       s.pieces.push_back(PieceInfo{p.name, p.global_shape, p.shard, lo - p.offset, hi - p.offset, lo - begin});
       continue;
     }
-    // A padded split (the vocabulary-parallel wte) is stored as ranges of the whole
-    // tensor, its padding left out: files never show the padding, so they read back
-    // under any tp (or none) and the format needs no field for it.
+    // A padded split (the vocabulary-parallel wte) or one of unequal blocks (grouped-query
+    // q|k|v) is stored as ranges of the whole tensor, padding left out: files never show
+    // either, so they read back under any tp (or none) and the format needs no field for them.
     for_each_global_run(p.global_shape, p.shard, lo - p.offset, hi - p.offset, [&](int64_t l, int64_t g, int64_t n) {
       s.pieces.push_back(PieceInfo{p.name, p.global_shape, ShardSpec{}, g, g + n, p.offset + l - begin});
     });

@@ -24,10 +24,10 @@ Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg,
   // GPT-2 scales the init of the two projections that write into the residual stream
   // by 1/sqrt(2L), so the residual's variance does not grow with depth.
   const float proj_std = 0.02f / std::sqrt(2.f * float(cfg.n_layer));
-  qkv = linears.make(store, prefix + ".attn.qkv", C, 3 * C, true, 0.02f, LinearRole::attn_qkv);
-  attn_proj = linears.make(store, prefix + ".attn.proj", C, C, true, proj_std, LinearRole::attn_proj);
-  fc = linears.make(store, prefix + ".mlp.fc", C, 4 * C, true, 0.02f, LinearRole::mlp_fc);
-  mlp_proj = linears.make(store, prefix + ".mlp.proj", 4 * C, C, true, proj_std, LinearRole::mlp_proj);
+  qkv = linears.make(store, prefix + ".attn.qkv", C, 3 * C, true, 0.02f, LinearRole::attn_qkv, {C, C, C});
+  attn_proj = linears.make(store, prefix + ".attn.proj", C, C, true, proj_std, LinearRole::attn_proj, {});
+  fc = linears.make(store, prefix + ".mlp.fc", C, 4 * C, true, 0.02f, LinearRole::mlp_fc, {});
+  mlp_proj = linears.make(store, prefix + ".mlp.proj", 4 * C, C, true, proj_std, LinearRole::mlp_proj, {});
   const int64_t head_size = C / cfg.n_head;
   n_head = int(qkv->out_features / (3 * head_size));
 

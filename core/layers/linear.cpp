@@ -17,7 +17,8 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
 }
 
 std::unique_ptr<Linear> LinearFactory::make(ParamStore& store, const std::string& name, int64_t in,
-                                            int64_t out, bool bias, float init_std, LinearRole) const {
+                                            int64_t out, bool bias, float init_std, LinearRole,
+                                            const OutBlocks&) const {
   return std::make_unique<Linear>(store, name, in, out, bias, init_std);
 }
 

@@ -41,16 +41,20 @@ class Linear {
 
 // What a linear is for in the model, so a parallelisation plan can choose its split.
 enum class LinearRole {
-  attn_qkv,   // packed q|k|v projection, [3C, C]
+  attn_qkv,   // packed q|k|v projection, [3C, C] (LLaMA's [(NH + 2 NKV) HS, C])
   attn_proj,  // attention output projection, [C, C]
   mlp_fc,     // MLP up projection, [4C, C]
   mlp_proj,   // MLP down projection, [C, 4C]
-  // The LLaMA family's (core/layers/llama_block.h); its qkv is attn_qkv when every
-  // query head has its own key/value head.
-  attn_qkv_grouped,  // packed q|k|v with NKV < NH kv heads, [(NH + 2 NKV) HS, C]
-  mlp_gate_up,       // SwiGLU's packed gate|up projection, [2F, C]
-  mlp_down,          // SwiGLU's down projection, [C, F]
+  // The LLaMA family's SwiGLU (core/layers/llama_block.h).
+  mlp_gate_up,  // packed gate|up projection, [2F, C]
+  mlp_down,     // down projection, [C, F]
 };
+
+// A linear's output dimension as tensors packed end to end, by their sizes: {C, C, C}
+// for GPT-2's q|k|v, {NH HS, NKV HS, NKV HS} for grouped-query q|k|v, {F, F} for
+// gate|up. A split of the outputs cuts every block alike (each rank its heads of q, of k
+// and of v). Empty: one tensor.
+using OutBlocks = std::vector<int64_t>;
 
 // Makes the model's linears. The default makes plain (whole) ones; tensor parallelism
 // supplies one that makes column- and row-parallel linears (parallel/tensor).
@@ -61,8 +65,8 @@ class LinearFactory {
  public:
   virtual ~LinearFactory() = default;
   virtual std::unique_ptr<Linear> make(ParamStore& store, const std::string& name, int64_t in,
-                                       int64_t out, bool bias, float init_std,
-                                       LinearRole role) const;
+                                       int64_t out, bool bias, float init_std, LinearRole role,
+                                       const OutBlocks& out_blocks) const;
   // wte [V, C] and the head tied to it (core/layers/token_embedding.h), registered as
   // `name` ("lm_head" for an untied head); default whole.
   virtual std::unique_ptr<TokenEmbedding> make_token_embedding(ParamStore& store, int64_t V, int64_t C,

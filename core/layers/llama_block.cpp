@@ -16,11 +16,11 @@ LlamaBlock::LlamaBlock(ParamStore& store, const std::string& prefix, const GPTCo
   // GPT-2's init (block.cpp), for the same reason: the two projections writing into the
   // residual stream start 1/sqrt(2L) smaller.
   const float proj_std = 0.02f / std::sqrt(2.f * float(cfg.n_layer));
-  const LinearRole qkv_role = NKV == NH ? LinearRole::attn_qkv : LinearRole::attn_qkv_grouped;
-  qkv = linears.make(store, prefix + ".attn.qkv", C, (NH + 2 * NKV) * HS, false, 0.02f, qkv_role);
-  o_proj = linears.make(store, prefix + ".attn.proj", NH * HS, C, false, proj_std, LinearRole::attn_proj);
-  gate_up = linears.make(store, prefix + ".mlp.gate_up", C, 2 * F, false, 0.02f, LinearRole::mlp_gate_up);
-  down = linears.make(store, prefix + ".mlp.down", F, C, false, proj_std, LinearRole::mlp_down);
+  qkv = linears.make(store, prefix + ".attn.qkv", C, (NH + 2 * NKV) * HS, false, 0.02f, LinearRole::attn_qkv,
+                     {NH * HS, NKV * HS, NKV * HS});
+  o_proj = linears.make(store, prefix + ".attn.proj", NH * HS, C, false, proj_std, LinearRole::attn_proj, {});
+  gate_up = linears.make(store, prefix + ".mlp.gate_up", C, 2 * F, false, 0.02f, LinearRole::mlp_gate_up, {F, F});
+  down = linears.make(store, prefix + ".mlp.down", F, C, false, proj_std, LinearRole::mlp_down, {});
   // The heads this block computes: all of them, or a tensor-parallel rank's share, which
   // keeps the q : kv ratio (the plan splits q and kv heads alike).
   const int64_t local_heads = qkv->out_features / HS;

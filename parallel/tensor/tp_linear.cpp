@@ -22,9 +22,10 @@ bool sharded(int64_t local, int64_t rows, const TpRegion& tp, const char* who) {
 
 ColumnParallelLinear::ColumnParallelLinear(ParamStore& store, const std::string& name, int64_t in,
                                            int64_t out, bool bias, float init_std, TpRegion& tp,
-                                           int blocks)
-    : Linear(store, name, in, out, bias, init_std, ShardSpec{0, tp.size(), tp.rank(), blocks},
-             ShardSpec{0, tp.size(), tp.rank(), blocks}),
+                                           const OutBlocks& out_blocks)
+    : Linear(store, name, in, out, bias, init_std,
+             packed_split(0, tp.size(), tp.rank(), out_blocks.empty() ? OutBlocks{out} : out_blocks),
+             packed_split(0, tp.size(), tp.rank(), out_blocks.empty() ? OutBlocks{out} : out_blocks)),
       tp_(tp) {}
 
 Tensor ColumnParallelLinear::gathered(const Tensor& inp, int64_t rows) {
@@ -122,22 +123,17 @@ void RowParallelLinear::weight_grad(const Tensor& dout, const Tensor& inp) {
 
 std::unique_ptr<Linear> TensorParallelPlan::make(ParamStore& store, const std::string& name,
                                                  int64_t in, int64_t out, bool bias,
-                                                 float init_std, LinearRole role) const {
+                                                 float init_std, LinearRole role,
+                                                 const OutBlocks& out_blocks) const {
   switch (role) {
-    case LinearRole::attn_qkv:
-      return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 3);
+    case LinearRole::attn_qkv:     // each rank's q heads with their kv heads: attention stays local
     case LinearRole::mlp_fc:
-      return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 1);
     case LinearRole::mlp_gate_up:  // each rank's gate and up rows together: SwiGLU stays local
-      return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, 2);
+      return std::make_unique<ColumnParallelLinear>(store, name, in, out, bias, init_std, tp_, out_blocks);
     case LinearRole::attn_proj:
     case LinearRole::mlp_proj:
     case LinearRole::mlp_down:
       return std::make_unique<RowParallelLinear>(store, name, in, out, bias, init_std, tp_);
-    case LinearRole::attn_qkv_grouped:
-      // q, k and v blocks of unequal sizes: a ShardSpec cuts equal blocks only.
-      fail("parallel.tp = " + std::to_string(tp_.size()) + " with model.n_kv_head < model.n_head: the tensor-parallel "
-           "plan does not split grouped-query qkv yet (set model.n_kv_head = model.n_head, or parallel.tp = 1)");
   }
   fail("TensorParallelPlan: unknown linear role for '" + name + "'");
 }

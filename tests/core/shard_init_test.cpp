@@ -120,6 +120,47 @@ TEST(ShardInit, PaddedSplitHoldsItsRowsAndZeroPadding) {
   EXPECT_THROW(shard_shape({13, 3}, ShardSpec{0, 3, 0, 1, 16}), Error);  // 16 rows in 3 parts
 }
 
+// Grouped-query q|k|v: 6 query heads and 2 kv heads of size 2 ([20, 3]: q rows 0..11,
+// k 12..15, v 16..19), cut for tp 2. Part p holds q rows [6p, 6p + 6), k rows
+// [12 + 2p, 14 + 2p) and v rows [16 + 2p, 18 + 2p), in that order; the expected rows are
+// listed here by hand.
+TEST(ShardInit, UnequalBlocksHoldEachBlocksShare) {
+  const Shape global{20, 3};
+  ParamStore whole;
+  Param* w = whole.add("qkv", global, true, 0.02f);
+  whole.materialize(Device::CPU);
+  whole.init(kSeed);
+  const std::vector<float> all = to_host_f32(w->value);
+  const std::vector<std::vector<int64_t>> rows = {{0, 1, 2, 3, 4, 5, 12, 13, 16, 17},
+                                                  {6, 7, 8, 9, 10, 11, 14, 15, 18, 19}};
+  for (int part = 0; part < 2; ++part) {
+    const ShardSpec spec = packed_split(0, 2, part, {12, 4, 4});
+    ASSERT_EQ(spec.block_sizes, (std::vector<int64_t>{12, 4, 4}));
+    ParamStore one;
+    Param* q = one.add("qkv", global, true, 0.02f, 0.f, spec);
+    ASSERT_EQ(q->shape, (Shape{10, 3}));
+    one.materialize(Device::CPU);
+    one.init(kSeed);
+    std::vector<float> want;
+    for (int64_t r : rows[size_t(part)])
+      for (int64_t c = 0; c < 3; ++c) want.push_back(all[size_t(r * 3 + c)]);
+    EXPECT_EQ(to_host_f32(q->value), want) << "part " << part;
+    // Three runs, one per block; a range starting inside the k block starts mid-run.
+    std::vector<std::array<int64_t, 3>> runs;
+    for_each_global_run(global, spec, 0, 30, [&](int64_t l, int64_t g, int64_t n) { runs.push_back({l, g, n}); });
+    EXPECT_EQ(runs, (std::vector<std::array<int64_t, 3>>{
+                        {0, 18 * part, 18}, {18, 36 + 6 * part, 6}, {24, 48 + 6 * part, 6}}));
+    runs.clear();
+    for_each_global_run(global, spec, 19, 26, [&](int64_t l, int64_t g, int64_t n) { runs.push_back({l, g, n}); });
+    EXPECT_EQ(runs, (std::vector<std::array<int64_t, 3>>{{19, 37 + 6 * part, 5}, {24, 48 + 6 * part, 2}}));
+  }
+  // Equal blocks keep the compact form; sizes that do not divide or add up are refused.
+  EXPECT_TRUE(packed_split(0, 2, 1, {8, 8, 8}).block_sizes.empty());
+  EXPECT_EQ(packed_split(0, 2, 1, {8, 8, 8}).blocks, 3);
+  EXPECT_THROW(shard_shape(global, packed_split(0, 3, 0, {12, 4, 4})), Error);  // 4 rows in 3 parts
+  EXPECT_THROW(shard_shape({21, 3}, packed_split(0, 2, 0, {12, 4, 4})), Error);  // blocks sum to 20
+}
+
 // A whole-tensor store draws different values for different names and seeds, and the
 // values look like N(0, std): the generator is not degenerate.
 TEST(ShardInit, CounterNormalIsStandardNormal) {
