@@ -238,9 +238,6 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
             "config key 'train.device' must be cpu or cuda, got '" + c.device + "'");
 
-  GPT_CHECK(!c.sp || c.model.family == ModelFamily::GPT2,
-            "config key 'parallel.sp' = true: sequence parallelism is built for GPT-2 blocks only, not model.family = " +
-                std::string(family_name(c.model.family)));
   GPT_CHECK(!c.sp || c.tp > 1, "config key 'parallel.sp' = true needs 'parallel.tp' > 1 (it shards over the "
                                "tensor-parallel ranks), got parallel.tp = " + std::to_string(c.tp));
   GPT_CHECK(!c.sp || int64_t(c.micro_batch) * c.seq_len % c.tp == 0,

@@ -7,13 +7,6 @@
 
 namespace gpt {
 
-Recompute parse_recompute(const std::string& name) {
-  if (name == "none") return Recompute::None;
-  if (name == "selective") return Recompute::Selective;
-  if (name == "full") return Recompute::Full;
-  fail("config key 'train.recompute' must be none, selective or full, got '" + name + "'");
-}
-
 Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
              std::shared_ptr<BlockActs> shared, const LinearFactory& linears)
     : ln1(store, prefix + ".ln1", cfg.n_embd),

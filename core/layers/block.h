@@ -16,12 +16,10 @@
 #include <string>
 
 #include "core/layers/linear.h"
+#include "core/layers/recompute.h"
 #include "core/model/gpt_config.h"
 
 namespace gpt {
-
-enum class Recompute { None, Selective, Full };
-Recompute parse_recompute(const std::string& name);  // "none" | "selective" | "full"
 
 // Gradient buffers shared by all blocks (only one block runs backward at a time).
 struct BlockScratch {
@@ -61,6 +59,8 @@ class Block {
   // weight pass reads the saved activations, which recomputation would have reused).
   void backward_input(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScratch& scratch);
   void backward_weights(BlockActs& acts);
+
+  int64_t first_param_offset() const { return ln1.weight->offset; }
 
   int n_head;  // the heads this block computes (all of them unless qkv is a slice)
   LayerNorm ln1, ln2;

@@ -26,6 +26,8 @@ LlamaBlock::LlamaBlock(ParamStore& store, const std::string& prefix, const GPTCo
   const int64_t local_heads = qkv->out_features / HS;
   rope = RopeArgs{int(local_heads * NH / (NH + 2 * NKV)), int(local_heads * NKV / (NH + 2 * NKV)), cfg.rope_theta, 0};
   GPT_CHECK(mode == Recompute::None || shared_, "LlamaBlock: recomputation needs shared buffers");
+  linears.add_norm_params(norm1.weight, nullptr);
+  linears.add_norm_params(norm2.weight, nullptr);
 }
 
 LlamaBlock::Refs LlamaBlock::refs(LlamaBlockActs& own) const {
@@ -37,17 +39,18 @@ LlamaBlock::Refs LlamaBlock::refs(LlamaBlockActs& own) const {
               &s.norm2_out, &full.gate_up_out, &s.swiglu_out, &full.rstd1, &full.rstd2};
 }
 
-void LlamaBlock::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in) {
+void LlamaBlock::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T) {
   const Ops& ops = ops_for(x_in.device);
-  const int64_t B = x_in.dim(0), T = x_in.dim(1), C = x_in.dim(2);
   const DType dt = x_in.dtype;
   const Device dev = x_in.device;
-  ensure(*a.norm1_out, {B, T, C}, dt, dev);
+  // Norms and residual adds on the rows this model holds; linears give all B*T rows.
+  const Shape rows = x_in.shape;
+  ensure(*a.norm1_out, rows, dt, dev);
   ensure(*a.qkv_out, {B, T, qkv->out_features}, dt, dev);
   ensure(*a.atty, {B, T, o_proj->in_features}, dt, dev);
   ensure(*a.lse, {B, rope.n_head, T}, DType::F32, dev);
-  ensure(*a.h, {B, T, C}, dt, dev);
-  ensure(*a.norm2_out, {B, T, C}, dt, dev);
+  ensure(*a.h, rows, dt, dev);
+  ensure(*a.norm2_out, rows, dt, dev);
   ensure(*a.gate_up_out, {B, T, gate_up->out_features}, dt, dev);
   ensure(*a.swiglu_out, {B, T, down->in_features}, dt, dev);
 
@@ -64,8 +67,9 @@ void LlamaBlock::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in) {
   ops.add(x_out, x_out, *a.h);
 }
 
-void LlamaBlock::forward(LlamaBlockActs& acts, Tensor& x_out, const Tensor& x_in) {
-  run_forward(refs(acts), x_out, x_in);
+void LlamaBlock::forward(LlamaBlockActs& acts, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T) {
+  acts.B = B, acts.T = T;
+  run_forward(refs(acts), x_out, x_in, B, T);
 }
 
 // A scratch gradient shaped like `like`. Not zeroed: the ops writing into these
@@ -87,7 +91,7 @@ void LlamaBlock::backward(LlamaBlockActs& acts, Tensor& dres, const Tensor& x_in
   const Refs a = refs(acts);
   if (mode_ == Recompute::Full) {
     ensure(shared_->x_out, x_in.shape, x_in.dtype, x_in.device);
-    run_forward(a, shared_->x_out, x_in);
+    run_forward(a, shared_->x_out, x_in, acts.B, acts.T);
   } else if (mode_ == Recompute::Selective) {
     norm1.forward(*a.norm1_out, *a.rstd1, x_in);
     norm2.forward(*a.norm2_out, *a.rstd2, *a.h);

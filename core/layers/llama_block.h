@@ -7,6 +7,9 @@
 //
 // Dimension letters: B batch, T time, C channels, NH / NKV the query / key-value heads
 // this block computes, HS head size, F the SwiGLU width (this rank's share under TP).
+// Under sequence parallelism the norms and residual adds run on this rank's rows of the
+// residual stream, and the linears give the other side (attention, SwiGLU) all B*T rows
+// of this rank's heads and channels, as in GPT's Block.
 //
 // RoPE rotates the qkv GEMM's output in place: attention and its backward read the
 // rotated q and k, and rope_backward needs no input, so nothing unrotated is kept.
@@ -42,6 +45,7 @@ struct LlamaBlockActs {
   // Split backward only: each linear's output gradient, kept from the input-gradient
   // pass for the weight-gradient pass.
   Tensor d_qkv, d_o_proj, d_gate_up, d_down;
+  int64_t B = 0, T = 0;  // the micro-batch's shape (x_in may hold only some of its rows)
 };
 
 class LlamaBlock {
@@ -51,8 +55,8 @@ class LlamaBlock {
   // runs the heads and SwiGLU channels its slices hold.
   LlamaBlock(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
              std::shared_ptr<LlamaBlockActs> shared, const LinearFactory& linears);
-  // x_out, x_in: [B, T, C].
-  void forward(LlamaBlockActs& acts, Tensor& x_out, const Tensor& x_in);
+  // x_out, x_in: [B, T, C], or under sequence parallelism this rank's rows of it.
+  void forward(LlamaBlockActs& acts, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T);
   // dres holds d(x_out) on entry and d(x_in) on return (updated in place).
   void backward(LlamaBlockActs& acts, Tensor& dres, const Tensor& x_in, LlamaBlockScratch& scratch);
   // The same split in two (zero-bubble pipelines), as Block's: needs Recompute::None.
@@ -70,7 +74,7 @@ class LlamaBlock {
     Tensor *norm1_out, *qkv_out, *atty, *lse, *h, *norm2_out, *gate_up_out, *swiglu_out, *rstd1, *rstd2;
   };
   Refs refs(LlamaBlockActs& own) const;
-  void run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in);
+  void run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T);
   // The attention branch's backward from d(h) in dres: datty, attention, RoPE; leaves the
   // qkv linear's output gradient in dqkv.
   void attention_backward(const Refs& a, Tensor& dqkv, Tensor& datty, const Tensor& dh);

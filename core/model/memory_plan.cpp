@@ -116,10 +116,10 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   const size_t share = (N + shards - 1) / shards;
   p.optimizer = 2 * share * f + (shards > 1 ? share * f : 0);
 
-  // Sequence parallelism (GPT-2 only) puts every held term on tok / tp rows: so with SP
-  // a block's every activation divides by tp, as do the residual stream and the head's
-  // input and their gradients.
-  const bool seq = sp && !llama && t > 1 && tok % t == 0;
+  // Sequence parallelism puts every held term on tok / tp rows: so with SP a block's
+  // every activation divides by tp, as do the residual stream and the head's input and
+  // their gradients.
+  const bool seq = sp && t > 1 && tok % t == 0;
   const size_t rows = seq ? tok / t : tok;
   RowBytes per_block = blk.kept;
   // Zero-bubble's split backward keeps each linear's output gradient until the weight pass.

@@ -45,7 +45,7 @@ struct PlanStage {
 // and wte and the head's logits by vocabulary rows (padded_vocab(V, tp) / tp each);
 // wpe, LayerNorms, row-parallel biases and the residual stream stay whole.
 // cfg.family picks the block (GPT-2 or LLaMA); see BlockFootprint in the .cpp.
-// sp: sequence parallelism (GPT-2 blocks) over the tp ranks (parallel/tensor/tp_regions.h), when B*T
+// sp: sequence parallelism over the tp ranks (parallel/tensor/tp_regions.h), when B*T
 // splits: the activations on the rows of the residual stream (the stream itself, the
 // norms' inputs, outputs and statistics, the residual adds, the head's input) divide by
 // tp too, so a block's activations are 15 C / tp per token instead of 3 C + 12 C / tp;

@@ -79,12 +79,17 @@ TEST(LlamaMpi, PipelineStagesMatchOneProcess) {
 
 // Tensor parallelism splits the query heads and the kv heads by rank: grouped-query
 // (4 query heads on 2 kv heads: each of 2 ranks one kv head and its 2 query heads), with
-// data parallelism and ZeRO-1 around it, and multi-head kv. A kv head count tp does not
-// divide stops at start-up naming the key.
+// data parallelism and ZeRO-1 around it, sequence parallelism (the RMSNorms and residual
+// adds on each rank's 16 of the 32 rows, with pipeline stages handing over shards), and
+// multi-head kv. A kv head count tp does not divide stops at start-up naming the key.
 TEST(LlamaMpi, TensorParallelMatchesOneProcess) {
   expect_layouts_match(kLlama, {{layout(kLlama, 1, false) + " --parallel.tp 2", 2},
                                 {layout(kLlama, 2, true) + " --parallel.tp 2", 4},
-                                {layout(kLlama, 1, false) + " --parallel.tp 2 --parallel.pp 2", 4}});
+                                {layout(kLlama, 1, false) + " --parallel.tp 2 --parallel.pp 2", 4},
+                                {layout(kLlama, 1, false) + " --parallel.tp 2 --parallel.sp true", 2},
+                                {layout(kLlama, 2, true) + " --parallel.tp 2 --parallel.sp true", 4},
+                                {layout(kLlama, 1, false) + " --parallel.tp 2 --parallel.sp true --parallel.pp 2 "
+                                                            "--parallel.schedule zb-h1", 4}});
   std::string mha = kLlama;
   mha.replace(mha.find("--model.n_kv_head 2"), 19, "--model.n_kv_head 4");
   expect_layouts_match(mha, {{layout(mha, 1, false) + " --parallel.tp 4", 4}});
