@@ -1,5 +1,6 @@
 #include "launch/config.h"
 #include "launch/spike_policy.h"
+#include "launch/watchdog.h"
 
 #include <boost/program_options.hpp>
 #include <cmath>
@@ -96,6 +97,11 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("train.spike_zscore", keyed(&c.spike_zscore),
       "a loss more than this many standard deviations above the recent mean is a spike; 0 = only non-finite");
   add("train.spike_window", keyed(&c.spike_window), "recent steps the spike z-score is computed over");
+  add("train.watchdog_k", keyed(&c.watchdog_k),
+      "a training step running longer than k x the median of the recent steps (and train.watchdog_min_s) "
+      "prints which rank and phase it is in (data, forward, backward, communication, optimizer), "
+      "before parallel.timeout_s ends the job; 0 = off");
+  add("train.watchdog_min_s", keyed(&c.watchdog_min_s), "the watchdog never reports a step shorter than this");
   add("eval.every", keyed(&c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", keyed(&c.eval_steps), "validation micro-batches");
   add("data.mixture", keyed(&c.data_mixture), "mixture config; empty = synthetic tokens");
@@ -148,6 +154,12 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("debug.exit_rank", keyed(&c.debug_exit_rank), "rank that exits (testing)");
   add("debug.hang", keyed(&c.debug_hang), "debug.exit_rank hangs at debug.exit_step instead of exiting (testing)");
   add("debug.save_delay_ms", keyed(&c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
+  add("debug.slow_step", keyed(&c.debug_slow_step),
+      "debug.slow_rank sleeps debug.slow_s on entering debug.slow_phase of this step (testing the watchdog)");
+  add("debug.slow_rank", keyed(&c.debug_slow_rank), "rank that sleeps at debug.slow_step (testing)");
+  add("debug.slow_phase", keyed(&c.debug_slow_phase),
+      "data | forward | backward | communication | optimizer: where debug.slow_rank sleeps (testing)");
+  add("debug.slow_s", keyed(&c.debug_slow_s), "seconds debug.slow_rank sleeps (testing)");
   return d;
 }
 
@@ -233,6 +245,11 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   parse_spike_policy(c.on_spike);
   GPT_CHECK(c.spike_zscore >= 0, "config key 'train.spike_zscore' must be >= 0 (0 = only non-finite losses)");
   GPT_CHECK(c.spike_window >= 2, "config key 'train.spike_window' must be at least 2");
+  GPT_CHECK(c.watchdog_k == 0 || c.watchdog_k > 1,
+            "config key 'train.watchdog_k' must be 0 (off) or greater than 1, got " + shortest(c.watchdog_k));
+  GPT_CHECK(c.watchdog_min_s >= 0, "config key 'train.watchdog_min_s' must be >= 0, got " + shortest(c.watchdog_min_s));
+  parse_phase(c.debug_slow_phase, "debug.slow_phase");  // throws naming the key
+  GPT_CHECK(c.debug_slow_s >= 0, "config key 'debug.slow_s' must be >= 0, got " + shortest(c.debug_slow_s));
   GPT_CHECK(c.dtype == "fp32" || c.dtype == "bf16",
             "config key 'train.dtype' must be fp32 or bf16, got '" + c.dtype + "'");
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",
