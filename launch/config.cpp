@@ -3,6 +3,7 @@
 #include "launch/watchdog.h"
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -29,7 +30,8 @@ struct ModelOverrides {
   float rope_theta = 0.f, norm_eps = 0.f;
 };
 
-// The shortest text that reads back as exactly `v` ("6e-4", not "0.000600000028").
+// The shortest text that reads back as exactly `v`, as a person types it: "6e-4" (not
+// "0.000600000028", nor printf's "0.0006" or "6e-04"), "0.95", "3600".
 template <class T>
 std::string shortest(T v) {
   char buf[48];
@@ -37,10 +39,30 @@ std::string shortest(T v) {
     std::snprintf(buf, sizeof buf, "%.0f", double(v));  // 3600, not 3.6e+03
     return buf;
   }
-  for (int digits = 1; digits <= 17; ++digits) {
+  if (!std::isfinite(double(v))) return std::isnan(double(v)) ? "nan" : v > 0 ? "inf" : "-inf";
+  int digits = 1;
+  for (; digits < 17; ++digits) {
     std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
     if (T(std::strtod(buf, nullptr)) == v) break;
   }
+  // Both notations with those digits; the exponent without '+' or leading zeros.
+  std::snprintf(buf, sizeof buf, "%.*f", std::max(0, digits - 1 - int(std::floor(std::log10(std::fabs(double(v)))))),
+                double(v));
+  const std::string fixed = buf;
+  std::snprintf(buf, sizeof buf, "%.*e", digits - 1, double(v));
+  std::string sci = buf;
+  const size_t e = sci.find('e');
+  std::string exponent = sci.substr(e + 1);
+  const bool negative = exponent[0] == '-';
+  exponent = exponent.substr(exponent.find_first_not_of("+-0") == std::string::npos ? exponent.size() - 1
+                                                                                 : exponent.find_first_not_of("+-0"));
+  sci = sci.substr(0, e + 1) + (negative ? "-" : "") + exponent;
+  const std::string& best = sci.size() < fixed.size() ? sci : fixed;
+  // Either must read back as v; printf's rounding of the fixed form can differ at the
+  // last digit of extreme values, so check rather than trust.
+  if (T(std::strtod(best.c_str(), nullptr)) == v) return best;
+  if (T(std::strtod(sci.c_str(), nullptr)) == v) return sci;
+  std::snprintf(buf, sizeof buf, "%.17g", double(v));
   return buf;
 }
 
