@@ -1,7 +1,9 @@
 #include "launch/config.h"
 #include "launch/spike_policy.h"
+#include "launch/watchdog.h"
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -28,7 +30,8 @@ struct ModelOverrides {
   float rope_theta = 0.f, norm_eps = 0.f;
 };
 
-// The shortest text that reads back as exactly `v` ("6e-4", not "0.000600000028").
+// The shortest text that reads back as exactly `v`, as a person types it: "6e-4" (not
+// "0.000600000028", nor printf's "0.0006" or "6e-04"), "0.95", "3600".
 template <class T>
 std::string shortest(T v) {
   char buf[48];
@@ -36,10 +39,30 @@ std::string shortest(T v) {
     std::snprintf(buf, sizeof buf, "%.0f", double(v));  // 3600, not 3.6e+03
     return buf;
   }
-  for (int digits = 1; digits <= 17; ++digits) {
+  if (!std::isfinite(double(v))) return std::isnan(double(v)) ? "nan" : v > 0 ? "inf" : "-inf";
+  int digits = 1;
+  for (; digits < 17; ++digits) {
     std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
     if (T(std::strtod(buf, nullptr)) == v) break;
   }
+  // Both notations with those digits; the exponent without '+' or leading zeros.
+  std::snprintf(buf, sizeof buf, "%.*f", std::max(0, digits - 1 - int(std::floor(std::log10(std::fabs(double(v)))))),
+                double(v));
+  const std::string fixed = buf;
+  std::snprintf(buf, sizeof buf, "%.*e", digits - 1, double(v));
+  std::string sci = buf;
+  const size_t e = sci.find('e');
+  std::string exponent = sci.substr(e + 1);
+  const bool negative = exponent[0] == '-';
+  exponent = exponent.substr(exponent.find_first_not_of("+-0") == std::string::npos ? exponent.size() - 1
+                                                                                 : exponent.find_first_not_of("+-0"));
+  sci = sci.substr(0, e + 1) + (negative ? "-" : "") + exponent;
+  const std::string& best = sci.size() < fixed.size() ? sci : fixed;
+  // Either must read back as v; printf's rounding of the fixed form can differ at the
+  // last digit of extreme values, so check rather than trust.
+  if (T(std::strtod(best.c_str(), nullptr)) == v) return best;
+  if (T(std::strtod(sci.c_str(), nullptr)) == v) return sci;
+  std::snprintf(buf, sizeof buf, "%.17g", double(v));
   return buf;
 }
 
@@ -96,6 +119,11 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("train.spike_zscore", keyed(&c.spike_zscore),
       "a loss more than this many standard deviations above the recent mean is a spike; 0 = only non-finite");
   add("train.spike_window", keyed(&c.spike_window), "recent steps the spike z-score is computed over");
+  add("train.watchdog_k", keyed(&c.watchdog_k),
+      "a training step running longer than k x the median of the recent steps (and train.watchdog_min_s) "
+      "prints which rank and phase it is in (data, forward, backward, communication, optimizer), "
+      "before parallel.timeout_s ends the job; 0 = off");
+  add("train.watchdog_min_s", keyed(&c.watchdog_min_s), "the watchdog never reports a step shorter than this");
   add("eval.every", keyed(&c.eval_every), "validation every N steps; 0 = never");
   add("eval.steps", keyed(&c.eval_steps), "validation micro-batches");
   add("data.mixture", keyed(&c.data_mixture), "mixture config; empty = synthetic tokens");
@@ -148,6 +176,12 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("debug.exit_rank", keyed(&c.debug_exit_rank), "rank that exits (testing)");
   add("debug.hang", keyed(&c.debug_hang), "debug.exit_rank hangs at debug.exit_step instead of exiting (testing)");
   add("debug.save_delay_ms", keyed(&c.debug_save_delay_ms), "sleep between checkpoint piece writes (testing)");
+  add("debug.slow_step", keyed(&c.debug_slow_step),
+      "debug.slow_rank sleeps debug.slow_s on entering debug.slow_phase of this step (testing the watchdog)");
+  add("debug.slow_rank", keyed(&c.debug_slow_rank), "rank that sleeps at debug.slow_step (testing)");
+  add("debug.slow_phase", keyed(&c.debug_slow_phase),
+      "data | forward | backward | communication | optimizer: where debug.slow_rank sleeps (testing)");
+  add("debug.slow_s", keyed(&c.debug_slow_s), "seconds debug.slow_rank sleeps (testing)");
   return d;
 }
 
@@ -233,6 +267,11 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   parse_spike_policy(c.on_spike);
   GPT_CHECK(c.spike_zscore >= 0, "config key 'train.spike_zscore' must be >= 0 (0 = only non-finite losses)");
   GPT_CHECK(c.spike_window >= 2, "config key 'train.spike_window' must be at least 2");
+  GPT_CHECK(c.watchdog_k == 0 || c.watchdog_k > 1,
+            "config key 'train.watchdog_k' must be 0 (off) or greater than 1, got " + shortest(c.watchdog_k));
+  GPT_CHECK(c.watchdog_min_s >= 0, "config key 'train.watchdog_min_s' must be >= 0, got " + shortest(c.watchdog_min_s));
+  parse_phase(c.debug_slow_phase, "debug.slow_phase");  // throws naming the key
+  GPT_CHECK(c.debug_slow_s >= 0, "config key 'debug.slow_s' must be >= 0, got " + shortest(c.debug_slow_s));
   GPT_CHECK(c.dtype == "fp32" || c.dtype == "bf16",
             "config key 'train.dtype' must be fp32 or bf16, got '" + c.dtype + "'");
   GPT_CHECK(c.device == "cpu" || c.device == "cuda",

@@ -68,6 +68,8 @@ struct TrainConfig {
   std::string on_spike = "stop";  // stop | skip | rollback (launch/spike_policy.h)
   double spike_zscore = 0;        // a loss this many standard deviations above the window's mean is a spike; 0 = non-finite only
   int spike_window = 100;         // accepted losses the z-score looks back over
+  double watchdog_k = 10;         // a step longer than k x the median step (and watchdog_min_s) is reported; 0 = off
+  double watchdog_min_s = 10;     // ... never a step shorter than this (launch/watchdog.h)
   int64_t debug_spike_step = -1;  // multiply the loss at this step by debug_spike_factor (tests)
   double debug_spike_factor = 10;
   int64_t debug_nan_step = -1;   // inject a NaN loss at this step (tests)
@@ -76,6 +78,10 @@ struct TrainConfig {
   int debug_exit_rank = -1;
   bool debug_hang = false;       // debug_exit_rank hangs instead of exiting (tests the comm timeout)
   int debug_save_delay_ms = 0;   // sleep between checkpoint piece writes (crash tests)
+  int64_t debug_slow_step = -1;  // debug_slow_rank sleeps debug_slow_s on entering debug_slow_phase of this step (watchdog tests)
+  int debug_slow_rank = 0;
+  std::string debug_slow_phase = "backward";  // data | forward | backward | communication | optimizer
+  double debug_slow_s = 5;
 
   // train.device and train.dtype as the core's types (both validated by parse_config).
   Device device_kind() const { return device == "cuda" ? Device::CUDA : Device::CPU; }

@@ -23,6 +23,8 @@ class MetricsLog {
     Line& str(const std::string& key, const std::string& v);
     Line& raw(const std::string& key, const std::string& json);
   };
+  // Safe from several threads (the watchdog's writes beside the trainer's): each line is
+  // one fputs, and stdio locks the stream for each call, so lines never interleave.
   void write(const std::string& kind, const Line& line);
   static std::string quote(const std::string& s);
   static std::string number(double v);  // as num() writes it: %.9g, null when not finite

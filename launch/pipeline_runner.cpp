@@ -156,8 +156,13 @@ void PipelineRunner::sum_tied_embedding() {
 }
 
 float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp,
-                                 const std::function<void()>& mid_step) {
+                                 const std::function<void()>& mid_step, StepPhases* phases) {
   parallel::pipeline::StepHooks hooks;
+  if (phases)
+    hooks.before = [&](const Action& next) {
+      const bool waits = next.op == Op::RecvAct || next.op == Op::RecvGrad;
+      phases->enter(waits ? Phase::communication : next.op == Op::Forward ? Phase::forward : Phase::backward);
+    };
   bool first = true;
   if (mid_step)
     hooks.after_compute = [&](const Action&) {
@@ -167,6 +172,7 @@ float PipelineRunner::train_step(const std::vector<data::Batch>& batches, float 
   hooks.load = [&](int m, Tensor* tokens, Tensor* targets) { load_batch(batches[size_t(m)], tokens, targets); };
   hooks.before_backward = [&](int, int, bool last) { dp.begin_micro(last); };
   const double loss_sum = executor_->train_step(actions_, dloss, hooks);
+  if (phases) phases->enter(Phase::communication);
   sum_tied_embedding();
   if (tied_) dp.release({tied_->offset, tied_->offset + tied_->numel()});
   dp.finish_grads();

@@ -13,6 +13,7 @@
 #include "core/model/memory_plan.h"
 #include "data/batch.h"
 #include "launch/config.h"
+#include "launch/step_phases.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/pipeline/pipeline_executor.h"
@@ -51,8 +52,10 @@ class PipelineRunner {
   // across stages, the data-parallel reduction finished. Returns the mean loss over the
   // micro-batches, on every rank of the pipeline.
   // `mid_step` (optional) runs once after this rank's first compute of the step.
+  // `phases` (optional) is told each phase this rank enters: forward, backward, and
+  // communication while it waits for a neighbour's message or for the step's reductions.
   float train_step(const std::vector<data::Batch>& batches, float dloss, parallel::DataParallel& dp,
-                   const std::function<void()>& mid_step = {});
+                   const std::function<void()>& mid_step = {}, StepPhases* phases = nullptr);
   // The mean loss of `batches` through the pipeline, forward only, on every rank.
   // row_losses: when given, every micro-batch's Model::row_losses() in order (B per
   // micro-batch) on the last stage's ranks; left empty on the other stages.

@@ -57,7 +57,8 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
       topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp, cfg.pp}),
       groups_(parallel::make_process_groups(comm, topo_)),
       device_(cfg.device_kind()),
-      spike_(cfg.spike_zscore, cfg.spike_window) {
+      spike_(cfg.spike_zscore, cfg.spike_window),
+      phases_(cfg_, rank_) {
   if (cfg_.threads > 0) {
     omp_set_num_threads(cfg_.threads);
     openblas_set_num_threads(cfg_.threads);
@@ -145,16 +146,20 @@ float Trainer::train_step(int64_t step) {
     // the targets), so every rank's data state stays the same for checkpoints.
     step_batches_.resize(size_t(cfg_.grad_accum));
     for (data::Batch& b : step_batches_) train_data_->next(b);
-    loss = pipeline_->train_step(step_batches_, dloss, *dp_, [&] { debug_fault(step); });
+    loss = pipeline_->train_step(step_batches_, dloss, *dp_, [&] { debug_fault(step); }, &phases_);
   }
   for (int m = 0; m < cfg_.grad_accum && !pipelined(); ++m) {
+    if (m > 0) phases_.enter(Phase::data);
     train_data_->next(batch_);
     load_batch(batch_, &inputs_, &targets_);
     dp_->begin_micro(m == cfg_.grad_accum - 1);
+    phases_.enter(Phase::forward);
     loss += model_->forward_train(*acts_, inputs_, &targets_, dloss) / double(cfg_.grad_accum);
     debug_fault(step);
+    phases_.enter(Phase::backward);
     model_->backward(*acts_, nullptr);
   }
+  phases_.enter(Phase::communication);
   if (!pipelined()) dp_->finish_grads();
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
@@ -271,6 +276,7 @@ void Trainer::run() {
   if (is_logger()) prepare_run_dir(start);
   log_ = is_logger() ? std::make_unique<MetricsLog>((fs::path(cfg_.run_dir) / "metrics.jsonl").string())
                      : std::make_unique<MetricsLog>();
+  phases_.start_watchdog(is_logger() ? log_.get() : nullptr);
   const int dp_size = groups_.dp.size();
   const int64_t tokens_per_step = int64_t(cfg_.micro_batch) * cfg_.seq_len * cfg_.grad_accum * dp_size;
   tokens_seen_ = start * tokens_per_step;
@@ -312,6 +318,7 @@ void Trainer::run() {
   for (int64_t step = start; step < cfg_.steps; ++step) {
     if (step == start + 1) reset_op_profile();
     auto t0 = Clock::now();
+    phases_.begin_step(step + 1);
     const double tp_ms_before = tp_region_ ? tp_region_->comm_ms() : 0;
     // Activations and backend scratch are allocated during the first step (and grown
     // later only by evaluation and sampling).
@@ -329,6 +336,7 @@ void Trainer::run() {
     if (spike_.is_spike(loss, &z)) {
       go_on_after = after_spike(step, loss, z, "loss");
     } else {
+      phases_.enter(Phase::optimizer);
       norm = dp_->clip_and_step(lr, cfg_.grad_clip);  // a non-finite norm skips the update
       store_.sync_compute();
       if (std::isfinite(norm)) {
@@ -343,6 +351,7 @@ void Trainer::run() {
       continue;
     }
     ops_for(device_).synchronize();
+    phases_.end_step();
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     tokens_seen_ += tokens_per_step;
     last_loss_ = loss;
@@ -398,6 +407,7 @@ void Trainer::run() {
       say("pipeline: timeline of the last step in %s (open in ui.perfetto.dev)\n", cfg_.pipeline_timeline.c_str());
     }
   }
+  phases_.stop_watchdog();
   if (cfg_.profile_ops && profiled_steps > 0) print_op_profile(profiled_steps, profiled_ms / double(profiled_steps));
   saver_->finish();
   log_->write("end", MetricsLog::Line().num("step", double(cfg_.steps)).num("loss", last_loss_));
@@ -423,6 +433,7 @@ void Trainer::run() {
 // `value`), caught before the update: stops the run, or logs it and returns the step
 // after which training goes on (this one for skip, the checkpoint's for rollback).
 int64_t Trainer::after_spike(int64_t step, double value, double z, const std::string& what) {
+  phases_.end_step();  // what a skip or a rollback does next is not the step's work
   const std::string at = "step " + std::to_string(step + 1) + ": ";
   const std::string last = saver_->last_complete();
   const bool finite = std::isfinite(value);

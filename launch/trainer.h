@@ -14,6 +14,7 @@
 #include "launch/metrics_log.h"
 #include "launch/pipeline_runner.h"
 #include "launch/spike_policy.h"
+#include "launch/step_phases.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_groups.h"
@@ -80,6 +81,8 @@ class Trainer {
   SpikeDetector spike_;
   bool spike_injected_ = false;  // debug.spike_step fired
   int64_t tokens_seen_ = 0;
+  // Last, so that the watchdog's thread stops before log_, which it writes to, goes.
+  StepPhases phases_;
 };
 
 }  // namespace gpt

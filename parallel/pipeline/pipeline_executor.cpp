@@ -145,9 +145,13 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
           if (first_chunk(a.chunk)) input = tok;
           if (last_chunk(a.chunk)) targets = &tgt;
         }
-        if (!first_chunk(a.chunk)) input = wait_receive(Op::RecvAct, a.micro, a.chunk);
+        if (!first_chunk(a.chunk)) {
+          if (hooks.before) hooks.before(Action{Op::RecvAct, a.micro, a.chunk});
+          input = wait_receive(Op::RecvAct, a.micro, a.chunk);
+        }
         post_ahead(i);
         std::unique_ptr<Activations> acts = take_activations(a.chunk);
+        if (hooks.before) hooks.before(a);
         const auto s = Clock::now();
         const float loss = model_of(a.chunk).forward_train(*acts, input, targets, dloss);
         timeline_.push_back({a, ms_since(s), ms_since(Clock::now())});
@@ -162,8 +166,12 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         auto it = held_.find(key);
         GPT_CHECK(it != held_.end(), "pipeline: " + describe(a) + " before its forward");
         Tensor dout;
-        if (!last_chunk(a.chunk)) dout = wait_receive(Op::RecvGrad, a.micro, a.chunk);
+        if (!last_chunk(a.chunk)) {
+          if (hooks.before) hooks.before(Action{Op::RecvGrad, a.micro, a.chunk});
+          dout = wait_receive(Op::RecvGrad, a.micro, a.chunk);
+        }
         post_ahead(i);
+        if (hooks.before) hooks.before(a);
         if (hooks.before_backward) hooks.before_backward(a.micro, a.chunk, last_pass[{a.op, a.chunk}] == i);
         const auto s = Clock::now();
         const Tensor* d = last_chunk(a.chunk) ? nullptr : &dout;
@@ -182,6 +190,7 @@ double PipelineExecutor::train_step(const std::vector<Action>& actions, float dl
         GPT_CHECK(it != held_.end() && input_grad_done_.count(key),
                   "pipeline: " + describe(a) + " before its input-gradient pass");
         post_ahead(i);
+        if (hooks.before) hooks.before(a);
         if (hooks.before_backward) hooks.before_backward(a.micro, a.chunk, last_pass[{a.op, a.chunk}] == i);
         const auto s = Clock::now();
         model_of(a.chunk).backward_weight(*it->second);

@@ -55,6 +55,10 @@ struct StepHooks {
   std::function<void(int micro, const Model& head)> after_loss;
   // After each compute action (optional; fault-injection tests stop a stage here).
   std::function<void(const Action& done)> after_compute;
+  // Before each compute action, and before waiting for a message: then `next` is the
+  // RecvAct or RecvGrad of the compute about to run (optional; the trainer's watchdog
+  // tracks which phase a stage is in by it).
+  std::function<void(const Action& next)> before;
 };
 
 class PipelineExecutor {

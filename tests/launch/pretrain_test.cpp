@@ -226,8 +226,11 @@ TEST(Pretrain, HuggingFaceExportImportRoundTripContinuesPretraining) {
 TEST(Pretrain, HelpPrintsFloatDefaultsAsTyped) {
   auto r = run_pretrain("--help");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.output.find("--train.lr arg (=0.0006)"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("--train.eps arg (=1e-08)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--train.lr arg (=6e-4)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--train.min_lr arg (=6e-5)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--train.eps arg (=1e-8)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--train.beta2 arg (=0.95)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--run.checkpoint_timeout_s arg (=3600)"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("0.000600000028"), std::string::npos) << r.output;
 }
 
