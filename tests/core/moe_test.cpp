@@ -75,6 +75,8 @@ TEST(MoeRouting, TopOneDropsLaterTokensOfAFullExpert) {
   EXPECT_EQ(m.layer->last_stats().tokens_per_expert, (std::vector<int64_t>{1, 1}));
   EXPECT_EQ(m.layer->last_stats().dropped, 2);
   EXPECT_EQ(m.layer->last_stats().assignments, 4);
+  // The experts' buffers hold what capacity allows: 1 group x 2 experts x 1 slot.
+  EXPECT_EQ(m.acts.expert_in.dim(0), 2);
   // A dropped token's output is exactly zero (no shared expert); a kept one is
   // prob * gelu(x_e) in both channels.
   const float* o = m.out.f32();
@@ -181,21 +183,33 @@ TEST(MoeLayerDeterminism, ForwardBackwardTwiceGivesTheSameBits) {
   MoeScratch scratch;
   Tensor out = empty({N, C}), dx = empty({N, C});
   std::vector<Tensor> results;
-  const void* buffer = nullptr;
+  std::vector<float> losses;
   for (int run = 0; run < 2; ++run) {
     store.zero_grads();
     layer.forward(acts, out, x, T);
     layer.backward(acts, dx, dout, x, 0.5f, scratch);
-    if (run == 0) buffer = acts.expert_in.raw();
-    EXPECT_EQ(acts.expert_in.raw(), buffer) << "the experts' buffers were reallocated";
     results.push_back(to_device(out, Device::CPU));
     results.push_back(to_device(dx, Device::CPU));
     results.push_back(to_device(store.flat_grads(), Device::CPU));
+    losses.push_back(acts.routing.aux_loss);
+    losses.push_back(acts.routing.z_loss);
   }
   EXPECT_GT(layer.last_stats().dropped, 0) << "the case should drop assignments";
   EXPECT_TRUE(same_bits(results[0], results[3])) << "out";
   EXPECT_TRUE(same_bits(results[1], results[4])) << "dx";
   EXPECT_TRUE(same_bits(results[2], results[5])) << "parameter gradients";
+  EXPECT_EQ(std::memcmp(&losses[0], &losses[2], 2 * sizeof(float)), 0) << "auxiliary losses";
+
+  // Other tokens load the experts differently; the buffers stay where they are.
+  const void* buffers[3] = {acts.expert_in.raw(), acts.expert_act.raw(), scratch.d_expert_pre.raw()};
+  const std::vector<int64_t> load = layer.last_stats().tokens_per_expert;
+  for (int64_t i = 0; i < N * C; ++i) x.f32()[i] = 2.f * rng.normal();
+  layer.forward(acts, out, x, T);
+  layer.backward(acts, dx, dout, x, 0.5f, scratch);
+  EXPECT_NE(layer.last_stats().tokens_per_expert, load);
+  EXPECT_EQ(acts.expert_in.raw(), buffers[0]) << "the experts' buffers were reallocated";
+  EXPECT_EQ(acts.expert_act.raw(), buffers[1]);
+  EXPECT_EQ(scratch.d_expert_pre.raw(), buffers[2]);
 }
 
 }  // namespace
