@@ -40,12 +40,14 @@ void MoeLayer::forward(MoeActs& acts, Tensor& out, const Tensor& x, int64_t T) {
   GPT_CHECK(x.dtype == DType::F32 && x.device == Device::CPU && router->compute.dtype == DType::F32,
             "MoeLayer: fp32 on the CPU only so far (bf16 and CUDA come with the model wiring)");
   const Ops& ops = ops_for(x.device);
+  GPT_CHECK(x.dim(-1) == C_, "MoeLayer: input " + shape_str(x.shape) + " is not [N, " + std::to_string(C_) + "]");
   const int64_t N = x.numel() / C_, C = C_, E = cfg_.experts, k = cfg_.top_k, H = cfg_.expert_hidden;
-  const int64_t G = cfg_.group_size(T), rows = row_bound(N, G);
+  const int64_t G = cfg_.group_size(T);
   MoeRouting& r = acts.routing;
   ensure(r.logits, {N, E}, DType::F32, x.device);
   ops.matmul_forward(r.logits, x, router->compute, nullptr);
-  moe_route(r, cfg_, G);
+  moe_route(r, cfg_, G);  // checks that the tokens split into groups of G
+  const int64_t rows = row_bound(N, G);
 
   // Sized for the bound, not this step's count: the buffers never move as loads change.
   ensure(acts.expert_in, {rows, C}, DType::F32, x.device);
