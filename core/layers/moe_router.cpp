@@ -1,5 +1,6 @@
 #include "core/layers/moe_router.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"

@@ -5,6 +5,7 @@
 // Equality with PyTorch on larger shapes is tests/core/moe_torch_test.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
