@@ -1,31 +1,67 @@
 #include "launch/memory_plans.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <sstream>
 
+#include "core/error.h"
 #include "core/model/memory_plan.h"
 
 namespace gpt {
 
+parallel::MemoryLayout memory_layout(const TrainConfig& cfg, int world) {
+  parallel::MemoryLayout L;
+  L.tp = std::max(1, cfg.tp), L.pp = std::max(1, cfg.pp), L.dp = std::max(1, world / (L.tp * L.pp));
+  L.sp = cfg.sp, L.zero1 = cfg.zero1;
+  if (L.pp > 1) L.schedule = parallel::pipeline::parse_schedule(cfg.schedule);  // read only by a pipeline
+  L.virtual_stages = cfg.virtual_stages, L.micro_batches = cfg.grad_accum;
+  if (!cfg.layers_per_stage.empty()) {
+    std::stringstream in(cfg.layers_per_stage);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      try {
+        L.layers_per_chunk.push_back(std::stoi(item));
+      } catch (const std::exception&) {
+        fail("config key 'parallel.layers_per_stage': '" + item + "' is not a number");
+      }
+    }
+  }
+  return L;
+}
+
 std::string describe_memory_plans(const TrainConfig& cfg, int world) {
   const Device device = cfg.device_kind();
   const DType act = cfg.activation_dtype();
-  const int shards = cfg.zero1 ? world / cfg.tp : 1;  // the data-parallel ranks share the optimizer
-  char head[256];
-  std::snprintf(head, sizeof head,
-                "memory plan per rank: %s (%lld parameters), micro-batch %d x %d tokens, %s, %s%s%s\n",
-                cfg.model_preset.c_str(), (long long)cfg.model.num_params(), cfg.micro_batch,
-                cfg.seq_len, cfg.dtype.c_str(), device_name(device),
-                cfg.tp > 1 ? (", tensor parallel over " + std::to_string(cfg.tp) + " ranks" +
-                              (cfg.sp ? std::string(", sequence parallel") : std::string())).c_str() : "",
-                shards > 1 ? (", optimizer sharded over " + std::to_string(shards) + " ranks").c_str()
-                           : "");
+  const parallel::MemoryLayout layout = memory_layout(cfg, world);
+  const int shards = layout.zero1 ? layout.dp : 1;  // the data-parallel ranks share the optimizer
+  std::string parallel_text;
+  if (layout.tp > 1)
+    parallel_text += ", tensor parallel over " + std::to_string(layout.tp) + " ranks" +
+                     (layout.sp ? ", sequence parallel" : "");
+  if (layout.pp > 1)
+    parallel_text += ", " + std::to_string(layout.pp) + " pipeline stages (" + cfg.schedule +
+                     (layout.virtual_stages > 1 ? ", " + std::to_string(layout.virtual_stages) + " chunks each" : "") +
+                     ", " + std::to_string(layout.micro_batches) + " micro-batches)";
+  if (shards > 1) parallel_text += ", optimizer sharded over " + std::to_string(shards) + " ranks";
+  char head[512];
+  std::snprintf(head, sizeof head, "memory plan per rank: %s (%lld parameters), micro-batch %d x %d tokens, %s, %s%s\n",
+                cfg.model_preset.c_str(), (long long)cfg.model.num_params(), cfg.micro_batch, cfg.seq_len,
+                cfg.dtype.c_str(), device_name(device), parallel_text.c_str());
   std::string out = head;
+  const bool zero_bubble = layout.schedule == parallel::pipeline::ScheduleKind::ZeroBubbleH1 && layout.pp > 1;
   for (const char* mode : {"none", "selective", "full"}) {
-    const MemoryPlan p = plan_memory(cfg.model, cfg.micro_batch, cfg.seq_len, parse_recompute(mode),
-                                     shards > 0 ? shards : 1, act, device, cfg.tp, PlanStage{}, cfg.sp);
-    char line[320];
-    std::snprintf(line, sizeof line, "  recompute %-9s %s%s\n", mode, p.describe().c_str(),
-                  cfg.recompute == mode ? "   <- train.recompute" : "");
+    const Recompute r = parse_recompute(mode);
+    char line[400];
+    if (zero_bubble && r != Recompute::None) {  // the pipeline runner refuses it (pipeline_runner.cpp)
+      std::snprintf(line, sizeof line, "  recompute %-9s not with parallel.schedule zb-h1\n", mode);
+      out += line;
+      continue;
+    }
+    const parallel::StageMemory m =
+        parallel::largest_stage_memory(cfg.model, cfg.micro_batch, cfg.seq_len, r, act, device, layout);
+    const std::string stage = layout.pp > 1 ? " on stage " + std::to_string(m.stage) : "";
+    std::snprintf(line, sizeof line, "  recompute %-9s %s (%zu bytes%s)%s\n", mode, m.plan.describe().c_str(),
+                  m.plan.total(), stage.c_str(), cfg.recompute == mode ? "   <- train.recompute" : "");
     out += line;
   }
   return out;

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "launch/batch_tensors.h"
+#include "launch/memory_plans.h"
 #include "parallel/pipeline/schedule_sim.h"
 
 namespace gpt {
@@ -17,45 +18,7 @@ using parallel::pipeline::Action;
 using parallel::pipeline::Op;
 
 std::vector<parallel::pipeline::LayerRange> pipeline_chunk_layers(const TrainConfig& cfg) {
-  const int chunks = cfg.pp * cfg.virtual_stages, L = cfg.model.n_layer;
-  std::vector<int> counts;
-  if (!cfg.layers_per_stage.empty()) {
-    std::stringstream in(cfg.layers_per_stage);
-    std::string item;
-    while (std::getline(in, item, ',')) {
-      try {
-        counts.push_back(std::stoi(item));
-      } catch (const std::exception&) {
-        fail("config key 'parallel.layers_per_stage': '" + item + "' is not a number");
-      }
-    }
-  }
-  return parallel::pipeline::split_layers(L, chunks, counts, /*embedding_cost=*/0.0,
-                                          parallel::pipeline::head_cost_in_layers(cfg.model.vocab_size, cfg.model.n_embd,
-                                                                                  cfg.seq_len));
-}
-
-PlanStage pipeline_plan_stage(const TrainConfig& cfg, int stage) {
-  const auto kind = parallel::pipeline::parse_schedule(cfg.schedule);
-  const parallel::pipeline::PipelineShape shape{cfg.pp, cfg.grad_accum, cfg.virtual_stages};
-  const std::vector<parallel::pipeline::LayerRange> layers = pipeline_chunk_layers(cfg);
-  PlanStage p;
-  p.layers = 0;
-  for (int k = 0; k < shape.virtual_stages; ++k) p.layers += layers[size_t(stage + k * shape.stages)].count();
-  p.embedding = stage == 0;
-  p.head = stage == shape.stages - 1;
-  p.split_backward = kind == parallel::pipeline::ScheduleKind::ZeroBubbleH1;
-  p.pipelined = true;
-  // Walk the schedule: a (micro, chunk) holds its chunk's layers from its forward to its
-  // last backward pass.
-  int held = 0, peak = 0;
-  for (const Action& a : parallel::pipeline::make_schedule(kind, shape, stage)) {
-    const int n = layers[size_t(a.chunk)].count();
-    if (a.op == Op::Forward) peak = std::max(peak, held += n);
-    if (a.op == Op::Backward || a.op == Op::BackwardWeight) held -= n;
-  }
-  p.in_flight = std::max(1, (peak + p.layers - 1) / std::max(1, p.layers));
-  return p;
+  return parallel::pipeline_chunk_layers(cfg.model, cfg.seq_len, memory_layout(cfg, cfg.pp * cfg.tp));
 }
 
 PipelineRunner::PipelineRunner(const TrainConfig& cfg, parallel::Communicator& comm,

@@ -25,15 +25,10 @@
 namespace gpt {
 
 // The layer range of every chunk for this configuration (parallel.layers_per_stage, or
-// balanced with the head's cost counted); throws naming the key when the layers cannot
-// be cut that way.
+// balanced with the head's cost counted; parallel/layout_memory.h, which the memory plan
+// reads too); throws naming the key when the layers cannot be cut that way.
 std::vector<parallel::pipeline::LayerRange> pipeline_chunk_layers(const TrainConfig& cfg);
 
-// What pipeline stage `stage` holds, for the memory plan: its blocks, the embedding on
-// the first stage, the head on the last, and the micro-batches in flight at its peak
-// under the configured schedule (with interleaving, the peak of held chunk-layers over
-// the stage's layers, rounded up).
-PlanStage pipeline_plan_stage(const TrainConfig& cfg, int stage);
 
 class PipelineRunner {
  public:

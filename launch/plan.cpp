@@ -20,6 +20,8 @@ namespace {
 
 struct Args {
   std::string model_preset = "gpt2-1.5B", cluster_preset = "h100-sxm", recompute = "none", dtype = "bf16";
+  std::string family, schedule = "1f1b";  // family empty: the preset's
+  int n_kv_head = -1, ffn_hidden = -1;    // -1: the preset's
   std::string cluster_json;  // measured numbers applied on top of the preset
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_experts = 0, top_k = 1;
   int seq_len = 1024, micro_batch = 1, global_batch = 512;  // GPT-2: 512 x 1024 tokens
@@ -39,12 +41,15 @@ po::options_description describe(Args& a) {
   add("validate", "predicted vs published tables (Narayanan et al. 2021 Table 1, Megatron-LM H100) and the planner's sanity checks");
   add("search", "enumerate the layouts that fit on cluster.gpus at train.global_batch and print the fastest");
   add("top", po::value(&a.top)->default_value(a.top), "layouts --search prints");
-  add("model.preset", po::value(&a.model_preset)->default_value(a.model_preset), "tiny | gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B");
+  add("model.preset", po::value(&a.model_preset)->default_value(a.model_preset), "tiny | gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B | llama-tiny | llama-1B | llama2-7B | llama3-8B");
   add("model.n_layer", po::value(&a.n_layer), "layers (overrides the preset)");
   add("model.n_head", po::value(&a.n_head), "attention heads (overrides the preset)");
   add("model.n_embd", po::value(&a.n_embd), "hidden size (overrides the preset)");
   add("model.vocab_size", po::value(&a.vocab_size), "vocabulary (overrides the preset)");
-  add("model.tied_head", po::value(&a.tied_head)->default_value(a.tied_head), "LM head tied to the embedding");
+  add("model.tied_head", po::value(&a.tied_head), "LM head tied to the embedding (default: the preset's)");
+  add("model.family", po::value(&a.family), "gpt2 | llama (default: the preset's)");
+  add("model.n_kv_head", po::value(&a.n_kv_head), "LLaMA key/value heads; 0 = n_head");
+  add("model.ffn_hidden", po::value(&a.ffn_hidden), "LLaMA SwiGLU width; 0 = 8C/3 rounded up to 256");
   add("model.n_experts", po::value(&a.n_experts)->default_value(a.n_experts), "MoE experts per MLP; 0 = dense");
   add("model.top_k", po::value(&a.top_k)->default_value(a.top_k), "MoE experts per token");
   add("train.seq_len", po::value(&a.seq_len)->default_value(a.seq_len), "sequence length");
@@ -54,12 +59,13 @@ po::options_description describe(Args& a) {
   add("train.dtype", po::value(&a.dtype)->default_value(a.dtype), "bf16 | fp32 activations");
   add("parallel.tp", po::value(&a.tp)->default_value(a.tp), "tensor parallel size");
   add("parallel.pp", po::value(&a.pp)->default_value(a.pp), "pipeline stages");
+  add("parallel.schedule", po::value(&a.schedule)->default_value(a.schedule), "gpipe | 1f1b | interleaved | zb-h1 (the micro-batches each stage holds; interleaved when virtual_stages > 1)");
   add("parallel.virtual_stages", po::value(&a.v)->default_value(a.v), "model chunks per stage (interleaved 1F1B when > 1)");
   add("parallel.dp", po::value(&a.dp)->default_value(a.dp), "data parallel size; 0 = cluster.gpus / (tp x pp)");
   add("parallel.ep", po::value(&a.ep)->default_value(a.ep), "expert parallel size (divides dp)");
   add("parallel.zero1", po::value(&a.zero1)->default_value(a.zero1), "shard the optimizer state over dp");
   add("parallel.shard_master", po::value(&a.shard_master)->default_value(a.shard_master), "with zero1, shard the fp32 master weights too (Megatron's distributed optimizer; this framework's ZeRO-1 does not)");
-  add("parallel.sequence_parallel", po::value(&a.sp)->default_value(a.sp), "sequence parallelism with TP");
+  add("parallel.sequence_parallel", po::value(&a.sp), "sequence parallelism with TP (default: true for GPT-2, false for LLaMA, whose blocks have none)");
   add("parallel.flash_attention", po::value(&a.flash)->default_value(a.flash), "attention without a stored s x s matrix");
   add("parallel.tp_overlap", po::value(&a.tp_overlap)->default_value(a.tp_overlap), "fraction of TP traffic hidden");
   add("parallel.dp_overlap", po::value(&a.dp_overlap)->default_value(a.dp_overlap), "fraction of the gradient reduction hidden behind backward");
@@ -146,17 +152,29 @@ int main(int argc, char** argv) {
     if (vm.count("validate")) return run_validate();
 
     GPTConfig g = gpt_preset(a.model_preset);
+    if (!a.family.empty()) {
+      const ModelFamily family = parse_family(a.family);
+      if (family != g.family) g.tie_embeddings = family == ModelFamily::GPT2;  // that family's default head
+      g.family = family;
+    }
+    if (vm.count("model.tied_head")) g.tie_embeddings = a.tied_head;
+    if (a.n_kv_head >= 0) g.n_kv_head = a.n_kv_head;
+    if (a.ffn_hidden >= 0) g.ffn_hidden = a.ffn_hidden;
+    if (!vm.count("parallel.sequence_parallel")) a.sp = g.family == ModelFamily::GPT2;
     if (a.n_layer) g.n_layer = a.n_layer;
     if (a.n_head) g.n_head = a.n_head;
     if (a.n_embd) g.n_embd = a.n_embd;
     if (a.vocab_size) g.vocab_size = a.vocab_size;
     if (a.seq_len > g.block_size) g.block_size = a.seq_len;  // a longer position table
+    // LLaMA shapes as pretrain checks them (GPT-2's check would refuse Megatron's untied head).
+    if (g.family == ModelFamily::Llama) g.validate();
     ModelShape m = ModelShape::from_gpt(g, a.seq_len);
-    m.tied_head = a.tied_head, m.n_experts = a.n_experts, m.top_k = a.top_k;
+    m.n_experts = a.n_experts, m.top_k = a.top_k;
 
     Layout L;
     L.tp = a.tp, L.pp = a.pp, L.virtual_stages = a.v, L.ep = a.ep, L.micro_batch = a.micro_batch;
     L.recompute = parse_recompute(a.recompute);
+    L.schedule = parallel::pipeline::parse_schedule(a.schedule);
     GPT_CHECK(a.dtype == "bf16" || a.dtype == "fp32", "config key 'train.dtype' must be bf16 or fp32, got '" + a.dtype + "'");
     L.act = a.dtype == "bf16" ? DType::BF16 : DType::F32;
     L.zero1 = a.zero1, L.shard_master = a.shard_master, L.sequence_parallel = a.sp, L.flash_attention = a.flash;

@@ -19,6 +19,7 @@
 #include "launch/batch_tensors.h"
 #include "launch/data_sources.h"
 #include "launch/generate.h"
+#include "launch/memory_plans.h"
 
 namespace gpt {
 
@@ -68,9 +69,9 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   const Recompute recompute = parse_recompute(cfg_.recompute);
   const DType compute = cfg_.activation_dtype();
-  plan_ = plan_memory(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, cfg_.zero1 ? groups_.dp.size() : 1,
-                      compute, device_, topo_.tp(),
-                      topo_.pp() > 1 ? pipeline_plan_stage(cfg_, topo_.coords(rank_).pp) : PlanStage{}, cfg_.sp);
+  // The same function as --train.plan_only and the plan program's memory (layout_memory.h).
+  plan_ = parallel::rank_memory_plan(cfg_.model, cfg_.micro_batch, cfg_.seq_len, recompute, compute, device_,
+                                     memory_layout(cfg_, comm_.world_size()), topo_.coords(rank_).pp);
   size_t free_bytes = 0, total_bytes = 0;
   ops_for(device_).memory_info(&free_bytes, &total_bytes);
   if (plan_.total() > free_bytes)

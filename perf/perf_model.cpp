@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/model/memory_plan.h"
+#include "parallel/layout_memory.h"
 
 namespace gpt::perf {
 
@@ -16,21 +17,42 @@ std::string num(double v) {
   return b;
 }
 
-// Parameters of one transformer layer (matrices, biases, two LayerNorms): 12h² + 13h
-// dense; a MoE layer keeps attention (4h² + 4h) and has n_experts MLPs of 8h² + 5h.
+// Matrix parameters of one transformer layer: attention's and one MLP's. GPT-2: qkv 3h²
+// and projection h², MLP 8h² (4h wide). LLaMA: qkv C·(NH + 2·NKV)·HS and output NH·HS·C
+// (grouped-query attention), SwiGLU's gate, up and down 3·F·C.
+struct LayerMatrices {
+  double attn = 0, mlp = 0;
+};
+LayerMatrices layer_matrices(const ModelShape& m) {
+  const double h = m.n_embd;
+  if (m.family == ModelFamily::Llama) {
+    const GPTConfig g = m.to_gpt();
+    const double hs = g.head_size(), q = (g.n_head + 2.0 * g.kv_heads()) * hs, a = g.n_head * hs;
+    return {h * q + a * h, 3.0 * double(g.ffn()) * h};
+  }
+  return {4 * h * h, 8 * h * h};
+}
+
+// Parameters of one transformer layer, matrices plus vectors: GPT-2 12h² + 13h (biases
+// 4h attention + 5h MLP, two LayerNorms 4h); LLaMA's two RMSNorms 2h. A MoE layer keeps
+// attention and has n_experts MLPs (GPT-2's, with biases), ep of which share a device.
 double layer_params(const ModelShape& m, int ep) {
   const double h = m.n_embd;
-  const double attn = 4 * h * h + 4 * h + 4 * h, mlp = 8 * h * h + 5 * h;
+  const LayerMatrices w = layer_matrices(m);
+  if (m.family == ModelFamily::Llama) return w.attn + w.mlp + 2 * h;
+  const double attn = w.attn + 4 * h + 4 * h, mlp = w.mlp + 5 * h;
   return attn + (m.n_experts > 0 ? mlp * m.n_experts / ep : mlp);
 }
 
-// Forward FLOPs of one layer for one micro-batch, whole layer (before TP): the GEMMs
-// 24·b·s·h² (qkv 6, projection 2, MLP 16) and attention's QKᵀ and AV, 4·b·s²·h
-// (Narayanan et al. 2021 §5.1, the derivation of eq. (3)). A MoE layer runs top_k MLPs.
+// Forward FLOPs of one layer for one micro-batch, whole layer (before TP): 2 FLOPs per
+// matrix parameter per token (GPT-2: 24·b·s·h², qkv 6, projection 2, MLP 16) and
+// attention's QKᵀ and AV, 4·b·s²·h (Narayanan et al. 2021 §5.1, the derivation of eq. (3)).
+// A MoE layer runs top_k MLPs.
 double layer_forward_flops(const ModelShape& m, double b) {
   const double s = m.seq_len, h = m.n_embd;
-  const double mlp = 16 * b * s * h * h * (m.n_experts > 0 ? m.top_k : 1);
-  return 8 * b * s * h * h + mlp + 4 * b * s * s * h;
+  const LayerMatrices w = layer_matrices(m);
+  const double mlp = 2 * b * s * w.mlp * (m.n_experts > 0 ? m.top_k : 1);
+  return 2 * b * s * w.attn + mlp + 4 * b * s * s * h;
 }
 
 // Seconds of one ring collective moving `bytes` per rank over n ranks at bw, with a
@@ -42,6 +64,7 @@ double ring_time(double bytes_per_rank, int steps, double bw, double latency) {
 }  // namespace
 
 double ModelShape::num_params() const {
+  if (family == ModelFamily::Llama && n_experts == 0) return double(to_gpt().num_params());
   const double h = n_embd, l = n_layer;
   const double positions = max_positions > 0 ? max_positions : seq_len;
   return l * layer_params(*this, 1) + double(vocab_size) * h * (tied_head ? 1 : 2) + positions * h + 2 * h;
@@ -51,6 +74,7 @@ ModelShape ModelShape::from_gpt(const GPTConfig& c, int seq_len) {
   ModelShape m;
   m.n_layer = c.n_layer, m.n_head = c.n_head, m.n_embd = c.n_embd, m.vocab_size = c.vocab_size;
   m.seq_len = seq_len, m.max_positions = c.block_size;
+  m.tied_head = c.tie_embeddings, m.family = c.family, m.n_kv_head = c.n_kv_head, m.ffn_hidden = c.ffn_hidden;
   return m;
 }
 
@@ -58,6 +82,7 @@ GPTConfig ModelShape::to_gpt() const {
   GPTConfig c;
   c.n_layer = n_layer, c.n_head = n_head, c.n_embd = n_embd, c.vocab_size = vocab_size;
   c.block_size = max_positions > 0 ? max_positions : seq_len;
+  c.family = family, c.n_kv_head = n_kv_head, c.ffn_hidden = ffn_hidden, c.tie_embeddings = tied_head;
   return c;
 }
 
@@ -134,6 +159,22 @@ void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L) {
   GPT_CHECK(L.ep == 1 || (m.n_experts > 0 && m.n_experts % L.ep == 0),
             "config key 'parallel.ep' (" + num(L.ep) + ") does not divide model.n_experts (" +
                 num(m.n_experts) + ")");
+  // What pretrain refuses for the same layout (launch/config.cpp, the pipeline runner).
+  const bool sp = L.sequence_parallel && L.tp > 1;
+  GPT_CHECK(!sp || m.family == ModelFamily::GPT2,
+            "config key 'parallel.sequence_parallel': sequence parallelism is built for GPT-2 blocks only, not "
+            "model.family = " + std::string(family_name(m.family)));
+  GPT_CHECK(!sp || int64_t(L.micro_batch) * m.seq_len % L.tp == 0,
+            "config key 'parallel.sequence_parallel': train.micro_batch x train.seq_len (" +
+                num(double(L.micro_batch) * m.seq_len) + ") is not divisible by parallel.tp (" + num(L.tp) + ")");
+  using parallel::pipeline::ScheduleKind;
+  GPT_CHECK(L.pp == 1 || L.pipeline_schedule() != ScheduleKind::ZeroBubbleH1 || L.recompute == Recompute::None,
+            "config key 'parallel.schedule' = zb-h1 delays weight gradients, which read the saved activations: it "
+            "needs 'train.recompute' = none");
+  GPT_CHECK(L.virtual_stages == 1 || L.micro_batches() >= L.pp,
+            "config key 'train.global_batch': the interleaved schedule needs at least parallel.pp (" + num(L.pp) +
+                ") micro-batches per step, got " + num(L.micro_batches()) +
+                " (train.global_batch / (parallel.dp x train.micro_batch))");
 }
 
 Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
@@ -190,14 +231,16 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   // 2021 §4.1, scatter/gather).
   if (p > 1) r.pp_p2p = mb * v * 2 * (b * s * h * act_bytes / t) / group_bw(t * p) + mb * v * 2 * group_lat(t * p);
 
-  // Bubble: the per-micro-batch work stretched by (p−1)/(v·m) (bubble_fraction's source).
+  // Bubble: the per-micro-batch work stretched by (p−1)/(v·m) (bubble_fraction's source),
+  // for GPipe and 1F1B alike; ZB-H1 is given 1F1B's, an upper bound (Qi et al. 2023 fill
+  // part of it with weight-gradient passes).
   r.bubble_fraction = bubble_fraction(p, int(mb), v);
   const double pipelined = r.compute + r.memory_ops + r.tp_comm + r.ep_comm + r.pp_p2p;
   r.bubble = pipelined * r.bubble_fraction / (1 - r.bubble_fraction);
 
   // Parameters on the most loaded device: its layers (sharded by TP, experts by EP) plus
-  // the embedding (wte by TP, positions whole) on the first stage.
-  const double positions = m.max_positions > 0 ? m.max_positions : s;
+  // the embedding (wte by TP, GPT-2's positions whole) on the first stage.
+  const double positions = m.family == ModelFamily::Llama ? 0 : m.max_positions > 0 ? m.max_positions : s;
   const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
                         (!m.tied_head && p == 1 ? V * h / t : 0);
   // DP: ring all-reduce of the gradients (reduce-scatter + all-gather under ZeRO-1, the
@@ -216,18 +259,27 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   r.tflops_per_gpu = r.model_flops / r.step / L.gpus() / 1e12;
   r.mfu = r.model_flops / r.step / L.gpus() / c.peak_flops;
 
-  // Memory. At tp = pp = 1 on a GPT-2 model this is exactly pretrain's own plan
-  // (core/model/memory_plan.h); elsewhere the same byte accounting per parameter
-  // (fp32 value + bf16 copy, fp32 grad, AdamW m, v and the reduced grad shard under
-  // ZeRO-1) with Korthikanti's activations.
-  if (t == 1 && p == 1 && L.ep == 1 && m.n_experts == 0 && m.tied_head) {
-    const MemoryPlan mp = plan_memory(m.to_gpt(), L.micro_batch, m.seq_len, L.recompute,
-                                      L.zero1 ? d : 1, L.act, c.device);
+  // Memory: pretrain's own per-rank plan for this layout (parallel/layout_memory.h, the
+  // function pretrain's start-up plan and --train.plan_only call), on the stage that holds
+  // most. The analytic path below remains only for what pretrain cannot run, so no plan
+  // of it exists: experts (MoE, expert parallelism), Megatron's distributed optimizer
+  // (shard_master) and attention that stores the s×s scores (no flash attention), the
+  // published Megatron runs' settings (perf/published.cpp).
+  const bool master_sharded = L.shard_master && shards > 1 && L.act != DType::F32;
+  if (m.n_experts == 0 && L.ep == 1 && !master_sharded && L.flash_attention) {
+    parallel::MemoryLayout ml;
+    ml.tp = t, ml.pp = p, ml.dp = d, ml.sp = L.sequence_parallel && t > 1, ml.zero1 = L.zero1;
+    ml.schedule = L.pipeline_schedule(), ml.virtual_stages = v, ml.micro_batches = int(mb);
+    const parallel::StageMemory sm =
+        parallel::largest_stage_memory(m.to_gpt(), L.micro_batch, m.seq_len, L.recompute, L.act, c.device, ml);
+    const MemoryPlan& mp = sm.plan;
     r.memory = {double(mp.params), double(mp.grads), double(mp.optimizer), double(mp.activations + mp.logits),
                 double(mp.workspace)};
+    r.memory_stage = sm.stage;
   } else {
+    // The same byte accounting per parameter (fp32 value + bf16 copy, fp32 grad, AdamW m,
+    // v and the reduced grad shard under ZeRO-1) with Korthikanti's activations.
     const double as = dtype_size(L.act);
-    const bool master_sharded = L.shard_master && shards > 1 && L.act != DType::F32;
     r.memory.params = params * (master_sharded ? as : 4 + (L.act == DType::F32 ? 0 : as));
     r.memory.grads = params * 4;
     r.memory.optimizer = (master_sharded ? 12 : 8) * params / shards + (shards > 1 ? 4 * params / shards : 0);

@@ -14,6 +14,7 @@
 #include "core/layers/block.h"
 #include "core/model/gpt_config.h"
 #include "core/tensor.h"
+#include "parallel/pipeline/schedule.h"
 
 namespace gpt::perf {
 
@@ -23,11 +24,16 @@ struct ModelShape {
   bool tied_head = true;  // GPT-2 ties the head to wte; Megatron's GPT runs untie it
   int n_experts = 0;      // MoE: experts per MLP (0 = dense)
   int top_k = 1;          // MoE: experts each token is routed to
+  // The LLaMA family (RMSNorm, SwiGLU of width ffn, grouped-query attention over
+  // n_kv_head key/value heads, no biases, no position table): GPTConfig's keys and defaults.
+  ModelFamily family = ModelFamily::GPT2;
+  int n_kv_head = 0;   // 0: n_head
+  int ffn_hidden = 0;  // 0: GPTConfig's default (8C/3 rounded up to 256)
   // Parameters of the whole model (learned positions, biases and LayerNorms included;
   // for MoE every expert counted).
   double num_params() const;
   static ModelShape from_gpt(const GPTConfig& c, int seq_len);
-  GPTConfig to_gpt() const;  // block_size = max_positions (or seq_len)
+  GPTConfig to_gpt() const;  // block_size = max_positions (or seq_len); tie_embeddings = tied_head
 };
 
 // One accelerator type and how the accelerators are wired. Bandwidths are one direction,
@@ -46,7 +52,7 @@ struct Cluster {
   // model's GEMMs, and how many times the activation bytes memory-bound ops move.
   double gemm_efficiency = 0.6;
   double memory_traffic = 0.9;
-  Device device = Device::CUDA;  // the backend whose memory plan applies at tp = pp = 1
+  Device device = Device::CUDA;  // the backend whose memory plan applies (its workspace, host-side copies)
 };
 
 // "a100-80gb" | "h100-sxm" | "local"; throws naming 'cluster.preset' otherwise.
@@ -54,6 +60,10 @@ Cluster cluster_preset(const std::string& name);
 
 struct Layout {
   int tp = 1, pp = 1, virtual_stages = 1, dp = 1, ep = 1;
+  // The pipeline schedule (parallel/pipeline/schedule.h); virtual_stages > 1 means the
+  // interleaved one whatever this says. It sets the micro-batches in flight on each stage
+  // (memory); the bubble is Narayanan et al.'s for every schedule (see predict).
+  parallel::pipeline::ScheduleKind schedule = parallel::pipeline::ScheduleKind::OneFOneB;
   int micro_batch = 1;    // b
   int global_batch = 1;   // B, sequences per step
   Recompute recompute = Recompute::None;
@@ -69,6 +79,9 @@ struct Layout {
   int grad_bytes = 4;     // bytes per gradient element in the DP reduction (fp32)
   int gpus() const { return tp * pp * dp; }
   int micro_batches() const { return global_batch / (dp * micro_batch); }  // m
+  parallel::pipeline::ScheduleKind pipeline_schedule() const {
+    return virtual_stages > 1 ? parallel::pipeline::ScheduleKind::Interleaved : schedule;
+  }
 };
 
 struct MemoryBreakdown {
@@ -90,7 +103,8 @@ struct Prediction {
   double hardware_flops = 0;   // per step, recomputation included
   double tflops_per_gpu = 0;   // model FLOPs / step / GPUs / 1e12
   double mfu = 0;
-  MemoryBreakdown memory;      // the most loaded device (first pipeline stage)
+  MemoryBreakdown memory;      // the most loaded device (the pipeline stage that holds most)
+  int memory_stage = 0;        // that device's pipeline stage
   bool fits = true;
   std::string limit;           // what costs most beyond compute: "bubble", "communication", ...
 };

@@ -53,9 +53,10 @@ std::string describe_prediction(const ModelShape& m, const Cluster& c, const Lay
   o += fmt("  %-22s %10.4f s  (bubble fraction %.1f%%)\n", "step", p.step, 100 * p.bubble_fraction);
   const MemoryBreakdown& mem = p.memory;
   o += fmt("memory per device: params %.2f + grads %.2f + optimizer %.2f + activations %.2f + workspace %.2f = "
-           "%.2f GiB of %.2f GiB: %s\n",
+           "%.2f GiB of %.2f GiB: %s (%.0f bytes%s)\n",
            mem.params / GiB, mem.grads / GiB, mem.optimizer / GiB, mem.activations / GiB, mem.workspace / GiB,
-           mem.total() / GiB, c.memory_bytes / GiB, p.fits ? "fits" : "DOES NOT FIT");
+           mem.total() / GiB, c.memory_bytes / GiB, p.fits ? "fits" : "DOES NOT FIT", mem.total(),
+           L.pp > 1 ? fmt(" on stage %d", p.memory_stage).c_str() : "");
   o += fmt("throughput: %.1f model TFLOP/s per device (%.1f with recomputation), MFU %.1f%%, %.0f tokens/s\n",
            p.tflops_per_gpu, p.hardware_flops / p.step / c.gpus / 1e12, 100 * p.mfu,
            double(L.global_batch) * m.seq_len / p.step);
@@ -68,11 +69,11 @@ std::string prediction_json(const Layout& L, const Prediction& p) {
              "\"tp\":%d,\"pp\":%d,\"virtual_stages\":%d,\"dp\":%d,\"ep\":%d,\"micro_batch\":%d,"
              "\"global_batch\":%d,\"recompute\":\"%s\",\"zero1\":%s,\"compute_s\":%.6g,\"memory_ops_s\":%.6g,"
              "\"tp_comm_s\":%.6g,\"ep_comm_s\":%.6g,\"pp_p2p_s\":%.6g,\"bubble_s\":%.6g,\"dp_comm_s\":%.6g,"
-             "\"optimizer_s\":%.6g,\"bubble_fraction\":%.4g}",
+             "\"optimizer_s\":%.6g,\"bubble_fraction\":%.4g,\"memory_bytes_per_gpu\":%.0f,\"memory_stage\":%d}",
              p.tflops_per_gpu, p.mfu, p.step, p.memory.total() / GiB, p.fits ? "true" : "false", L.tp, L.pp,
              L.virtual_stages, L.dp, L.ep, L.micro_batch, L.global_batch, recompute_name(L.recompute),
              L.zero1 ? "true" : "false", p.compute, p.memory_ops, p.tp_comm, p.ep_comm, p.pp_p2p, p.bubble,
-             p.dp_comm, p.optimizer, p.bubble_fraction);
+             p.dp_comm, p.optimizer, p.bubble_fraction, p.memory.total(), p.memory_stage);
 }
 
 std::string describe_validation(const std::vector<TableCheck>& checks) {
