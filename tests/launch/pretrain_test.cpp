@@ -11,9 +11,11 @@
 #include "core/model/gpt_config.h"
 #include "core/model/memory_plan.h"
 #include "data/shard.h"
+#include "launch/memory_plans.h"
 #include "data/tokenizer.h"
 #include "mixed_precision.h"
 #include "run_pretrain.h"
+#include "tests/support/error_of.h"
 
 namespace fs = std::filesystem;
 using gpt::test::expect_one_line_error;
@@ -105,6 +107,27 @@ TEST(Pretrain, RunThatCannotFitStopsBeforeAllocatingWithThePlan) {
   expect_one_line_error(r, "out of memory");
   EXPECT_NE(r.output.find("activations"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("train.recompute"), std::string::npos) << r.output;
+}
+
+// The layout the memory plan sees (the trainer's, plan_only's): ZeRO-1 shards over the
+// data-parallel ranks, world / (tp x pp), not world / tp; a pipeline's schedule, chunks
+// and micro-batches; the user's layer counts, a bad one named by its key.
+TEST(Pretrain, MemoryLayoutOfAConfiguration) {
+  gpt::TrainConfig cfg;
+  cfg.tp = 2, cfg.pp = 2, cfg.zero1 = true, cfg.schedule = "zb-h1", cfg.grad_accum = 6;
+  cfg.layers_per_stage = "1,3";
+  const gpt::parallel::MemoryLayout L = gpt::memory_layout(cfg, 12);
+  EXPECT_EQ(L.dp, 3);
+  EXPECT_EQ(L.tp, 2);
+  EXPECT_EQ(L.pp, 2);
+  EXPECT_TRUE(L.zero1);
+  EXPECT_EQ(L.schedule, gpt::parallel::pipeline::ScheduleKind::ZeroBubbleH1);
+  EXPECT_EQ(L.micro_batches, 6);
+  EXPECT_EQ(L.layers_per_chunk, (std::vector<int>{1, 3}));
+  EXPECT_EQ(gpt::memory_layout(cfg, 1).dp, 1);  // a plan for a bigger job, printed from one process
+  cfg.layers_per_stage = "1,x";
+  EXPECT_NE(gpt::error_of([&] { gpt::memory_layout(cfg, 4); }).find("'parallel.layers_per_stage': 'x'"),
+            std::string::npos);
 }
 
 // Touches no device (cuda is asked for on a machine that may have none), no data (the

@@ -2,7 +2,10 @@
 // against pretrain's own plan, and bad layouts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/model/memory_plan.h"
+#include "parallel/layout_memory.h"
 #include "perf/perf_model.h"
 #include "tests/support/error_of.h"
 
@@ -81,6 +84,110 @@ TEST(PerfModel, MemoryEqualsPretrainPlan) {
                 << preset << " dp " << dp << " zero1 " << zero1 << " recompute " << int(r);
             EXPECT_EQ(size_t(p.memory.optimizer), plan.optimizer);
           }
+}
+
+// What a pipeline stage holds, against each schedule's definition: GPipe keeps all m
+// micro-batches, 1F1B p − r (Narayanan et al. 2021 §2.2.1), ZB-H1 p on every stage (Qi et
+// al. 2023, H1: 1F1B's peak of the first stage), interleaved 1F1B its warm-up forwards plus
+// one, 2(p − r − 1) + (v − 1)p + 1 chunks (Megatron-LM's get_num_warmup_microbatches),
+// over its v chunks, rounded up.
+TEST(PerfModel, PipelineStageInFlightFollowsTheSchedule) {
+  using parallel::pipeline::ScheduleKind;
+  GPTConfig g = gpt_preset("tiny");
+  g.n_layer = 16;
+  const int m = 8;
+  for (int p : {2, 4})
+    for (ScheduleKind k : {ScheduleKind::GPipe, ScheduleKind::OneFOneB, ScheduleKind::ZeroBubbleH1,
+                           ScheduleKind::Interleaved}) {
+      parallel::MemoryLayout L;
+      L.pp = p, L.schedule = k, L.micro_batches = m, L.virtual_stages = k == ScheduleKind::Interleaved ? 2 : 1;
+      const int v = L.virtual_stages;
+      L.layers_per_chunk.assign(size_t(p * v), 16 / (p * v));
+      for (int r = 0; r < p; ++r) {
+        const PlanStage st = parallel::pipeline_plan_stage(g, 64, L, r);
+        int want = 0;
+        if (k == ScheduleKind::GPipe) want = m;
+        if (k == ScheduleKind::OneFOneB) want = p - r;
+        if (k == ScheduleKind::ZeroBubbleH1) want = p;
+        if (k == ScheduleKind::Interleaved) want = (2 * (p - r - 1) + (v - 1) * p + 1 + v - 1) / v;
+        EXPECT_EQ(st.in_flight, want) << "p " << p << " schedule " << int(k) << " stage " << r;
+        EXPECT_EQ(st.layers, 16 / p);
+        EXPECT_EQ(st.embedding, r == 0);
+        EXPECT_EQ(st.head, r == p - 1);
+        EXPECT_EQ(st.split_backward, k == ScheduleKind::ZeroBubbleH1);
+      }
+    }
+}
+
+// Every layout pretrain runs, both families: the model's memory per device is pretrain's
+// plan of the stage that holds most, with the layout's TP degree, SP, ZeRO-1 shards
+// (the dp ranks), dtype and backend, each stage planned as the trainer plans its rank.
+TEST(PerfModel, MemoryIsTheLargestStagesPlanForEveryLayout) {
+  using parallel::pipeline::ScheduleKind;
+  GPTConfig gpt2 = gpt_preset("tiny");
+  gpt2.n_layer = 4, gpt2.block_size = 128;
+  GPTConfig llama = gpt_preset("llama-tiny");
+  llama.n_layer = 4, llama.vocab_size = 1000;
+  struct Pipe {
+    int pp, v;
+    ScheduleKind kind;
+  };
+  const Pipe pipes[] = {{1, 1, ScheduleKind::OneFOneB}, {2, 1, ScheduleKind::GPipe}, {2, 1, ScheduleKind::OneFOneB},
+                        {2, 2, ScheduleKind::Interleaved}, {2, 1, ScheduleKind::ZeroBubbleH1},
+                        {4, 1, ScheduleKind::OneFOneB}};
+  int checked = 0;
+  for (const GPTConfig& g : {gpt2, llama})
+    for (int tp : {1, 2})
+      for (bool sp : {false, true}) {
+        if (sp && (tp == 1 || g.family != ModelFamily::GPT2)) continue;
+        for (const Pipe& pipe : pipes)
+          for (int dp : {1, 2})
+            for (bool zero1 : {false, true}) {
+              if (zero1 && dp == 1) continue;
+              for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+                if (pipe.kind == ScheduleKind::ZeroBubbleH1 && r != Recompute::None) continue;
+                for (DType act : {DType::F32, DType::BF16}) {
+                  Cluster c = cluster_preset(act == DType::F32 ? "local" : "h100-sxm");
+                  c.gpus = tp * pipe.pp * dp;
+                  Layout L;
+                  L.tp = tp, L.pp = pipe.pp, L.virtual_stages = pipe.v, L.dp = dp, L.schedule = pipe.kind;
+                  L.micro_batch = 2, L.global_batch = 2 * 4 * dp;  // 4 micro-batches per pipeline
+                  L.recompute = r, L.zero1 = zero1, L.act = act, L.sequence_parallel = sp;
+                  const Prediction p = predict(ModelShape::from_gpt(g, 128), c, L);
+                  parallel::MemoryLayout ml;
+                  ml.tp = tp, ml.pp = pipe.pp, ml.dp = dp, ml.sp = sp, ml.zero1 = zero1, ml.schedule = pipe.kind;
+                  ml.virtual_stages = pipe.v, ml.micro_batches = 4;
+                  size_t most = 0;
+                  for (int stage = 0; stage < pipe.pp; ++stage)
+                    most = std::max(most, plan_memory(g, 2, 128, r, zero1 ? dp : 1, act, c.device, tp,
+                                                      parallel::pipeline_plan_stage(g, 128, ml, stage), sp)
+                                              .total());
+                  EXPECT_EQ(size_t(p.memory.total()), most)
+                      << family_name(g.family) << " tp " << tp << " sp " << sp << " pp " << pipe.pp << " v "
+                      << pipe.v << " schedule " << int(pipe.kind) << " dp " << dp << " zero1 " << zero1;
+                  ++checked;
+                }
+              }
+            }
+      }
+  EXPECT_GT(checked, 200);
+}
+
+TEST(PerfModel, LayoutsPretrainRefusesNameTheKey) {
+  Cluster c = cluster_preset("local");
+  c.gpus = 2;
+  Layout L;
+  L.tp = 2, L.global_batch = 4, L.micro_batch = 1;
+  ModelShape llama = ModelShape::from_gpt(gpt_preset("llama-tiny"), 128);
+  L.sequence_parallel = true;
+  EXPECT_NE(error_of([&] { predict(llama, c, L); }).find("'parallel.sequence_parallel'"), std::string::npos);
+  L.sequence_parallel = false;
+  EXPECT_EQ(error_of([&] { predict(llama, c, L); }), "");
+  Layout z;
+  z.pp = 2, z.global_batch = 4, z.schedule = parallel::pipeline::ScheduleKind::ZeroBubbleH1;
+  z.recompute = Recompute::Full;
+  const ModelShape gpt2 = ModelShape::from_gpt(gpt_preset("tiny"), 64);
+  EXPECT_NE(error_of([&] { predict(gpt2, c, z); }).find("'parallel.schedule'"), std::string::npos);
 }
 
 TEST(PerfModel, ExpertParallelism) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace {
@@ -11,8 +12,8 @@ struct PlanRun {
   std::string output;
 };
 
-PlanRun run_plan(const std::string& args) {
-  const std::string cmd = std::string(PLAN_BIN) + " " + args + " 2>&1";
+PlanRun run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   PlanRun r{0, ""};
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -21,6 +22,8 @@ PlanRun run_plan(const std::string& args) {
   r.status = pclose(p);
   return r;
 }
+
+PlanRun run_plan(const std::string& args) { return run_command(std::string(PLAN_BIN) + " " + args); }
 
 TEST(PlanCli, PrintsABreakdownAndAResultLine) {
   const PlanRun r = run_plan("--cluster.preset h100-sxm --model.preset gpt2-1.5B --cluster.gpus 8");
@@ -82,15 +85,7 @@ std::string total_after(const std::string& text, const std::string& marker) {
 TEST(PlanCli, MemoryEqualsPretrainsPlan) {
   const std::string model = "--model.preset gpt2-124M --train.seq_len 512 --train.micro_batch 4 --train.dtype bf16";
   for (const char* mode : {"none", "selective", "full"}) {
-    PlanRun pre{0, ""};
-    {
-      const std::string cmd = std::string(PRETRAIN_BIN) + " " + model + " --train.plan_only true 2>&1";
-      FILE* p = popen(cmd.c_str(), "r");
-      char buf[4096];
-      size_t n;
-      while ((n = fread(buf, 1, sizeof buf, p)) > 0) pre.output.append(buf, n);
-      pre.status = pclose(p);
-    }
+    const PlanRun pre = run_command(std::string(PRETRAIN_BIN) + " " + model + " --train.plan_only true");
     ASSERT_EQ(pre.status, 0) << pre.output;
     const PlanRun plan = run_plan("--cluster.preset local --cluster.gpus 1 --train.global_batch 4 " + model +
                                   " --train.recompute " + mode);
@@ -98,6 +93,67 @@ TEST(PlanCli, MemoryEqualsPretrainsPlan) {
     const std::string want = total_after(pre.output, std::string("recompute ") + mode + " ");
     EXPECT_FALSE(want.empty()) << pre.output;
     EXPECT_EQ(total_after(plan.output, "memory per device"), want) << mode << "\n" << pre.output << plan.output;
+  }
+}
+
+// The integer after `key` in `text` (e.g. "\"memory_bytes_per_gpu\":" or "recompute full "
+// ... "("), or -1 when absent.
+long long bytes_after(const std::string& text, const std::string& key, const std::string& before = "") {
+  size_t at = text.find(key);
+  if (at == std::string::npos) return -1;
+  at += key.size();
+  if (!before.empty()) {
+    at = text.find(before, at);
+    if (at == std::string::npos) return -1;
+    at += before.size();
+  }
+  return std::atoll(text.c_str() + at);
+}
+
+// Layouts pretrain runs, both families, on a small model: plan's memory per device, in
+// bytes, equals what pretrain --train.plan_only prints for the rank that holds most,
+// for each recompute mode. One process plans any layout (dp = 1 here; the unit tests
+// cover ZeRO-1's shards).
+TEST(PlanCli, MemoryEqualsPretrainsPlanForEveryLayout) {
+  struct Case {
+    const char* model;  // the same keys for both programs
+    int tp, pp, v;
+    bool sp;
+    const char* schedule;
+    const char* dtype;
+  };
+  const char* gpt2 = "--model.preset tiny --model.n_layer 4 --train.seq_len 64";
+  const char* llama = "--model.preset llama-tiny --model.vocab_size 1000 --train.seq_len 64";
+  const Case cases[] = {
+      {gpt2, 1, 1, 1, false, "1f1b", "fp32"},        {gpt2, 2, 1, 1, false, "1f1b", "fp32"},
+      {gpt2, 2, 1, 1, true, "1f1b", "fp32"},         {gpt2, 2, 1, 1, true, "1f1b", "bf16"},
+      {gpt2, 1, 2, 1, false, "gpipe", "fp32"},       {gpt2, 1, 2, 1, false, "1f1b", "fp32"},
+      {gpt2, 1, 2, 2, false, "interleaved", "fp32"}, {gpt2, 1, 2, 1, false, "zb-h1", "fp32"},
+      {gpt2, 2, 2, 1, true, "1f1b", "bf16"},         {gpt2, 1, 4, 1, false, "1f1b", "fp32"},
+      {llama, 1, 1, 1, false, "1f1b", "fp32"},       {llama, 2, 1, 1, false, "1f1b", "bf16"},
+      {llama, 1, 2, 1, false, "gpipe", "fp32"},      {llama, 2, 2, 2, false, "interleaved", "fp32"},
+      {llama, 1, 2, 1, false, "zb-h1", "fp32"},
+  };
+  for (const Case& c : cases) {
+    const std::string layout = std::string(c.model) + " --train.micro_batch 2 --train.dtype " + c.dtype +
+                               " --parallel.tp " + std::to_string(c.tp) + " --parallel.pp " + std::to_string(c.pp) +
+                               " --parallel.virtual_stages " + std::to_string(c.v);
+    const std::string what = layout + " sp " + std::to_string(c.sp) + " " + c.schedule;
+    const PlanRun pre = run_command(std::string(PRETRAIN_BIN) + " " + layout + " --parallel.sp " +
+                                    (c.sp ? "true" : "false") + " --parallel.schedule " + c.schedule +
+                                    " --train.grad_accum 4 --train.plan_only true");
+    ASSERT_EQ(pre.status, 0) << what << "\n" << pre.output;
+    for (const char* mode : {"none", "selective", "full"}) {
+      if (std::string(c.schedule) == "zb-h1" && std::string(mode) != "none") continue;  // refused by both
+      const long long want = bytes_after(pre.output, std::string("recompute ") + mode + " ", "MiB (");
+      ASSERT_GT(want, 0) << what << "\n" << pre.output;
+      const PlanRun plan = run_plan("--cluster.preset local --parallel.dp 1 --train.global_batch 8 " + layout +
+                                    " --parallel.sequence_parallel " + (c.sp ? "true" : "false") +
+                                    " --parallel.schedule " + c.schedule + " --train.recompute " + mode);
+      ASSERT_EQ(plan.status, 0) << what << "\n" << plan.output;
+      EXPECT_EQ(bytes_after(plan.output, "\"memory_bytes_per_gpu\":"), want)
+          << what << " recompute " << mode << "\n" << pre.output << plan.output;
+    }
   }
 }
 
