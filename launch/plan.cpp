@@ -27,11 +27,12 @@ struct Args {
   int seq_len = 1024, micro_batch = 1, global_batch = 512;  // GPT-2: 512 x 1024 tokens
   int tp = 1, pp = 1, dp = 0, ep = 1, v = 1, top = 5;
   bool zero1 = false, shard_master = false, sp = true, flash = true, tied_head = true;
-  double tp_overlap = Layout().tp_overlap, dp_overlap = Layout().dp_overlap;
+  double tp_overlap = Layout().tp_overlap, dp_overlap = Layout().dp_overlap, bucket_mb = Layout().bucket_mb;
+  double param_gather_overlap = Layout().param_gather_overlap;
   // cluster overrides (0 = the preset's)
   int gpus = 0, gpus_per_node = 0;
   double peak_tflops = 0, memory_gb = 0, hbm_gbps = 0, intra_gbps = 0, inter_gbps = 0, intra_us = -1,
-         inter_us = -1, gemm_eff = 0, mem_traffic = 0;
+         inter_us = -1, gemm_eff = 0, mem_traffic = 0, node_contention = 0;
 };
 
 po::options_description describe(Args& a) {
@@ -68,7 +69,9 @@ po::options_description describe(Args& a) {
   add("parallel.sequence_parallel", po::value(&a.sp), "sequence parallelism with TP (default: true for GPT-2, false for LLaMA, whose blocks have none)");
   add("parallel.flash_attention", po::value(&a.flash)->default_value(a.flash), "attention without a stored s x s matrix");
   add("parallel.tp_overlap", po::value(&a.tp_overlap)->default_value(a.tp_overlap), "fraction of TP traffic hidden");
-  add("parallel.dp_overlap", po::value(&a.dp_overlap)->default_value(a.dp_overlap), "fraction of the gradient reduction hidden behind backward");
+  add("parallel.dp_overlap", po::value(&a.dp_overlap)->default_value(a.dp_overlap), "fraction of the gradient reduction hidden behind backward (of all but the last bucket's)");
+  add("parallel.bucket_mb", po::value(&a.bucket_mb)->default_value(a.bucket_mb), "gradient bucket, MiB (pretrain's parallel.bucket_mb)");
+  add("parallel.param_gather_overlap", po::value(&a.param_gather_overlap)->default_value(a.param_gather_overlap), "fraction of ZeRO-1's parameter all-gather hidden behind the next forward (pretrain: 0, it waits)");
   add("cluster.preset", po::value(&a.cluster_preset)->default_value(a.cluster_preset), "a100-80gb | h100-sxm | local");
   add("cluster.from_json", po::value(&a.cluster_json), "measured numbers over the preset: a JSON file with a \"calibration\" object (benchmarks/scaling_bench.py writes one); explicit --cluster.* keys still win");
   add("cluster.gpus", po::value(&a.gpus), "devices in the job (default: the preset's, or tp x pp x dp)");
@@ -82,6 +85,7 @@ po::options_description describe(Args& a) {
   add("cluster.inter_latency_us", po::value(&a.inter_us), "inter-node latency per ring step, us");
   add("cluster.gemm_efficiency", po::value(&a.gemm_eff), "achieved fraction of peak on GEMMs");
   add("cluster.memory_traffic", po::value(&a.mem_traffic), "activation bytes moved per pass by memory-bound ops");
+  add("cluster.node_contention", po::value(&a.node_contention), "compute slowdown of a rank when every device of its node computes (CPU sockets; measured by scaling_bench)");
   return d;
 }
 
@@ -106,6 +110,7 @@ Cluster make_cluster(const Args& a, int layout_gpus) {
   if (a.inter_us >= 0) c.inter_node_latency = a.inter_us * 1e-6;
   if (a.gemm_eff) c.gemm_efficiency = a.gemm_eff;
   if (a.mem_traffic) c.memory_traffic = a.mem_traffic;
+  if (a.node_contention) c.node_contention = a.node_contention;
   return c;
 }
 
@@ -178,7 +183,8 @@ int main(int argc, char** argv) {
     GPT_CHECK(a.dtype == "bf16" || a.dtype == "fp32", "config key 'train.dtype' must be bf16 or fp32, got '" + a.dtype + "'");
     L.act = a.dtype == "bf16" ? DType::BF16 : DType::F32;
     L.zero1 = a.zero1, L.shard_master = a.shard_master, L.sequence_parallel = a.sp, L.flash_attention = a.flash;
-    L.tp_overlap = a.tp_overlap, L.dp_overlap = a.dp_overlap;
+    L.tp_overlap = a.tp_overlap, L.dp_overlap = a.dp_overlap, L.bucket_mb = a.bucket_mb;
+    L.param_gather_overlap = a.param_gather_overlap;
     const Cluster c = make_cluster(a, a.dp > 0 ? a.tp * a.pp * a.dp : 0);
     GPT_CHECK(a.tp > 0 && a.pp > 0, "config key 'parallel.tp' and 'parallel.pp' must be positive");
     L.dp = a.dp > 0 ? a.dp : c.gpus / (a.tp * a.pp);

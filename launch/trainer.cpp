@@ -161,7 +161,11 @@ float Trainer::train_step(int64_t step) {
     model_->backward(*acts_, nullptr);
   }
   phases_.enter(Phase::communication);
-  if (!pipelined()) dp_->finish_grads();
+  if (!pipelined()) {
+    const auto wait0 = Clock::now();
+    dp_->finish_grads();
+    dp_wait_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - wait0).count();
+  }
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
     Tensor g = store_.flat_grads().slice(dp_->shard().begin, {1});
@@ -338,8 +342,10 @@ void Trainer::run() {
       go_on_after = after_spike(step, loss, z, "loss");
     } else {
       phases_.enter(Phase::optimizer);
+      const auto update0 = Clock::now();
       norm = dp_->clip_and_step(lr, cfg_.grad_clip);  // a non-finite norm skips the update
       store_.sync_compute();
+      update_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - update0).count();
       if (std::isfinite(norm)) {
         updated = true;
         spike_.accept(loss);
@@ -376,7 +382,9 @@ void Trainer::run() {
                              .num("tokens_per_s", tps)
                              .num("step_ms", ms)
                              // this rank's time inside TP collectives (TpRegion::comm_ms)
-                             .num("tp_comm_ms", tp_region_ ? tp_region_->comm_ms() - tp_ms_before : 0.0));
+                             .num("tp_comm_ms", tp_region_ ? tp_region_->comm_ms() - tp_ms_before : 0.0)
+                             .num("dp_wait_ms", dp_wait_ms_)
+                             .num("update_ms", update_ms_));
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
       set_op_profiling(false);  // the profile covers training steps only
       const Validation v = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });

@@ -75,6 +75,11 @@ class Trainer {
   data::Batch batch_;
   Tensor inputs_, targets_;
   MemoryPlan plan_;
+  // The last step's wall time waiting for the gradient reduction after backward (the DP
+  // communication not hidden behind it; without a pipeline), and in the update (norm,
+  // clipping, AdamW, ZeRO-1's parameter all-gather): the step split the scaling
+  // benchmark reads.
+  double dp_wait_ms_ = 0, update_ms_ = 0;
   std::vector<int64_t> val_start_;
   size_t memory_at_start_ = 0;
   float last_loss_ = 0.f;

@@ -54,9 +54,10 @@ void apply_calibration_json(Cluster& c, const std::string& json_text, const std:
     else if (key == "hbm_gbps") c.hbm_bw = x * 1e9;
     else if (key == "gemm_efficiency") c.gemm_efficiency = x;
     else if (key == "memory_traffic") c.memory_traffic = x;
+    else if (key == "node_contention") c.node_contention = x;
     else
       fail(what + ": unknown calibration key '" + key + "' (known: intra_gbps intra_latency_us inter_gbps "
-           "inter_latency_us peak_tflops hbm_gbps gemm_efficiency memory_traffic)");
+           "inter_latency_us peak_tflops hbm_gbps gemm_efficiency memory_traffic node_contention)");
   }
 }
 

@@ -30,7 +30,7 @@ LatencyBandwidth fit_latency_bandwidth(const std::vector<double>& bytes_per_rank
 
 // Applies {"calibration": {"intra_gbps": .., "intra_latency_us": .., "peak_tflops": ..,
 // "gemm_efficiency": .., "hbm_gbps": .., "memory_traffic": .., "inter_gbps": ..,
-// "inter_latency_us": ..}} (any subset; the same names and units as plan's --cluster.*
+// "inter_latency_us": .., "node_contention": ..}} (any subset; the same names and units as plan's --cluster.*
 // keys) from `json_text` to `c`. A document without a "calibration" object, an unknown
 // key or a value that is not a positive number (latencies may be 0) throws gpt::Error
 // naming `what` and the key.

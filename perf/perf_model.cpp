@@ -1,6 +1,7 @@
 #include "perf/perf_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "core/error.h"
@@ -200,7 +201,10 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   const double passes = L.recompute == Recompute::Full ? 4 : 3;
   const double selective = L.recompute == Recompute::Selective ? 4 * b * s * s * h : 0;
   const double layer_hw = fwd * passes + selective, head = 6 * b * s * h * V;
-  r.compute = (mb * layers * layer_hw / t + mb * head / (t * p)) / (c.peak_flops * c.gemm_efficiency);
+  // Ranks that share a node slow each other's compute (Cluster::node_contention).
+  const bool shared_node = std::min(L.gpus(), c.gpus_per_node) > 1;
+  const double contention = shared_node ? c.node_contention : 1;
+  r.compute = contention * (mb * layers * layer_hw / t + mb * head / (t * p)) / (c.peak_flops * c.gemm_efficiency);
   r.hardware_flops = (B / b) * (l * layer_hw + head);
   r.model_flops = (B / b) * (l * fwd * 3 + head);
 
@@ -208,7 +212,7 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   // layer stores without recomputation) memory_traffic times per pass.
   const double act_layer = layer_activation_bytes(s, b, h, a, t, L.sequence_parallel, Recompute::None,
                                                    L.flash_attention);
-  r.memory_ops = c.memory_traffic * mb * layers * act_layer * passes / c.hbm_bw;
+  r.memory_ops = contention * c.memory_traffic * mb * layers * act_layer * passes / c.hbm_bw;
 
   // TP: per layer 2 all-reduces forward and 2 backward of b·s·h activation values (Megatron's f
   // and g operators, Shoeybi et al. 2019 §3), 2 more in the recomputed forward. With SP
@@ -243,18 +247,24 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   const double positions = m.family == ModelFamily::Llama ? 0 : m.max_positions > 0 ? m.max_positions : s;
   const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
                         (!m.tied_head && p == 1 ? V * h / t : 0);
-  // DP: ring all-reduce of the gradients (reduce-scatter + all-gather under ZeRO-1, the
-  // same bytes), exposed except for the overlapped fraction. (MoE: expert gradients really
-  // reduce over dp/ep ranks; counted over dp here, slightly pessimistic.)
+  // DP: ring all-reduce of the gradients, or under ZeRO-1 its two halves, a reduce-scatter
+  // of the gradients and, after the update, an all-gather of the parameters (the same
+  // bytes and ring steps in all). (MoE: expert gradients really reduce over dp/ep ranks;
+  // counted over dp here, slightly pessimistic.) The gradients reduce in k buckets, each
+  // started when backward has filled it (parallel/data_parallel.h): the last one starts
+  // when backward ends, so at most (k−1)/k of the reduction can hide behind it, of which
+  // dp_overlap is hidden. With one bucket (small models) nothing hides.
   if (d > 1) {
     const int span = t * p * d;
-    r.dp_comm = ring_time(ring_allreduce_bytes(params * L.grad_bytes, d), 2 * (d - 1), group_bw(span),
-                          group_lat(span)) *
-                (1 - L.dp_overlap);
+    const double grads = params * L.grad_bytes;
+    const double buckets = std::max(1.0, std::ceil(grads / (L.bucket_mb * 1024 * 1024)));
+    const double hidden = L.dp_overlap * (buckets - 1) / buckets;
+    const double half = ring_time(ring_allreduce_bytes(grads, d) / 2, d - 1, group_bw(span), group_lat(span));
+    r.dp_comm = L.zero1 ? half * (1 - hidden) + half * (1 - L.param_gather_overlap) : 2 * half * (1 - hidden);
   }
   // AdamW reads and writes fp32 value, grad, m, v and writes the bf16 copy: ~32 B/param.
   const double shards = L.zero1 ? d : 1;
-  r.optimizer = params / shards * 32 / c.hbm_bw;
+  r.optimizer = contention * params / shards * 32 / c.hbm_bw;
   r.step = pipelined + r.bubble + r.dp_comm + r.optimizer;
   r.tflops_per_gpu = r.model_flops / r.step / L.gpus() / 1e12;
   r.mfu = r.model_flops / r.step / L.gpus() / c.peak_flops;

@@ -52,6 +52,12 @@ struct Cluster {
   // model's GEMMs, and how many times the activation bytes memory-bound ops move.
   double gemm_efficiency = 0.6;
   double memory_traffic = 0.9;
+  // How many times longer a rank's compute (GEMMs, memory-bound ops, optimizer) takes
+  // when every device of a node computes at once than when it runs alone. 1 for
+  // accelerators, each with its own memory; CPU ranks of one socket share its memory
+  // bandwidth and last-level cache (and, in a VM, maybe physical cores), which
+  // scaling_bench measures by running independent one-rank steps side by side.
+  double node_contention = 1;
   Device device = Device::CUDA;  // the backend whose memory plan applies (its workspace, host-side copies)
 };
 
@@ -74,7 +80,14 @@ struct Layout {
   bool sequence_parallel = true;  // Korthikanti et al. 2022 SP with TP
   bool flash_attention = true;    // no s×s attention matrix stored
   double tp_overlap = 0;  // fraction of TP communication hidden behind compute
-  double dp_overlap = 0.5;  // fraction of the gradient reduction hidden behind backward
+  // Fraction of the gradient reduction that can hide behind backward, of the part that
+  // is able to: a bucket is reduced once backward has filled it, so the last bucket's
+  // reduction never hides (predict).
+  double dp_overlap = 0.5;
+  double bucket_mb = 25;  // gradient bucket, MiB of fp32 (pretrain's parallel.bucket_mb)
+  // Under ZeRO-1, the fraction of the parameter all-gather hidden behind the next forward
+  // (Megatron's --overlap-param-gather). pretrain gathers after the update and waits.
+  double param_gather_overlap = 0;
   DType act = DType::BF16;
   int grad_bytes = 4;     // bytes per gradient element in the DP reduction (fp32)
   int gpus() const { return tp * pp * dp; }
@@ -95,7 +108,7 @@ struct Prediction {
   double memory_ops = 0;  // memory-bound ops (LayerNorm, softmax, GELU, dropout, ...)
   double tp_comm = 0, ep_comm = 0, pp_p2p = 0;
   double bubble = 0;      // pipeline fill and drain
-  double dp_comm = 0;     // exposed part of the gradient reduction
+  double dp_comm = 0;     // exposed part of the gradient reduction (and ZeRO-1's parameter all-gather)
   double optimizer = 0;
   double step = 0;
   double bubble_fraction = 0;  // (p−1)/(v·m+p−1)

@@ -54,6 +54,7 @@ std::vector<PublishedTable> published_tables() {
   // not fitted).
   m.settings.recompute = Recompute::Selective, m.settings.sequence_parallel = true;
   m.settings.flash_attention = true, m.settings.tp_overlap = 0.8, m.settings.dp_overlap = 0.8;
+  m.settings.param_gather_overlap = 0.8;  // the distributed optimizer's gather, overlapped alike
   m.settings.zero1 = true, m.settings.shard_master = true;  // the distributed optimizer
   m.rows = {
       {"1.7B", 16, 2048, 24, 1, 1, 48, 192, 1, 1, 408.8, false},

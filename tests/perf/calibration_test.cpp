@@ -41,7 +41,8 @@ TEST(Calibration, JsonOverridesOnlyTheKeysItNames) {
   Cluster c = cluster_preset("local");
   const Cluster before = c;
   apply_calibration_json(c, R"({"bench": "comm_bench", "calibration": {"intra_gbps": 0.5, "intra_latency_us": 0,
-                                "peak_tflops": 0.1, "gemm_efficiency": 0.4}})", "test");
+                                "peak_tflops": 0.1, "gemm_efficiency": 0.4, "node_contention": 1.25}})", "test");
+  EXPECT_DOUBLE_EQ(c.node_contention, 1.25);
   EXPECT_DOUBLE_EQ(c.intra_node_bw, 0.5e9);
   EXPECT_DOUBLE_EQ(c.intra_node_latency, 0.0);
   EXPECT_DOUBLE_EQ(c.peak_flops, 0.1e12);

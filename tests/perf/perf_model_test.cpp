@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/model/memory_plan.h"
 #include "parallel/layout_memory.h"
@@ -188,6 +189,56 @@ TEST(PerfModel, LayoutsPretrainRefusesNameTheKey) {
   z.recompute = Recompute::Full;
   const ModelShape gpt2 = ModelShape::from_gpt(gpt_preset("tiny"), 64);
   EXPECT_NE(error_of([&] { predict(gpt2, c, z); }).find("'parallel.schedule'"), std::string::npos);
+}
+
+// The exposed gradient reduction by hand: a ring all-reduce of G bytes over d ranks takes
+// 2(d−1)/d·G/bw + 2(d−1)·latency; with k buckets at most (k−1)/k of it can hide behind
+// backward (the last bucket starts when backward ends), of which dp_overlap does; ZeRO-1's
+// all-gather half (after the update) hides only by param_gather_overlap.
+TEST(PerfModel, ExposedGradientReductionFollowsTheBuckets) {
+  GPTConfig g = gpt_preset("gpt2-124M");
+  const ModelShape m = ModelShape::from_gpt(g, 256);
+  Cluster c = cluster_preset("local");
+  c.gpus = 2, c.gpus_per_node = 2, c.intra_node_bw = 1e9, c.intra_node_latency = 1e-4;
+  Layout L;
+  L.dp = 2, L.micro_batch = 1, L.global_batch = 2, L.act = DType::F32, L.dp_overlap = 0.5;
+  // fp32 gradients of the parameters; the model counts the first stage's, all but the
+  // final LayerNorm's 2C (1.2e-5 of them), hence the tolerance below.
+  const double G = 4.0 * g.num_params();
+  const double allreduce = 2.0 * 1 / 2 * G / 1e9 + 2 * 1 * 1e-4;
+  L.bucket_mb = 1e4;  // one bucket: nothing hides
+  EXPECT_NEAR(predict(m, c, L).dp_comm / allreduce, 1.0, 2e-5);
+  L.bucket_mb = 100;  // G = 498 MB: k = ceil(G / 100 MiB) = 5
+  const double k = std::ceil(G / (100.0 * 1024 * 1024));
+  ASSERT_EQ(k, 5.0);
+  EXPECT_NEAR(predict(m, c, L).dp_comm / (allreduce * (1 - 0.5 * 4 / 5)), 1.0, 2e-5);
+  L.zero1 = true;  // reduce-scatter hides like the all-reduce; the all-gather waits
+  EXPECT_NEAR(predict(m, c, L).dp_comm / (allreduce / 2 * (1 - 0.5 * 4 / 5) + allreduce / 2), 1.0, 2e-5);
+  L.param_gather_overlap = 0.5;
+  EXPECT_NEAR(predict(m, c, L).dp_comm / (allreduce / 2 * (1 - 0.5 * 4 / 5) + allreduce / 2 * 0.5), 1.0, 2e-5);
+}
+
+// Node contention slows the compute of ranks that share a node, and nothing else: one
+// rank alone, or one rank per node, computes at its own speed.
+TEST(PerfModel, NodeContentionSlowsRanksSharingANode) {
+  const ModelShape m = ModelShape::from_gpt(gpt_preset("tiny"), 64);
+  Cluster c = cluster_preset("local");
+  Layout L;
+  L.micro_batch = 4, L.act = DType::F32;
+  auto at = [&](int dp, int per_node, double contention) {
+    Cluster k = c;
+    k.gpus = dp, k.gpus_per_node = per_node, k.node_contention = contention;
+    Layout l = L;
+    l.dp = dp, l.global_batch = 4 * dp;
+    return predict(m, k, l);
+  };
+  const Prediction alone = at(1, 2, 1.3), shared = at(2, 2, 1.3), plain = at(2, 2, 1.0), spread = at(2, 1, 1.3);
+  EXPECT_DOUBLE_EQ(alone.compute, at(1, 2, 1.0).compute);
+  EXPECT_NEAR(shared.compute / plain.compute, 1.3, 1e-12);
+  EXPECT_NEAR(shared.memory_ops / plain.memory_ops, 1.3, 1e-12);
+  EXPECT_NEAR(shared.optimizer / plain.optimizer, 1.3, 1e-12);
+  EXPECT_DOUBLE_EQ(shared.dp_comm, plain.dp_comm);
+  EXPECT_DOUBLE_EQ(spread.compute, at(2, 1, 1.0).compute);
 }
 
 TEST(PerfModel, ExpertParallelism) {
