@@ -10,7 +10,13 @@ Usage: /usr/bin/python3 benchmarks/scaling_bench.py [--max-ranks 2] [--comm-json
    build/bench/comm_bench.json). Compute: peak = one core's fp32 FMA rate (32 FLOP/cycle
    with AVX2: two 8-wide FMA units, at /proc/cpuinfo's clock), and the GEMM efficiency
    that makes plan's one-rank step equal the measured one-rank step (compute = measured
-   minus plan's memory-bound and optimizer time). Written as {"calibration": {...}} to
+   minus plan's memory-bound and optimizer time; the memory bandwidth behind those from
+   the one-rank run's update time, which plan counts as 32 bytes a parameter). Node
+   contention: the same one-rank run started on min(--max-ranks, cores) processes at
+   once, with no communication between them; their mean step over the lone one's (both
+   core-normalised) is how much ranks sharing the socket (memory bandwidth, last-level
+   cache, the VM's cores) slow each other's compute, which plan applies to every layout
+   with ranks on one node. Written as {"calibration": {...}} to
    --calibration-json, which `plan --cluster.from_json` reads; the presets' constants
    are left as they are. So the one-rank prediction matches by construction; the rank
    counts above one are the check.
@@ -23,6 +29,10 @@ Usage: /usr/bin/python3 benchmarks/scaling_bench.py [--max-ranks 2] [--comm-json
    core-normalised step (step x CPU share) with its error. The 25% acceptance is judged on
    the raw step time at rank counts up to the core count; with a CPU share well below 1
    it cannot be judged on that run, and the normalised column is only a rough indication.
+   Beside each step, rank 0's split from metrics.jsonl (medians): the wait for the
+   gradient reduction after backward (dp_wait_ms: the exposed DP communication), the
+   update (update_ms: clipping, AdamW, ZeRO-1's parameter all-gather) and the time in TP
+   collectives (tp_comm_ms), with plan's dp_comm_s, optimizer_s and tp_comm_s.
 3. Bytes: rank 0's per-step bytes per group (pretrain's 'comm_bytes' record, the ring
    formulas of parallel/communicator.h) against the analytic volume: DP 2(n-1)/n * 4P
    (all-reduce; reduce-scatter + all-gather under ZeRO-1, the same total), TP per layer 4
@@ -32,6 +42,7 @@ Prints one table, a final line `RESULT scaling_bench {json}`, writes --json and 
 (plot_scaling.py). Timings are numbers to read, never asserted.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -58,26 +69,33 @@ def core_peak_tflops():
     return 32 * mhz * 1e6 / 1e12 if mhz else 0.1
 
 
-def run_pretrain(a, n, layout, micro_batch):
+def run_pretrain(a, n, layout, micro_batch, copies=1):
     """The fastest of --repeats runs (other people's jobs share the cores here): a dict
-    with step_ms (median after --skip), comm (the comm_bytes record), cpu_share (the ranks'
-    CPU seconds / (wall seconds x n), start-up included: below ~0.9 the ranks did not get
-    a core each) and load (the 1-minute load average before the run)."""
+    with step_ms (median after --skip), split (medians of the step's parts), comm (the
+    comm_bytes record), cpu_share (the ranks' CPU seconds / (wall seconds x ranks),
+    start-up included: below ~0.9 the ranks did not get a core each) and load (the
+    1-minute load average before the run). copies > 1 starts that many independent runs
+    at once (the node-contention calibration); step_ms and split are then their means."""
     best = None
     for _ in range(a.repeats):
         load = os.getloadavg()[0]
         before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-        step_ms, comm = run_pretrain_once(a, n, layout, micro_batch)
+        with concurrent.futures.ThreadPoolExecutor(copies) as pool:
+            runs = list(pool.map(lambda _: run_pretrain_once(a, n, layout, micro_batch), range(copies)))
         after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        run = {"step_ms": step_ms, "comm": comm, "cpu_share": cpu / (wall * n), "load": load}
+        step_ms = statistics.mean(r[0] for r in runs)
+        split = {k: statistics.mean(r[2][k] for r in runs) for k in runs[0][2]}
+        run = {"step_ms": step_ms, "split": split, "comm": runs[0][1], "cpu_share": cpu / (wall * n * copies),
+               "load": load}
         if best is None or step_ms < best["step_ms"]:
             best = run
     return best
 
 
 def run_pretrain_once(a, n, layout, micro_batch):
-    """(median step_ms after --skip, comm_bytes record) of one pretrain run on n ranks."""
+    """(median step_ms after --skip, comm_bytes record, {part: median ms}) of one pretrain
+    run on n ranks; the parts are rank 0's."""
     with tempfile.TemporaryDirectory(prefix="scaling_bench_") as run_dir:
         cmd = ["bash", os.path.join(ROOT, "launch", "mpirun_local.sh"), "-np", str(n), a.pretrain,
                "--model.preset", "tiny", "--model.n_layer", str(a.layers), "--model.n_head", str(a.heads),
@@ -99,7 +117,9 @@ def run_pretrain_once(a, n, layout, micro_batch):
         train, others = bc.read_metrics(run_dir)
         comm = others.get("comm_bytes", {})
     times = [r["step_ms"] for r in train[a.skip:]]
-    return statistics.median(times), comm
+    split = {k: statistics.median(r.get(k, 0.0) for r in train[a.skip:])
+             for k in ("dp_wait_ms", "update_ms", "tp_comm_ms")}
+    return statistics.median(times), comm, split
 
 
 def core_ms(run):
@@ -135,19 +155,30 @@ def analytic_bytes(a, n, layout, micro_batch):
     return ring * 4 * P
 
 
-def calibrate(a, one_rank_step_ms):
+def calibrate(a, one_rank_step_ms, one_rank_update_ms, contention):
     with open(a.comm_json) as f:
         comm = json.load(f)
     cal = dict(comm.get("calibration") or {})
     if not cal:
         sys.exit("scaling_bench: %s has no calibration (run comm_bench on 2+ ranks)" % a.comm_json)
     peak = a.peak_tflops or core_peak_tflops()
-    p = plan(a, 1, "dp", a.batch, ["--cluster.peak_tflops", "%g" % peak, "--cluster.gemm_efficiency", "1"])
+    # Memory bandwidth: the update (norm, clipping, AdamW) streams the parameters, gradients
+    # and moments, which plan counts as 32 bytes a parameter at hbm_gbps; the one-rank
+    # run's update_ms gives the bandwidth a core achieves on it.
+    probe_gbps = 20.0
+    p = plan(a, 1, "dp", a.batch, ["--cluster.peak_tflops", "%g" % peak, "--cluster.gemm_efficiency", "1",
+                                   "--cluster.hbm_gbps", "%g" % probe_gbps])
+    hbm_gbps = probe_gbps * p["optimizer_s"] / max(one_rank_update_ms / 1e3, 1e-9)
+    p = plan(a, 1, "dp", a.batch, ["--cluster.peak_tflops", "%g" % peak, "--cluster.gemm_efficiency", "1",
+                                   "--cluster.hbm_gbps", "%g" % hbm_gbps])
+    # GEMM efficiency: what is left of the one-rank step after memory-bound ops and the update.
     rest = p["memory_ops_s"] + p["optimizer_s"]
     eff = p["compute_s"] / max(one_rank_step_ms / 1e3 - rest, 1e-9)
-    cal.update({"peak_tflops": round(peak, 6), "gemm_efficiency": round(eff, 4)})
+    cal.update({"peak_tflops": round(peak, 6), "gemm_efficiency": round(eff, 4), "hbm_gbps": round(hbm_gbps, 4),
+                "node_contention": round(contention["ratio"], 4)})
     doc = {"bench": "scaling_bench calibration", "cluster": "local", "from": {
-        "comm_json": a.comm_json, "one_rank_step_ms": one_rank_step_ms}, "calibration": cal}
+        "comm_json": a.comm_json, "one_rank_step_ms": one_rank_step_ms, "one_rank_update_ms": one_rank_update_ms,
+        "node_contention": contention}, "calibration": cal}
     os.makedirs(os.path.dirname(os.path.abspath(a.calibration_json)), exist_ok=True)
     with open(a.calibration_json, "w") as f:
         json.dump(doc, f, indent=1)
@@ -188,8 +219,17 @@ def main():
               % (a.max_ranks, cores, cores))
 
     base = run_pretrain(a, 1, "dp", a.batch)
+    # Ranks per node in the runs below (a core each): as many independent one-rank runs at once.
+    side_by_side = max(1, min(a.max_ranks, cores))
+    together = run_pretrain(a, 1, "dp", a.batch, copies=side_by_side) if side_by_side > 1 else base
+    contention = {"copies": side_by_side, "alone_ms": round(core_ms(base), 2), "together_ms": round(core_ms(together), 2),
+                  "alone_raw_ms": round(base["step_ms"], 2), "together_raw_ms": round(together["step_ms"], 2),
+                  "ratio": core_ms(together) / core_ms(base)}
+    print("scaling_bench: %d independent one-rank runs at once: %.1f ms a step against %.1f alone (core-normalised; "
+          "raw %.1f / %.1f): node contention %.3f" % (side_by_side, contention["together_ms"], contention["alone_ms"],
+                                                      together["step_ms"], base["step_ms"], contention["ratio"]))
     # The model's devices are whole cores: calibrate on the core-normalised step.
-    cal = calibrate(a, core_ms(base))
+    cal = calibrate(a, core_ms(base), base["split"]["update_ms"] * min(1.0, base["cpu_share"]), contention)
     print("scaling_bench: calibrated local cluster (%s): %s" % (a.calibration_json, json.dumps(cal)))
 
     cases = []  # (layout, scaling, n, micro_batch)
@@ -201,9 +241,9 @@ def main():
         if a.heads % n == 0:
             cases.append(("tp", "strong", n, a.batch))
     rows = []
-    print("%-9s %-6s %5s %3s | %9s %9s %10s | %9s %7s | %12s %12s | %5s %5s | %8s %7s" % (
+    print("%-9s %-6s %5s %3s | %9s %9s %10s | %9s %7s | %12s %12s | %5s %5s | %8s %7s | %15s %15s %15s" % (
         "layout", "scale", "ranks", "b", "step_ms", "tok/s", "pred_ms", "pred_tok/s", "error",
-        "bytes/step", "analytic", "cpu", "load", "core_ms", "error"))
+        "bytes/step", "analytic", "cpu", "load", "core_ms", "error", "dp_wait/pred", "update/pred", "tp_comm/pred"))
     for layout, scaling, n, b in cases:
         run = base if n == 1 else run_pretrain(a, n, layout, b)
         step_ms, comm = run["step_ms"], run["comm"]
@@ -220,12 +260,16 @@ def main():
                "rel_error": (p["step_s"] * 1e3 - step_ms) / step_ms,
                "core_step_ms": core_ms(run), "core_rel_error": (p["step_s"] * 1e3 - core_ms(run)) / core_ms(run),
                "bytes_per_step": measured_bytes, "analytic_bytes_per_step": analytic_bytes(a, n, layout, b),
-               "cpu_share": run["cpu_share"], "load_before": run["load"], "predicted": p}
+               "cpu_share": run["cpu_share"], "load_before": run["load"], "split_ms": run["split"], "predicted": p}
         rows.append(row)
-        print("%-9s %-6s %5d %3d | %9.1f %9.0f %10.1f | %9.0f %+6.1f%% | %12.0f %12.0f | %5.2f %5.1f | %8.1f %+6.1f%%" % (
-            layout, scaling, n, b, step_ms, row["tokens_per_s"], row["predicted_step_ms"],
-            row["predicted_tokens_per_s"], 100 * row["rel_error"], measured_bytes, row["analytic_bytes_per_step"],
-            run["cpu_share"], run["load"], row["core_step_ms"], 100 * row["core_rel_error"]))
+        sp = run["split"]
+        print("%-9s %-6s %5d %3d | %9.1f %9.0f %10.1f | %9.0f %+6.1f%% | %12.0f %12.0f | %5.2f %5.1f | %8.1f %+6.1f%% | "
+              "%7.1f/%-7.1f %7.1f/%-7.1f %7.1f/%-7.1f" % (
+                  layout, scaling, n, b, step_ms, row["tokens_per_s"], row["predicted_step_ms"],
+                  row["predicted_tokens_per_s"], 100 * row["rel_error"], measured_bytes, row["analytic_bytes_per_step"],
+                  run["cpu_share"], run["load"], row["core_step_ms"], 100 * row["core_rel_error"],
+                  sp["dp_wait_ms"], p["dp_comm_s"] * 1e3, sp["update_ms"], p["optimizer_s"] * 1e3,
+                  sp["tp_comm_ms"], p["tp_comm_s"] * 1e3))
         sys.stdout.flush()
 
     worst = max(abs(r["rel_error"]) for r in rows)
