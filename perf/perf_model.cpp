@@ -160,7 +160,11 @@ void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L) {
   GPT_CHECK(L.ep == 1 || (m.n_experts > 0 && m.n_experts % L.ep == 0),
             "config key 'parallel.ep' (" + num(L.ep) + ") does not divide model.n_experts (" +
                 num(m.n_experts) + ")");
-  // What pretrain refuses for the same layout (launch/config.cpp, the pipeline runner).
+  // What pretrain refuses for the same layout (launch/config.cpp, parallel/topology.cpp, the
+  // pipeline runner): each TP rank keeps whole key/value heads for its query heads.
+  const int kv_heads = m.n_kv_head > 0 ? m.n_kv_head : m.n_head;
+  GPT_CHECK(kv_heads % L.tp == 0, "config key 'parallel.tp' (" + num(L.tp) + ") does not divide 'model.n_kv_head' (" +
+                                      num(kv_heads) + ")");
   const bool sp = L.sequence_parallel && L.tp > 1;
   GPT_CHECK(!sp || m.family == ModelFamily::GPT2,
             "config key 'parallel.sequence_parallel': sequence parallelism is built for GPT-2 blocks only, not "

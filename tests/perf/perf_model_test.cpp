@@ -184,6 +184,8 @@ TEST(PerfModel, LayoutsPretrainRefusesNameTheKey) {
   EXPECT_NE(error_of([&] { predict(llama, c, L); }).find("'parallel.sequence_parallel'"), std::string::npos);
   L.sequence_parallel = false;
   EXPECT_EQ(error_of([&] { predict(llama, c, L); }), "");
+  llama.n_kv_head = 1;  // 4 query heads on one kv head: no whole kv head per TP rank
+  EXPECT_NE(error_of([&] { predict(llama, c, L); }).find("'model.n_kv_head'"), std::string::npos);
   Layout z;
   z.pp = 2, z.global_batch = 4, z.schedule = parallel::pipeline::ScheduleKind::ZeroBubbleH1;
   z.recompute = Recompute::Full;
