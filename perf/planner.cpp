@@ -24,6 +24,7 @@ std::vector<Candidate> search_layouts(const ModelShape& m, const Cluster& c, con
   std::vector<Candidate> fit;
   for (int tp : divisors(c.gpus)) {
     if (c.gpus_per_node % tp != 0 || m.n_head % tp != 0) continue;  // TP groups inside a node
+    if ((m.n_kv_head > 0 ? m.n_kv_head : m.n_head) % tp != 0) continue;  // whole kv heads per TP rank
     for (int pp : divisors(c.gpus / tp)) {
       if (m.n_layer % pp != 0) continue;
       const int dp = c.gpus / (tp * pp);
