@@ -21,6 +21,7 @@ namespace {
 struct Args {
   std::string model_preset = "gpt2-1.5B", cluster_preset = "h100-sxm", recompute = "none", dtype = "bf16";
   std::string family, schedule = "1f1b";  // family empty: the preset's
+  std::string layers_per_stage;           // "3,3,2"; empty: balanced
   int n_kv_head = -1, ffn_hidden = -1;    // -1: the preset's
   std::string cluster_json;  // measured numbers applied on top of the preset
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_experts = 0, top_k = 1;
@@ -61,6 +62,7 @@ po::options_description describe(Args& a) {
   add("parallel.tp", po::value(&a.tp)->default_value(a.tp), "tensor parallel size");
   add("parallel.pp", po::value(&a.pp)->default_value(a.pp), "pipeline stages");
   add("parallel.schedule", po::value(&a.schedule)->default_value(a.schedule), "gpipe | 1f1b | interleaved | zb-h1 (the micro-batches each stage holds; interleaved when virtual_stages > 1)");
+  add("parallel.layers_per_stage", po::value(&a.layers_per_stage), "blocks of each pipeline chunk, e.g. 3,3,2 (pretrain's key; default balanced); the memory plan follows it");
   add("parallel.virtual_stages", po::value(&a.v)->default_value(a.v), "model chunks per stage (interleaved 1F1B when > 1)");
   add("parallel.dp", po::value(&a.dp)->default_value(a.dp), "data parallel size; 0 = cluster.gpus / (tp x pp)");
   add("parallel.ep", po::value(&a.ep)->default_value(a.ep), "expert parallel size (divides dp)");
@@ -180,6 +182,14 @@ int main(int argc, char** argv) {
     L.tp = a.tp, L.pp = a.pp, L.virtual_stages = a.v, L.ep = a.ep, L.micro_batch = a.micro_batch;
     L.recompute = parse_recompute(a.recompute);
     L.schedule = parallel::pipeline::parse_schedule(a.schedule);
+    std::stringstream counts(a.layers_per_stage);
+    for (std::string item; std::getline(counts, item, ',');) {
+      try {
+        L.layers_per_stage.push_back(std::stoi(item));
+      } catch (const std::exception&) {
+        fail("config key 'parallel.layers_per_stage': '" + item + "' is not a number");
+      }
+    }
     GPT_CHECK(a.dtype == "bf16" || a.dtype == "fp32", "config key 'train.dtype' must be bf16 or fp32, got '" + a.dtype + "'");
     L.act = a.dtype == "bf16" ? DType::BF16 : DType::F32;
     L.zero1 = a.zero1, L.shard_master = a.shard_master, L.sequence_parallel = a.sp, L.flash_attention = a.flash;

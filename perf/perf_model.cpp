@@ -284,6 +284,7 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
     parallel::MemoryLayout ml;
     ml.tp = t, ml.pp = p, ml.dp = d, ml.sp = L.sequence_parallel && t > 1, ml.zero1 = L.zero1;
     ml.schedule = L.pipeline_schedule(), ml.virtual_stages = v, ml.micro_batches = int(mb);
+    ml.layers_per_chunk = L.layers_per_stage;
     const parallel::StageMemory sm =
         parallel::largest_stage_memory(m.to_gpt(), L.micro_batch, m.seq_len, L.recompute, L.act, c.device, ml);
     const MemoryPlan& mp = sm.plan;

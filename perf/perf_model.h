@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/layers/block.h"
 #include "core/model/gpt_config.h"
@@ -70,6 +71,9 @@ struct Layout {
   // interleaved one whatever this says. It sets the micro-batches in flight on each stage
   // (memory); the bubble is Narayanan et al.'s for every schedule (see predict).
   parallel::pipeline::ScheduleKind schedule = parallel::pipeline::ScheduleKind::OneFOneB;
+  // Blocks of each pipeline chunk (pretrain's parallel.layers_per_stage); empty: pretrain's
+  // balanced split. Read by the memory plan; the step time takes l / (p·v) per chunk.
+  std::vector<int> layers_per_stage;
   int micro_batch = 1;    // b
   int global_batch = 1;   // B, sequences per step
   Recompute recompute = Recompute::None;
