@@ -68,7 +68,7 @@ po::options_description describe(Args& a) {
   add("parallel.ep", po::value(&a.ep)->default_value(a.ep), "expert parallel size (divides dp)");
   add("parallel.zero1", po::value(&a.zero1)->default_value(a.zero1), "shard the optimizer state over dp");
   add("parallel.shard_master", po::value(&a.shard_master)->default_value(a.shard_master), "with zero1, shard the fp32 master weights too (Megatron's distributed optimizer; this framework's ZeRO-1 does not)");
-  add("parallel.sequence_parallel", po::value(&a.sp), "sequence parallelism with TP (default: true for GPT-2, false for LLaMA, whose blocks have none)");
+  add("parallel.sequence_parallel", po::value(&a.sp)->default_value(a.sp), "sequence parallelism with TP");
   add("parallel.flash_attention", po::value(&a.flash)->default_value(a.flash), "attention without a stored s x s matrix");
   add("parallel.tp_overlap", po::value(&a.tp_overlap)->default_value(a.tp_overlap), "fraction of TP traffic hidden");
   add("parallel.dp_overlap", po::value(&a.dp_overlap)->default_value(a.dp_overlap), "fraction of the gradient reduction hidden behind backward (of all but the last bucket's)");
@@ -167,7 +167,6 @@ int main(int argc, char** argv) {
     if (vm.count("model.tied_head")) g.tie_embeddings = a.tied_head;
     if (a.n_kv_head >= 0) g.n_kv_head = a.n_kv_head;
     if (a.ffn_hidden >= 0) g.ffn_hidden = a.ffn_hidden;
-    if (!vm.count("parallel.sequence_parallel")) a.sp = g.family == ModelFamily::GPT2;
     if (a.n_layer) g.n_layer = a.n_layer;
     if (a.n_head) g.n_head = a.n_head;
     if (a.n_embd) g.n_embd = a.n_embd;

@@ -166,9 +166,6 @@ void validate_layout(const ModelShape& m, const Cluster& c, const Layout& L) {
   GPT_CHECK(kv_heads % L.tp == 0, "config key 'parallel.tp' (" + num(L.tp) + ") does not divide 'model.n_kv_head' (" +
                                       num(kv_heads) + ")");
   const bool sp = L.sequence_parallel && L.tp > 1;
-  GPT_CHECK(!sp || m.family == ModelFamily::GPT2,
-            "config key 'parallel.sequence_parallel': sequence parallelism is built for GPT-2 blocks only, not "
-            "model.family = " + std::string(family_name(m.family)));
   GPT_CHECK(!sp || int64_t(L.micro_batch) * m.seq_len % L.tp == 0,
             "config key 'parallel.sequence_parallel': train.micro_batch x train.seq_len (" +
                 num(double(L.micro_batch) * m.seq_len) + ") is not divisible by parallel.tp (" + num(L.tp) + ")");

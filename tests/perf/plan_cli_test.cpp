@@ -132,6 +132,7 @@ TEST(PlanCli, MemoryEqualsPretrainsPlanForEveryLayout) {
       {gpt2, 2, 2, 1, true, "1f1b", "bf16"},         {gpt2, 1, 4, 1, false, "1f1b", "fp32"},
       {gpt2, 1, 2, 1, false, "1f1b --parallel.layers_per_stage 1,3", "fp32"},
       {llama, 1, 1, 1, false, "1f1b", "fp32"},       {llama, 2, 1, 1, false, "1f1b", "bf16"},
+      {llama, 2, 1, 1, true, "1f1b", "fp32"},        {llama, 2, 2, 1, true, "zb-h1", "bf16"},
       {llama, 1, 2, 1, false, "gpipe", "fp32"},      {llama, 2, 2, 2, false, "interleaved", "fp32"},
       {llama, 1, 2, 1, false, "zb-h1", "fp32"},
   };
