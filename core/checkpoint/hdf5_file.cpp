@@ -193,13 +193,20 @@ CheckpointReader::CheckpointReader(std::string path) : path_(std::move(path)) {
   if (file_ < 0)
     fail("checkpoint " + path_ + ": not a readable HDF5 file (truncated or corrupt); resume from an "
          "earlier checkpoint");
-  if (H5Aexists(hid_t(file_), "format_version") <= 0 || H5Aexists(hid_t(file_), "magic") <= 0 ||
-      attr_str("magic") != "gptrain-checkpoint")
-    fail("checkpoint " + path_ + ": not a gptrain checkpoint (no format_version/magic)");
-  int64_t v = attr_int("format_version");
-  if (v != kCheckpointFormatVersion)
-    fail("checkpoint " + path_ + ": format version " + std::to_string(v) + ", this build reads " +
-         std::to_string(kCheckpointFormatVersion) + "; resume with the build that wrote it");
+  try {
+    if (H5Aexists(hid_t(file_), "format_version") <= 0 || H5Aexists(hid_t(file_), "magic") <= 0 ||
+        attr_str("magic") != "gptrain-checkpoint")
+      fail("checkpoint " + path_ + ": not a gptrain checkpoint (no format_version/magic)");
+    int64_t v = attr_int("format_version");
+    if (v != kCheckpointFormatVersion)
+      fail("checkpoint " + path_ + ": format version " + std::to_string(v) + ", this build reads " +
+           std::to_string(kCheckpointFormatVersion) + "; resume with the build that wrote it");
+  } catch (...) {
+    // No destructor runs for a constructor that throws: without this close, every file
+    // refused here stayed open, and HDF5 refused to create a file by that name again.
+    H5Fclose(hid_t(file_));
+    throw;
+  }
 }
 
 CheckpointReader::~CheckpointReader() {
