@@ -81,9 +81,17 @@ struct Hid {
 
 bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
 
+// H5Aread fills as many values as the attribute holds, so an attribute that should be
+// one value must be checked to hold one before it is read into one.
+bool holds_one_value(hid_t attr) {
+  Hid space(H5Aget_space(attr), H5Sclose);
+  return space.ok() && H5Sget_simple_extent_npoints(space.id) == 1;
+}
+
 int64_t attr_int(hid_t file, const char* name, const std::string& path) {
   if (!has_attr(file, name)) fail(path, std::string("missing attribute '") + name + "'");
   Hid a(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
+  if (a.ok() && !holds_one_value(a.id)) fail(path, std::string("attribute '") + name + "' is not one integer");
   int64_t v = 0;
   if (!a.ok() || H5Aread(a.id, H5T_NATIVE_INT64, &v) < 0)
     fail(path, std::string("cannot read attribute '") + name + "'");
@@ -94,7 +102,7 @@ std::string attr_string(hid_t file, const char* name, const std::string& path) {
   if (!has_attr(file, name)) fail(path, std::string("missing attribute '") + name + "'");
   Hid a(H5Aopen(file, name, H5P_DEFAULT), H5Aclose);
   Hid t(H5Aget_type(a.id), H5Tclose);
-  if (!a.ok() || !t.ok() || H5Tget_class(t.id) != H5T_STRING)
+  if (!a.ok() || !t.ok() || H5Tget_class(t.id) != H5T_STRING || !holds_one_value(a.id))
     fail(path, std::string("attribute '") + name + "' is not a string");
   if (H5Tis_variable_str(t.id) > 0) {  // as h5py writes them
     char* s = nullptr;

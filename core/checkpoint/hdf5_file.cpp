@@ -318,6 +318,16 @@ std::string CheckpointReader::attr_str(const std::string& name, const std::strin
     close_object(obj, hid_t(file_));
     fail("checkpoint " + path_ + ": missing attribute '" + name + "'");
   }
+  // H5Aread fills every string the attribute holds; the buffer below has room for one.
+  const hid_t space = H5Aget_space(a);
+  const hssize_t count = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  if (count != 1) {
+    H5Aclose(a);
+    close_object(obj, hid_t(file_));
+    fail("checkpoint " + path_ + ": attribute '" + name + "'" + (dataset.empty() ? "" : " of '" + dataset + "'") +
+         " is not one string (file damaged?)");
+  }
   hid_t type = H5Aget_type(a);
   // One byte more than stored: h5py writes fixed-length strings without a NUL, and
   // HDF5 needs room for the terminator it adds in memory.

@@ -66,6 +66,19 @@ void set_shard_attr(const std::string& path, const char* name, int64_t value) {
   H5Fclose(f);
 }
 
+void replace_shard_attr(const std::string& path, const char* name, int64_t type, uint64_t count,
+                        const void* values) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  H5Adelete(f, name);
+  const hsize_t n = count;
+  hid_t s = H5Screate_simple(1, &n, nullptr);
+  hid_t a = H5Acreate2(f, name, type, s, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, type, values);
+  H5Aclose(a);
+  H5Sclose(s);
+  H5Fclose(f);
+}
+
 namespace {
 void set_element(const std::string& path, const char* dataset, int64_t offset, hid_t type,
                  const void* value) {

@@ -34,5 +34,8 @@ void write_config(const std::string& path, const std::vector<ConfigSource>& sour
 void set_shard_attr(const std::string& path, const char* name, int64_t value);
 void set_shard_token(const std::string& path, int64_t offset, uint32_t value);
 void set_shard_offset(const std::string& path, int64_t doc, int64_t value);
+// Replaces attribute `name` by a 1-D one of `count` values of HDF5 type `type` (hid_t).
+void replace_shard_attr(const std::string& path, const char* name, int64_t type, uint64_t count,
+                        const void* values);
 
 }  // namespace gpt::data::testing

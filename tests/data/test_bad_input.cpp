@@ -1,6 +1,7 @@
 // Bad input ends in one std::runtime_error whose message names the file (and key).
 #include <gtest/gtest.h>
 
+#include <hdf5.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -69,6 +70,22 @@ TEST_F(BadInput, OldFormatVersionSaysHowToFix) {
   std::string p = shard("v0.h5");
   testing::set_shard_attr(p, "format_version", 0);
   expect_error([&] { open({p}); }, {p, "version", "re-run prepare"});
+}
+
+// An attribute that should hold one value but holds several: HDF5 reads all of them, so
+// the reader must refuse it before reading (ASan caught a stack overflow here, found by
+// tests/fuzz/fuzz_shard).
+TEST_F(BadInput, HeaderAttributeHoldingSeveralValues) {
+  std::string p = shard("vector.h5");
+  const int64_t counts[4] = {1, 2, 3, 4};
+  testing::replace_shard_attr(p, "token_count", H5T_NATIVE_INT64, 4, counts);
+  expect_error([&] { ShardReader r(p, "", 0); }, {p, "'token_count' is not one integer"});
+  std::string q = shard("strings.h5");
+  const hid_t two_chars = H5Tcopy(H5T_C_S1);
+  H5Tset_size(two_chars, 2);
+  testing::replace_shard_attr(q, "source", two_chars, 3, "abcdef");
+  H5Tclose(two_chars);
+  expect_error([&] { ShardReader r(q, "", 0); }, {q, "'source' is not a string"});
 }
 
 TEST_F(BadInput, OtherTokenizer) {
