@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <regex>
 
@@ -106,18 +107,28 @@ CheckpointMarker read_marker(const std::string& ckpt_dir) {
     if (fallback >= 0) return fallback;  // keys added later default to the old meaning
     fail("checkpoint " + path + ": marker has no '" + k + "'");
   };
+  // Rank counts size the loader's list of files: one that is not a positive int (a
+  // damaged marker) would leave it reading a file that is not there.
+  auto count = [&](const char* k, int64_t fallback = -1) {
+    const int64_t v = get(k, fallback);
+    if (v < 1 || v > std::numeric_limits<int>::max())
+      fail("checkpoint " + path + ": '" + k + " = " + std::to_string(v) +
+           "' is not a count of ranks (marker damaged?); resume from an earlier checkpoint");
+    return int(v);
+  };
   CheckpointMarker m;
-  m.format_version = int(get("format_version"));
-  if (m.format_version != kCheckpointFormatVersion)
-    fail("checkpoint " + ckpt_dir + ": format version " + std::to_string(m.format_version) +
+  const int64_t version = get("format_version");
+  if (version != kCheckpointFormatVersion)
+    fail("checkpoint " + ckpt_dir + ": format version " + std::to_string(version) +
          ", this build reads " + std::to_string(kCheckpointFormatVersion) + "; resume with the build that wrote it");
+  m.format_version = int(version);
   m.step = get("step");
-  m.layout.world = int(get("world_size"));
-  m.rank_files = int(get("rank_files"));
-  m.layout.dp = int(get("layout.dp", 1));
+  m.layout.world = count("world_size");
+  m.rank_files = count("rank_files");
+  m.layout.dp = count("layout.dp", 1);
   m.layout.zero1 = get("layout.zero1", 0) != 0;
-  m.layout.tp = int(get("layout.tp", 1));
-  m.layout.pp = int(get("layout.pp", 1));
+  m.layout.tp = count("layout.tp", 1);
+  m.layout.pp = count("layout.pp", 1);
   return m;
 }
 

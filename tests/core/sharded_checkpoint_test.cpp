@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "core/checkpoint/sharded_checkpoint.h"
@@ -236,8 +237,18 @@ TEST(ShardedCheckpoint, ErrorsNameTheFileAndWhatToDo) {
   EXPECT_NE(e.find(dir + ": elements of 'param' of tensor"), std::string::npos) << e;
   EXPECT_NE(e.find("in no rank file"), std::string::npos) << e;
 
-  // No marker: an interrupted save, ignored by latest_checkpoint.
+  // A damaged marker listing no rank files (found by tests/fuzz/fuzz_checkpoint: the
+  // loader read past its empty list of files).
   fs::copy_file(copy, rank1);
+  for (const char* bad : {"rank_files = 0", "world_size = -3", "rank_files = 4294967297"}) {
+    std::ofstream(dir + "/COMPLETE") << "gptrain-checkpoint-marker\nformat_version = 2\nstep = 5\n"
+                                     << "world_size = 2\nrank_files = 2\n" << bad << "\n";
+    e = error_of([&] { CheckpointSource src(dir); });
+    EXPECT_NE(e.find(dir + "/COMPLETE: '" + std::string(bad) + "' is not a count of ranks"), std::string::npos) << e;
+  }
+  write_marker(dir, CheckpointMarker{kCheckpointFormatVersion, 5, CheckpointLayout{2, 2, false, 1, 1}, 2});
+
+  // No marker: an interrupted save, ignored by latest_checkpoint.
   EXPECT_EQ(latest_checkpoint(run), dir);
   fs::remove(dir + "/COMPLETE");
   e = error_of([&] { CheckpointSource src(dir); });
