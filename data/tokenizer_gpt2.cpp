@@ -143,8 +143,10 @@ class FlatJsonParser {
     peek();
     size_t start = i_;
     if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    const size_t digits = i_;
     while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-    if (i_ == start || i_ - start > 12) fail("expected an integer token id");
+    // A sign alone is no number (std::stoll would throw std::invalid_argument at it).
+    if (i_ == digits || i_ - start > 12) fail("expected an integer token id");
     return std::stoll(s_.substr(start, i_ - start));
   }
 

@@ -219,6 +219,8 @@ TEST(Tokenizer, BadFilesGiveClearErrors) {
   expect_error_naming([&] { Tokenizer::load_gpt2(json, bpe); }, json);
   write_file(json, "{\"a\": 0}");  // too few tokens
   expect_error_naming([&] { Tokenizer::load_gpt2(json, bpe); }, json);
+  write_file(json, "{\"a\": -}");  // a sign without digits (found by tests/fuzz/fuzz_tokenizer_vocab)
+  expect_error_naming([&] { Tokenizer::load_gpt2(json, bpe); }, json);
   std::string vocab = dir + "/tok_garbage.vocab";
   write_file(vocab, "not a vocabulary\n");
   expect_error_naming([&] { Tokenizer::load(vocab); }, vocab);
