@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -190,19 +191,24 @@ Tokenizer Tokenizer::load(const std::string& path) {
   }
   if (next_line().rfind("name ", 0) != 0) throw fail("expected 'name <name>'");
   v->name = line.substr(5);
-  long long n = header("vocab_size");
-  v->eot = int32_t(header("eot"));
-  long long m = header("merges");
-  if (v->eot >= n) throw fail("eot id outside the vocabulary");
-  v->tokens.resize(size_t(n));
-  for (auto& t : v->tokens) {
+  const long long n = header("vocab_size");
+  const long long eot = header("eot");
+  const long long m = header("merges");
+  if (n > std::numeric_limits<int32_t>::max()) throw fail("vocab_size does not fit 32-bit token ids");
+  if (eot >= n) throw fail("eot id outside the vocabulary");
+  v->eot = int32_t(eot);
+  // Grown line by line rather than sized from the header, so a damaged count ends in
+  // "unexpected end of file" instead of an allocation as large as it claims.
+  for (long long k = 0; k < n; ++k) {
     const std::string& hex = next_line();
     if (hex.empty() || hex.size() % 2) throw fail("bad token hex");
+    std::string t;
     for (size_t i = 0; i < hex.size(); i += 2) {
       int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
       if (hi < 0 || lo < 0) throw fail("bad token hex");
       t += char(hi * 16 + lo);
     }
+    v->tokens.push_back(std::move(t));
   }
   for (long long k = 0; k < m; ++k) {
     std::istringstream in(next_line());

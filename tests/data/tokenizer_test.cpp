@@ -224,6 +224,10 @@ TEST(Tokenizer, BadFilesGiveClearErrors) {
   std::string vocab = dir + "/tok_garbage.vocab";
   write_file(vocab, "not a vocabulary\n");
   expect_error_naming([&] { Tokenizer::load(vocab); }, vocab);
+  // A header claiming more tokens than the file holds (and than memory could): an error
+  // at the end of the file, not an allocation of that size.
+  write_file(vocab, "gptrain-bpe-vocab 1\nname x\nvocab_size 100000000000\neot 5\nmerges 0\n00\n");
+  expect_error_naming([&] { Tokenizer::load(vocab); }, vocab);
   if (test::gpt2()) {
     // The real encoder.json with a truncated merge list.
     std::string real_json = test::gpt2_dir() + "/encoder.json";
