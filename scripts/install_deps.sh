@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build and training need ("train", for the quickstart) or also what
 # the tests and benchmarks need ("all", the default: PyTorch as the numerical oracle,
-# h5py, matplotlib), or ("corpus") the text packages scripts/build_default_corpus.sh
-# reads. Debian packages only. Safe to re-run; skips apt when nothing is missing.
+# h5py, matplotlib, clang for the sanitized build), or ("corpus") the text packages
+# scripts/build_default_corpus.sh reads. Debian packages only. Safe to re-run; skips apt
+# when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
@@ -24,6 +25,8 @@ if [ "$mode" = corpus ]; then  # the text the default corpus is built from
 fi
 if [ "$mode" = all ]; then
   packages+=(python3-torch python3-h5py python3-matplotlib python3-numpy)
+  # scripts/test_sanitized.sh: clang with its sanitizer and libFuzzer runtimes, LLVM's OpenMP
+  packages+=(clang libclang-rt-dev libomp-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do
