@@ -105,6 +105,8 @@ class CheckpointSource {
   std::vector<std::string> tensor_names() const;  // every parameter name, sorted
   Shape global_shape(const std::string& name) const;
   int piece_count(const std::string& name, const std::string& kind) const;
+  // Elements the pieces of (name, kind) hold, summed over the pieces.
+  int64_t stored_elements(const std::string& name, const std::string& kind) const;
 
   // Fills out[0, local_end - local_begin) with local elements [local_begin, local_end)
   // of the slice `spec` of tensor `name`, reading only the intersecting parts of the

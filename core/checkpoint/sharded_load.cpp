@@ -2,6 +2,7 @@
 // (metadata only), then read exactly the hyperslabs each local tensor needs.
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 
 #include "core/checkpoint/sharded_checkpoint.h"
 #include "core/error.h"
@@ -23,6 +24,31 @@ ShardSpec spec_from(const std::vector<int64_t>& v) {
   ShardSpec s;
   if (v.size() == 4) s = ShardSpec{int(v[0]), int(v[1]), int(v[2]), int(v[3])};
   return s;
+}
+
+// A piece's header, checked before any arithmetic or read uses it: a damaged file ends in
+// an error naming it, never in an overflow or a read outside the tensor.
+void check_piece(const CheckpointReader& r, const std::string& ds, const std::vector<int64_t>& g,
+                 const std::vector<int64_t>& shard, const std::vector<int64_t>& range) {
+  auto bad = [&](const std::string& what) {
+    fail("checkpoint " + r.path() + ": piece '" + ds + "' has " + what +
+         " (file damaged?); resume from an earlier checkpoint");
+  };
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max(), kMaxInt = std::numeric_limits<int>::max();
+  int64_t numel = 1;
+  for (int64_t d : g) {
+    if (d < 0 || (d > 0 && numel > kMax / d)) bad("a bad global_shape");
+    numel *= d;
+  }
+  if (shard.size() == 4 && (shard[0] < -1 || shard[0] >= int64_t(g.size()) || shard[1] < 1 || shard[1] > kMaxInt ||
+                            shard[2] < 0 || shard[2] >= shard[1] || shard[3] < 1 || shard[3] > kMaxInt))
+    bad("a bad shard");
+  const Shape local = shard_shape(Shape(g.begin(), g.end()), spec_from(shard), "checkpoint " + r.path() + " piece '" + ds + "'");
+  int64_t local_numel = 1;
+  for (int64_t d : local) local_numel *= d;
+  if (range.size() != 2 || range[0] < 0 || range[1] < range[0] || range[1] > local_numel ||
+      r.shape(ds) != Shape{range[1] - range[0]})
+    bad("a bad range");
 }
 }  // namespace
 
@@ -72,11 +98,11 @@ void CheckpointSource::index_file(int file) {
     Piece p;
     p.file = file;
     p.dataset = ds;
-    const std::vector<int64_t> g = r.attr_ints("global_shape", ds), range = r.attr_ints("range", ds);
+    const std::vector<int64_t> g = r.attr_ints("global_shape", ds), range = r.attr_ints("range", ds),
+                               shard = r.attr_ints("shard", ds);
+    check_piece(r, ds, g, shard, range);
     p.global_shape = Shape(g.begin(), g.end());
-    p.shard = spec_from(r.attr_ints("shard", ds));
-    if (range.size() != 2 || r.shape(ds) != Shape{range[1] - range[0]})
-      fail("checkpoint " + r.path() + ": piece '" + ds + "' has a bad range (file damaged?); resume from an earlier checkpoint");
+    p.shard = spec_from(shard);
     p.begin = range[0];
     p.end = range[1];
     pieces_[{r.attr_str("name", ds), r.attr_str("kind", ds)}].push_back(std::move(p));
@@ -100,6 +126,16 @@ Shape CheckpointSource::global_shape(const std::string& name) const {
   auto it = pieces_.find({name, "param"});
   if (it == pieces_.end()) fail("checkpoint " + path_ + ": no tensor '" + name + "'");
   return it->second.front().global_shape;
+}
+
+int64_t CheckpointSource::stored_elements(const std::string& name, const std::string& kind) const {
+  int64_t n = 0;
+  auto it = pieces_.find({name, kind});
+  if (it != pieces_.end())
+    for (const Piece& p : it->second)  // saturating: each piece fits int64, their sum may not
+      n = p.end - p.begin > std::numeric_limits<int64_t>::max() - n ? std::numeric_limits<int64_t>::max()
+                                                                    : n + (p.end - p.begin);
+  return n;
 }
 
 int CheckpointSource::piece_count(const std::string& name, const std::string& kind) const {
@@ -195,7 +231,12 @@ TensorMap read_global_params(const std::string& path) {
     HostTensor& t = out[name];
     t.shape = src.global_shape(name);
     int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
+    for (int64_t d : t.shape) n *= d;  // no overflow: index_file checked every global shape
+    // Pieces holding fewer elements than the shape cannot cover it: refused before the
+    // whole tensor is allocated, so a damaged shape cannot ask for more than the file holds.
+    if (src.stored_elements(name, "param") < n)
+      fail("checkpoint " + path + ": the pieces of tensor '" + name + "' hold fewer elements than its global shape " +
+           shape_str(t.shape) + " (file damaged?)");
     t.data.resize(size_t(n));
     src.fill(name, "param", t.shape, ShardSpec{}, 0, n, t.data.data());
   }
