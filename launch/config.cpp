@@ -198,9 +198,20 @@ std::string value_text(const po::variable_value& v) {
   return os.str();
 }
 
+// Boost.program_options (1.74) writes its error messages by replacing these placeholders
+// until none is left, so one inside a key or value that reaches such a message loops
+// forever: a config with the key "x%original_token%" hung pretrain (found by
+// tests/fuzz/fuzz_config_ini). Refused before the parser sees them.
+void refuse_parser_placeholders(const std::string& text, const std::string& where) {
+  for (const char* p : {"%canonical_option%", "%option%", "%original_token%", "%value%", "%prefix%"})
+    GPT_CHECK(text.find(p) == std::string::npos,
+              where + ": '" + p + "' cannot appear in a key or value (a placeholder of the option parser's messages)");
+}
+
 }  // namespace
 
 bool parse_config(int argc, char** argv, TrainConfig& c) {
+  for (int i = 1; i < argc; ++i) refuse_parser_placeholders(argv[i], "command line");
   ModelOverrides m;
   po::options_description keys = describe(c, m);
   po::options_description cli("pretrain [CONFIG.ini] [--section.key value ...]");
@@ -219,7 +230,11 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
     if (vm.count("config")) {
       std::string path = vm["config"].as<std::string>();
       if (!std::filesystem::is_regular_file(path)) fail("config file " + path + ": no such file");
-      std::ifstream in(path);
+      std::ifstream file(path);
+      std::ostringstream text;
+      text << file.rdbuf();
+      refuse_parser_placeholders(text.str(), "config file " + path);
+      std::istringstream in(text.str());
       try {
         po::store(po::parse_config_file(in, keys, /*allow_unregistered=*/false), vm);
       } catch (const po::error& e) {

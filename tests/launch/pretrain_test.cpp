@@ -86,6 +86,17 @@ TEST(Pretrain, UnknownKeyInConfigFile) {
   EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
 }
 
+// A placeholder of Boost.program_options' messages in a bad key or value made building
+// the message loop forever (found by tests/fuzz/fuzz_config_ini): now one error line.
+TEST(Pretrain, ParserPlaceholderInConfigIsRefusedNotAHang) {
+  std::string path = fresh_dir("cfg_placeholder") + ".ini";
+  std::ofstream(path) << "[train]\nsteps = 3\n[run]\ncheckpoi%original_token%og_every = 10\n";
+  auto r = run_pretrain(path);
+  expect_one_line_error(r, "'%original_token%' cannot appear");
+  EXPECT_NE(r.output.find(path), std::string::npos) << r.output;
+  expect_one_line_error(run_pretrain("--train.warmup %value%"), "'%value%' cannot appear");
+}
+
 TEST(Pretrain, UnknownKeyOnCommandLine) {
   expect_one_line_error(run_pretrain("--train.stepz 3"), "train.stepz");
 }
