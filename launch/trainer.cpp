@@ -458,6 +458,9 @@ void Trainer::run() {
   // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
   if (cfg_.sample_tokens > 0 && pipelined()) {
     say("sample: not drawn under pipeline parallelism; use the sample program on the checkpoint\n");
+  } else if (cfg_.sample_tokens > 0 && cfg_.model.moe.group_tokens > 0) {
+    // The prompt grows one token at a time, and the MoE layer routes whole groups only.
+    say("sample: not drawn with moe.group_tokens > 0 (a growing prompt does not split into groups)\n");
   } else if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0) {
     print_sample();
   }
