@@ -94,6 +94,8 @@ void cmd_export_hf(const Args& a) {
   const gpt::GPTConfig cfg = gpt::model_config_from_text(src.scalars().config);
   GPT_CHECK(cfg.family == gpt::ModelFamily::GPT2, "ckpt export-hf: " + a[0] + " holds a model.family = " +
                                                       gpt::family_name(cfg.family) + " model; only gpt2 exports");
+  GPT_CHECK(!cfg.is_moe(), "ckpt export-hf: " + a[0] + " holds a mixture-of-experts model (moe.experts = " +
+                               std::to_string(cfg.moe.experts) + "); GPT2LMHeadModel has no experts");
   gpt::export_hf_gpt2(gpt::read_global_params(a[0]), cfg, a[1]);
   std::printf("exported %s (step %lld, L=%d H=%d C=%d V=%d) to %s (config.json, model.safetensors)\n",
               src.path().c_str(), (long long)src.scalars().step, cfg.n_layer, cfg.n_head, cfg.n_embd,

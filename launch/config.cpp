@@ -28,6 +28,9 @@ struct ModelOverrides {
   std::string family, tie_embeddings;  // empty: the preset's
   int n_kv_head = -1, ffn_hidden = -1;  // -1: the preset's
   float rope_theta = 0.f, norm_eps = 0.f;
+  // No preset has experts, so the moe.* keys are plain values with the dense defaults.
+  MoeConfig moe;
+  int moe_every = 1;
 };
 
 // The shortest text that reads back as exactly `v`, as a person types it: "6e-4" (not
@@ -91,6 +94,22 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("model.norm_eps", po::value(&m.norm_eps), "llama: RMSNorm epsilon");
   add("model.tie_embeddings", po::value(&m.tie_embeddings),
       "true | false: the LM head shares the token embedding (gpt2: always; llama presets: false)");
+  add("moe.experts", keyed(&m.moe.experts),
+      "mixture of experts: experts E per MoE block; 0 = the dense model (gpt2 only, parallel.tp = parallel.pp = 1, "
+      "train.device = cpu, train.dtype = fp32, train.recompute = none for now)");
+  add("moe.top_k", keyed(&m.moe.top_k), "experts each token is routed to (k)");
+  add("moe.every", keyed(&m.moe_every),
+      "which blocks' MLPs are MoE: block l (from 0) when (l + 1) % every == 0; 1 = all, 2 = blocks 1, 3, 5, ...");
+  add("moe.expert_hidden", keyed(&m.moe.expert_hidden), "hidden width of each expert's GELU MLP; 0 = 4 n_embd");
+  add("moe.shared_experts", keyed(&m.moe.shared_experts),
+      "always-on shared experts (one dense GELU MLP of shared_experts x expert_hidden); 0 = none");
+  add("moe.capacity_factor", keyed(&m.moe.capacity_factor),
+      "expert slots per group: ceil(cf x group tokens x top_k / experts), the rest dropped; 0 = dropless");
+  add("moe.group_tokens", keyed(&m.moe.group_tokens),
+      "tokens per routing group (capacity and load-balancing statistics); 0 = one sequence (train.seq_len)");
+  add("moe.aux_loss", keyed(&m.moe.aux_loss), "load-balancing loss coefficient (Switch / GShard)");
+  add("moe.z_loss", keyed(&m.moe.z_loss), "router z-loss coefficient");
+  add("moe.renormalize", keyed(&m.moe.renormalize), "divide the top_k chosen router probabilities by their sum");
   add("train.seed", keyed(&c.seed), "seed for init and data order");
   add("train.micro_batch", keyed(&c.micro_batch), "sequences per micro-batch per rank");
   add("train.seq_len", keyed(&c.seq_len), "tokens per sequence (T)");
@@ -267,6 +286,8 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
               "config key 'model.tie_embeddings' must be true or false, got '" + m.tie_embeddings + "'");
     c.model.tie_embeddings = m.tie_embeddings == "true";
   }
+  c.model.moe = m.moe;
+  c.model.moe_every = m.moe_every;
   c.model.validate();
   auto positive = [](int64_t v, const char* key) {
     GPT_CHECK(v > 0, std::string("config key '") + key + "' must be positive, got " + std::to_string(v));
@@ -301,6 +322,15 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.resume_from.empty() || c.init_from.empty(),
             "config keys 'run.resume_from' and 'run.init_from' exclude each other: resume the full state, or start from the parameters");
   GPT_CHECK(c.checkpoint_timeout_s > 0, "config key 'run.checkpoint_timeout_s' must be positive");
+  if (c.model.is_moe()) {
+    // The MoE layer is fp32 host code, and its experts are not split over ranks yet.
+    GPT_CHECK(c.tp == 1 && c.pp == 1, "config key 'moe.experts' > 0 needs parallel.tp = parallel.pp = 1 for now, got tp " +
+                                          std::to_string(c.tp) + ", pp " + std::to_string(c.pp));
+    GPT_CHECK(c.device == "cpu", "config key 'moe.experts' > 0 needs train.device = cpu for now (the MoE layer has no CUDA path yet)");
+    GPT_CHECK(c.dtype == "fp32", "config key 'moe.experts' > 0 needs train.dtype = fp32 for now (the MoE layer is fp32 only)");
+    GPT_CHECK(c.recompute == "none",
+              "config key 'train.recompute' must be none with moe.experts > 0 (MoE blocks keep every activation for now)");
+  }
 
   std::ostringstream text;
   for (const auto& kv : vm)
@@ -311,11 +341,12 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
 
 GPTConfig model_config_from_text(const std::string& text) {
   std::vector<std::string> args{"model_config"};
+  // model.* and moe.* lines: the experts are part of the model's shape.
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
     const size_t eq = line.find(" = ");
-    if (line.rfind("model.", 0) != 0 || eq == std::string::npos) continue;
+    if ((line.rfind("model.", 0) != 0 && line.rfind("moe.", 0) != 0) || eq == std::string::npos) continue;
     args.push_back("--" + line.substr(0, eq));
     args.push_back(line.substr(eq + 3));
   }
@@ -337,6 +368,15 @@ std::string model_config_text(const GPTConfig& m) {
     text += "model.n_kv_head = " + std::to_string(m.kv_heads()) + "\nmodel.ffn_hidden = " + std::to_string(m.ffn()) +
             "\nmodel.rope_theta = " + shortest(m.rope_theta) + "\nmodel.norm_eps = " + shortest(m.norm_eps) +
             "\nmodel.tie_embeddings = " + (m.tie_embeddings ? "true" : "false") + "\n";
+  if (m.is_moe()) {
+    const MoeConfig& e = m.moe;
+    text += "moe.experts = " + std::to_string(e.experts) + "\nmoe.top_k = " + std::to_string(e.top_k) +
+            "\nmoe.every = " + std::to_string(m.moe_every) + "\nmoe.expert_hidden = " + std::to_string(e.expert_hidden) +
+            "\nmoe.shared_experts = " + std::to_string(e.shared_experts) +
+            "\nmoe.capacity_factor = " + shortest(e.capacity_factor) +
+            "\nmoe.group_tokens = " + std::to_string(e.group_tokens) + "\nmoe.aux_loss = " + shortest(e.aux_loss) +
+            "\nmoe.z_loss = " + shortest(e.z_loss) + "\nmoe.renormalize = " + (e.renormalize ? "true" : "false") + "\n";
+  }
   return text;
 }
 

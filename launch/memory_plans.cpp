@@ -48,6 +48,14 @@ std::string describe_memory_plans(const TrainConfig& cfg, int world) {
                 cfg.model_preset.c_str(), (long long)cfg.model.num_params(), cfg.micro_batch, cfg.seq_len,
                 cfg.dtype.c_str(), device_name(device), parallel_text.c_str());
   std::string out = head;
+  if (cfg.model.is_moe()) {
+    // The plan's terms are the dense block's; a figure for an MoE model would be wrong.
+    std::snprintf(head, sizeof head,
+                  "  mixture of experts: %lld parameters active per token; the memory plan does not count MoE "
+                  "layers yet (moe.experts > 0), so none is printed\n",
+                  (long long)cfg.model.active_params());
+    return out + head;
+  }
   const bool zero_bubble = layout.schedule == parallel::pipeline::ScheduleKind::ZeroBubbleH1 && layout.pp > 1;
   for (const char* mode : {"none", "selective", "full"}) {
     const Recompute r = parse_recompute(mode);

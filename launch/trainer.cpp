@@ -20,6 +20,7 @@
 #include "launch/data_sources.h"
 #include "launch/generate.h"
 #include "launch/memory_plans.h"
+#include "launch/moe_metrics.h"
 
 namespace gpt {
 
@@ -65,6 +66,13 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     openblas_set_num_threads(cfg_.threads);
   }
   topo_.validate_model(cfg_.model);
+  // Checked here rather than in parse_config, which also reads bare model shapes
+  // (model_config_from_text) that have no sequence length.
+  const int64_t G = cfg_.model.moe.group_tokens;
+  GPT_CHECK(!cfg_.model.is_moe() || G == 0 || cfg_.seq_len % G == 0,
+            "config key 'moe.group_tokens' (" + std::to_string(G) + ") must divide train.seq_len (" +
+                std::to_string(cfg_.seq_len) + "): a routing group may not straddle sequences, whose "
+                "neighbours depend on the layout");
   set_op_profiling(cfg_.profile_ops);
   GPT_CHECK(device_available(device_), "config key 'train.device' = cuda, but no CUDA device is usable here");
   const Recompute recompute = parse_recompute(cfg_.recompute);
@@ -166,6 +174,8 @@ float Trainer::train_step(int64_t step) {
     dp_->finish_grads();
     dp_wait_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - wait0).count();
   }
+  // The auxiliary losses' gradients are in; their values and the experts' load are logged.
+  if (cfg_.model.is_moe()) moe_step_ = reduce_moe_stats(model_->take_moe_stats(), cfg_.grad_accum, comm_, groups_.dp);
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
     Tensor g = store_.flat_grads().slice(dp_->shard().begin, {1});
@@ -296,6 +306,10 @@ void Trainer::run() {
       family_name(cfg_.model.family), (long long)whole, whole / 1e6, cfg_.model.n_layer, cfg_.model.n_head,
       cfg_.model.n_embd, cfg_.model.vocab_size, device_name(device_),
       N == whole ? "" : ("; rank 0 holds " + std::to_string(N) + " of them").c_str());
+  if (cfg_.model.is_moe())
+    say("mixture of experts: %d of %d blocks, %lld experts, top-%lld; %lld parameters active per token (%.1f M)\n",
+        cfg_.model.moe_blocks(), cfg_.model.n_layer, (long long)cfg_.model.moe.experts,
+        (long long)cfg_.model.moe.top_k, (long long)cfg_.model.active_params(), cfg_.model.active_params() / 1e6);
   say("data: %s\n", train_data_->describe().c_str());
   say("batch: %d x %d tokens x %d micro-batches x %d data-parallel ranks = %lld tokens/step; %lld steps from step %lld\n",
               cfg_.micro_batch, cfg_.seq_len, cfg_.grad_accum, dp_size, (long long)tokens_per_step,
@@ -303,10 +317,12 @@ void Trainer::run() {
   say("%s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
   if (pipelined()) say("%s\n", pipeline_->describe().c_str());
-  say("memory plan (%s, recompute %s%s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
-      cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str());
+  say("memory plan (%s, recompute %s%s): %s%s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
+      cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str(),
+      cfg_.model.is_moe() ? " (MoE blocks planned as dense MLPs: experts and routing not counted yet)" : "");
   log_->write("start", MetricsLog::Line()
                            .num("params", double(whole))
+                           .num("params_active", double(cfg_.model.active_params()))
                            .num("params_rank0", double(N))
                            .num("start_step", double(start))
                            .num("tokens_per_step", double(tokens_per_step))
@@ -368,23 +384,32 @@ void Trainer::run() {
       say("memory measured after the first step: peak %.1f MiB of tensors (plan %.1f MiB, workspace aside)\n",
           double(memory_stats(device_).peak - memory_at_start_) / (1 << 20),
           double(plan_.total() - plan_.workspace) / (1 << 20));
+    const bool moe = cfg_.model.is_moe();
+    char moe_text[96] = "";
+    if (moe) std::snprintf(moe_text, sizeof moe_text, " | moe_aux %.4g | moe_z %.4g", moe_step_.aux_loss, moe_step_.z_loss);
     if (updated && ((step + 1) % cfg_.log_every == 0 || step + 1 == cfg_.steps))
-      say("step %6lld/%lld | loss %.6f | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
-                  (long long)(step + 1), (long long)cfg_.steps, loss, lr, norm, ms, tps);
+      say("step %6lld/%lld | loss %.6f%s | lr %.3e | norm %.4f | %8.1f ms | %9.0f tok/s\n",
+                  (long long)(step + 1), (long long)cfg_.steps, loss, moe_text, lr, norm, ms, tps);
     // A skipped step has its "spike" record instead.
-    if (updated)
-      log_->write("train", MetricsLog::Line()
-                             .num("step", double(step + 1))
-                             .num("loss", loss)
-                             .num("lr", lr)
-                             .num("grad_norm", norm)
-                             .num("tokens", double(tokens_seen_))
-                             .num("tokens_per_s", tps)
-                             .num("step_ms", ms)
-                             // this rank's time inside TP collectives (TpRegion::comm_ms)
-                             .num("tp_comm_ms", tp_region_ ? tp_region_->comm_ms() - tp_ms_before : 0.0)
-                             .num("dp_wait_ms", dp_wait_ms_)
-                             .num("update_ms", update_ms_));
+    if (updated) {
+      MetricsLog::Line record;
+      record.num("step", double(step + 1))
+          .num("loss", loss)
+          .num("lr", lr)
+          .num("grad_norm", norm)
+          .num("tokens", double(tokens_seen_))
+          .num("tokens_per_s", tps)
+          .num("step_ms", ms)
+          // this rank's time inside TP collectives (TpRegion::comm_ms)
+          .num("tp_comm_ms", tp_region_ ? tp_region_->comm_ms() - tp_ms_before : 0.0)
+          .num("dp_wait_ms", dp_wait_ms_)
+          .num("update_ms", update_ms_);
+      // `loss` is the cross-entropy; an MoE model optimises loss + moe_aux + moe_z.
+      if (moe)
+        record.num("moe_aux", moe_step_.aux_loss).num("moe_z", moe_step_.z_loss)
+            .raw("moe_layers", moe_layers_json(moe_step_));
+      log_->write("train", record);
+    }
     if (val_data_ && ((step + 1) % cfg_.eval_every == 0 || step + 1 == cfg_.steps)) {
       set_op_profiling(false);  // the profile covers training steps only
       const Validation v = explain_out_of_memory(plan_, device_, "in validation", [&] { return evaluate(); });
@@ -433,6 +458,9 @@ void Trainer::run() {
   // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
   if (cfg_.sample_tokens > 0 && pipelined()) {
     say("sample: not drawn under pipeline parallelism; use the sample program on the checkpoint\n");
+  } else if (cfg_.sample_tokens > 0 && cfg_.model.moe.group_tokens > 0) {
+    // The prompt grows one token at a time, and the MoE layer routes whole groups only.
+    say("sample: not drawn with moe.group_tokens > 0 (a growing prompt does not split into groups)\n");
   } else if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0) {
     print_sample();
   }

@@ -86,6 +86,7 @@ class Trainer {
   SpikeDetector spike_;
   bool spike_injected_ = false;  // debug.spike_step fired
   int64_t tokens_seen_ = 0;
+  MoeStepStats moe_step_;  // the last step's, over every data-parallel rank
   // Last, so that the watchdog's thread stops before log_, which it writes to, goes.
   StepPhases phases_;
 };

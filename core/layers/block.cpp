@@ -8,7 +8,7 @@
 namespace gpt {
 
 Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
-             std::shared_ptr<BlockActs> shared, const LinearFactory& linears)
+             std::shared_ptr<BlockActs> shared, const LinearFactory& linears, int layer)
     : ln1(store, prefix + ".ln1", cfg.n_embd),
       ln2(store, prefix + ".ln2", cfg.n_embd),
       mode_(mode),
@@ -19,14 +19,15 @@ Block::Block(ParamStore& store, const std::string& prefix, const GPTConfig& cfg,
   const float proj_std = 0.02f / std::sqrt(2.f * float(cfg.n_layer));
   qkv = linears.make(store, prefix + ".attn.qkv", C, 3 * C, true, 0.02f, LinearRole::attn_qkv, {C, C, C});
   attn_proj = linears.make(store, prefix + ".attn.proj", C, C, true, proj_std, LinearRole::attn_proj, {});
-  fc = linears.make(store, prefix + ".mlp.fc", C, 4 * C, true, 0.02f, LinearRole::mlp_fc, {});
-  mlp_proj = linears.make(store, prefix + ".mlp.proj", 4 * C, C, true, proj_std, LinearRole::mlp_proj, {});
+  mlp = std::make_unique<MlpBranch>(store, prefix, cfg, layer, linears);
   const int64_t head_size = C / cfg.n_head;
   n_head = int(qkv->out_features / (3 * head_size));
 
   linears.add_norm_params(ln1.weight, ln1.bias);
   linears.add_norm_params(ln2.weight, ln2.bias);
   GPT_CHECK(mode == Recompute::None || shared_, "Block: recomputation needs shared buffers");
+  GPT_CHECK(mode == Recompute::None || !mlp->is_moe(),
+            "config key 'train.recompute' must be none with moe.experts > 0 (MoE blocks keep every activation)");
 }
 
 Block::Refs Block::refs(BlockActs& own) const {
@@ -34,8 +35,10 @@ Block::Refs Block::refs(BlockActs& own) const {
   BlockActs& full = mode_ == Recompute::Full ? *shared_ : own;
   // Under selective recomputation only the cheap-to-rebuild activations are shared; the
   // LayerNorm statistics are recomputed with them but small, so they stay per micro-batch.
-  return Refs{&s.ln1_out, &full.qkv_out, &full.atty, &full.lse, &full.x2, &s.ln2_out, &full.fc_out,
-              &s.gelu_out, &full.ln1_stats, &full.ln2_stats};
+  return Refs{&s.ln1_out,       &full.qkv_out,   &full.atty,
+              &full.lse,        &full.x2,        &s.ln2_out,
+              &full.fc_out,     &s.gelu_out,     &full.ln1_stats,
+              &full.ln2_stats,  MlpSaved{&full.fc_out, &s.gelu_out, &own.moe, own.aux_grad_scale}};
 }
 
 void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T) {
@@ -50,8 +53,6 @@ void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_
   ensure(*a.lse, {B, n_head, T}, DType::F32, dev);
   ensure(*a.x2, rows, dt, dev);
   ensure(*a.ln2_out, rows, dt, dev);
-  ensure(*a.fc_out, {B, T, fc->out_features}, dt, dev);
-  ensure(*a.gelu_out, {B, T, fc->out_features}, dt, dev);
 
   ln1.forward(*a.ln1_out, *a.ln1_stats, x_in);
   qkv->forward(*a.qkv_out, *a.ln1_out);
@@ -60,9 +61,7 @@ void Block::run_forward(const Refs& a, Tensor& x_out, const Tensor& x_in, int64_
   // ... + x, and ln2(x2) in the same pass. Selective recomputation reruns ln2.forward
   // on the saved x2; the fused op gives its bits, so gradients match every mode.
   ln2.forward_residual(*a.x2, *a.ln2_out, *a.ln2_stats, *a.x2, x_in);
-  fc->forward(*a.fc_out, *a.ln2_out);
-  ops.gelu_forward(*a.gelu_out, *a.fc_out);
-  mlp_proj->forward(x_out, *a.gelu_out);
+  mlp->forward(a.mlp, x_out, *a.ln2_out, B, T);
   ops.add(x_out, x_out, *a.x2);
 }
 
@@ -87,13 +86,11 @@ void Block::backward(BlockActs& acts, Tensor& dres, const Tensor& x_in, BlockScr
   } else if (mode_ == Recompute::Selective) {
     ln1.forward(*a.ln1_out, *a.ln1_stats, x_in);
     ln2.forward(*a.ln2_out, *a.ln2_stats, *a.x2);
-    ops.gelu_forward(*a.gelu_out, *a.fc_out);
+    mlp->recompute(a.mlp);
   }
-  Tensor &ln1_out = *a.ln1_out, &qkv_out = *a.qkv_out, &atty = *a.atty, &x2 = *a.x2,
-         &ln2_out = *a.ln2_out, &fc_out = *a.fc_out, &gelu_out = *a.gelu_out;
-  // MLP branch: dres is d(out), which flows unchanged into x2 and into mlp_proj.
-  mlp_proj->backward_through_gelu(sized(s.dfch, fc_out), dres, gelu_out, fc_out);
-  fc->backward(&sized(s.dln, ln2_out), s.dfch, ln2_out);
+  Tensor &ln1_out = *a.ln1_out, &qkv_out = *a.qkv_out, &atty = *a.atty, &x2 = *a.x2, &ln2_out = *a.ln2_out;
+  // MLP branch: dres is d(out), which flows unchanged into x2 and into the MLP.
+  mlp->backward(a.mlp, sized(s.dln, ln2_out), dres, ln2_out, s.dfch, s.moe);
   ln2.backward(dres, s.dln, x2, *a.ln2_stats);  // dres is now d(x2)
   // Attention branch.
   attn_proj->backward(&sized(s.datty, atty), dres, atty);
@@ -107,10 +104,10 @@ void Block::backward_input(BlockActs& a, Tensor& dres, const Tensor& x_in, Block
   const Ops& ops = ops_for(x_in.device);
   // The linears' output gradients land in (or are copied to) the micro-batch's own
   // buffers, which the weight pass reads; dres itself keeps changing.
+  const Refs r = refs(a);
   ensure(a.d_mlp_proj, dres.shape, dres.dtype, dres.device);
   copy_(a.d_mlp_proj, dres);
-  mlp_proj->input_grad_through_gelu(sized(a.d_fc, a.fc_out), dres, a.gelu_out, a.fc_out);
-  fc->input_grad(sized(s.dln, a.ln2_out), a.d_fc, a.ln2_out);
+  mlp->input_grad(r.mlp, sized(s.dln, a.ln2_out), dres, a.ln2_out, a.d_fc);
   ln2.backward(dres, s.dln, a.x2, a.ln2_stats);  // dres is now d(x2)
   ensure(a.d_attn_proj, dres.shape, dres.dtype, dres.device);
   copy_(a.d_attn_proj, dres);
@@ -121,8 +118,7 @@ void Block::backward_input(BlockActs& a, Tensor& dres, const Tensor& x_in, Block
 }
 
 void Block::backward_weights(BlockActs& a) {
-  mlp_proj->weight_grad(a.d_mlp_proj, a.gelu_out);
-  fc->weight_grad(a.d_fc, a.ln2_out);
+  mlp->weight_grad(refs(a).mlp, a.d_mlp_proj, a.d_fc, a.ln2_out);
   attn_proj->weight_grad(a.d_attn_proj, a.atty);
   qkv->weight_grad(a.d_qkv, a.ln1_out);
 }

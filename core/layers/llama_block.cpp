@@ -7,7 +7,7 @@
 namespace gpt {
 
 LlamaBlock::LlamaBlock(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
-                       std::shared_ptr<LlamaBlockActs> shared, const LinearFactory& linears)
+                       std::shared_ptr<LlamaBlockActs> shared, const LinearFactory& linears, int /*layer*/)
     : norm1(store, prefix + ".ln1", cfg.n_embd, cfg.norm_eps),
       norm2(store, prefix + ".ln2", cfg.n_embd, cfg.norm_eps),
       mode_(mode),

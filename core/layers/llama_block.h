@@ -52,9 +52,10 @@ class LlamaBlock {
  public:
   // `shared` holds the buffers every block reuses under selective/full recomputation.
   // `linears` makes the four linears (whole, or this rank's slices under TP); the block
-  // runs the heads and SwiGLU channels its slices hold.
+  // runs the heads and SwiGLU channels its slices hold. `layer` (the global index) is
+  // unused: the LLaMA block has no MoE MLP yet (GPTConfig::validate refuses one).
   LlamaBlock(ParamStore& store, const std::string& prefix, const GPTConfig& cfg, Recompute mode,
-             std::shared_ptr<LlamaBlockActs> shared, const LinearFactory& linears);
+             std::shared_ptr<LlamaBlockActs> shared, const LinearFactory& linears, int layer);
   // x_out, x_in: [B, T, C], or under sequence parallelism this rank's rows of it.
   void forward(LlamaBlockActs& acts, Tensor& x_out, const Tensor& x_in, int64_t B, int64_t T);
   // dres holds d(x_out) on entry and d(x_in) on return (updated in place).

@@ -41,7 +41,7 @@ Decoder<Parts>::Decoder(const GPTConfig& cfg, ParamStore& store, Recompute recom
   blocks_begin_ = store.total();
   for (int l = stage_.layer_begin; l < stage_.layer_end; ++l)
     blocks_.push_back(std::make_unique<typename Parts::Block>(store, "blocks." + std::to_string(l), cfg_, recompute,
-                                                              shared_acts_, layers));
+                                                              shared_acts_, layers, l));
   blocks_end_ = store.total();
   if (stage_.head) {
     norm_ = Parts::make_norm(store, cfg_, layers);
@@ -138,6 +138,12 @@ template <class Parts>
 float Decoder<Parts>::forward_train(Activations& acts, const Tensor& input, const Tensor* targets, float dloss) {
   Acts& a = cast(acts);
   forward_trunk(a, input);
+  // The auxiliary losses enter the step's loss as the cross-entropy does: a micro-batch's
+  // mean times dloss x its positions (1 / grad_accum for the mean over a step).
+  const float aux_grad_scale = dloss * float(a.B * a.T);
+  for (size_t l = 0; l < blocks_.size(); ++l)
+    Parts::after_train_forward(*blocks_[l], a.blocks[l], stage_.layer_begin + int(l), aux_grad_scale, moe_step_);
+  ++moe_step_.micro_batches;
   if (!stage_.head) return std::numeric_limits<float>::quiet_NaN();
   GPT_CHECK(targets, std::string(family_name(Parts::kFamily)) + ": the head stage's forward_train needs targets");
   ensure(a.dnorm, a.norm_out.shape, a.norm_out.dtype, store_.device());

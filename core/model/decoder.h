@@ -8,14 +8,17 @@
 //
 // A family's Parts (see gpt.h and llama.h) provides:
 //   Block, BlockActs, BlockScratch  the block: Block(store, prefix, cfg, recompute,
-//       shared BlockActs, linears); forward(acts, x_out, x_in, B, T); backward,
+//       shared BlockActs, linears, global layer index); forward(acts, x_out, x_in, B, T); backward,
 //       backward_input (acts, dres, x_in, scratch); backward_weights(acts);
 //       first_param_offset();
 //   Norm, NormStats  the final norm: forward(out, stats, x), backward(dx, dout, x, stats);
 //   make_norm(store, cfg, linears)  registers "lnf" (and names it to the linears);
+//   after_train_forward(block, block_acts, layer, aux_grad_scale, MoeStepStats&)  after
+//       each training forward of a block: MoE bookkeeping (a no-op for dense families);
 //   kFamily, kLearnedPositions.
 #pragma once
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/layers/head_loss.h"
@@ -63,6 +66,7 @@ class Decoder : public Model {
   void backward_weight(Activations& acts) override;
   float forward(Activations& acts, const Tensor& input, const Tensor* targets) override;
   std::vector<double> row_losses() const override { return head_loss_.row_losses(); }
+  MoeStepStats take_moe_stats() override { return std::exchange(moe_step_, MoeStepStats{}); }
   const GPTConfig& config() const override { return cfg_; }
   std::vector<float> vocabulary_logits(const Activations& acts, int64_t position) const override;
   void set_head_chunk_rows(int64_t rows) override { head_loss_.set_chunk_rows(rows); }
@@ -84,6 +88,7 @@ class Decoder : public Model {
   // stage's [.., params_end_).
   int64_t blocks_begin_ = 0, blocks_end_ = 0, params_end_ = 0;
   int64_t micro_B_ = 0, micro_T_ = 0;  // set_micro_batch
+  MoeStepStats moe_step_;              // since the last take_moe_stats
 
   static Acts& cast(Activations& acts);
   // Embedding (or the handed-over input) and the blocks; on a head stage also norm_out.

@@ -20,6 +20,9 @@ struct Gpt2Parts {
   static constexpr bool kLearnedPositions = true;
   // "lnf", named to the linears as a norm (sequence parallelism sums its gradients).
   static std::unique_ptr<LayerNorm> make_norm(ParamStore& store, const GPTConfig& cfg, const LinearFactory& linears);
+  // After a training forward of global layer `layer`: an MoE block keeps the auxiliary
+  // losses' gradient scale for its backward and adds its losses and load to `step`.
+  static void after_train_forward(Block& block, BlockActs& acts, int layer, float aux_grad_scale, MoeStepStats& step);
 };
 
 class GPT final : public Decoder<Gpt2Parts> {

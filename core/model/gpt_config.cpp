@@ -19,6 +19,28 @@ int64_t GPTConfig::ffn() const {
   return (f + 255) / 256 * 256;
 }
 
+MoeConfig GPTConfig::moe_layer() const {
+  MoeConfig m = moe;
+  if (m.expert_hidden == 0) m.expert_hidden = 4 * int64_t(n_embd);
+  return m;
+}
+
+// The MoE keys (validated only when moe.experts > 0: the dense model ignores them).
+static void validate_moe(const GPTConfig& c) {
+  auto s = [](int64_t v) { return std::to_string(v); };
+  GPT_CHECK(c.moe.experts >= 0, "config key 'moe.experts' must not be negative (0 is the dense model), got " +
+                                    s(c.moe.experts));
+  if (!c.is_moe()) return;
+  GPT_CHECK(c.family == ModelFamily::GPT2,
+            "config key 'moe.experts' > 0 needs model.family = gpt2 for now (the LLaMA block has no MoE MLP yet)");
+  GPT_CHECK(c.moe_every >= 1 && c.moe_every <= c.n_layer,
+            "config key 'moe.every' must be in [1, model.n_layer = " + s(c.n_layer) + "] (block l is MoE when (l + 1) % every == 0), got " +
+                s(c.moe_every));
+  GPT_CHECK(c.moe.expert_hidden >= 0, "config key 'moe.expert_hidden' must not be negative (0: 4 n_embd), got " +
+                                          s(c.moe.expert_hidden));
+  c.moe_layer().validate();  // names the moe.* key of a bad value
+}
+
 void GPTConfig::validate() const {
   auto positive = [](int v, const char* key) {
     GPT_CHECK(v > 0, std::string("config key '") + key + "' must be positive, got " +
@@ -41,8 +63,10 @@ void GPTConfig::validate() const {
                                         ") needs model.family = llama: GPT-2 attention has n_head key/value heads");
     GPT_CHECK(ffn_hidden == 0, "config key 'model.ffn_hidden' needs model.family = llama: GPT-2's MLP is 4 n_embd wide");
     GPT_CHECK(tie_embeddings, "config key 'model.tie_embeddings' = false needs model.family = llama: GPT-2 ties its head");
+    validate_moe(*this);
     return;
   }
+  validate_moe(*this);
   GPT_CHECK(n_head % kv_heads() == 0, "config key 'model.n_head' (" + s(n_head) +
                                           ") is not divisible by 'model.n_kv_head' (" + s(kv_heads()) + ")");
   GPT_CHECK(head_size() % 2 == 0, "config key 'model.n_head': head size n_embd / n_head = " + s(n_embd) + " / " +
@@ -63,11 +87,28 @@ int64_t GPTConfig::num_params() const {
                       + C * C + C          // attention projection
                       + C * 4 * C + 4 * C  // mlp fc
                       + 4 * C * C + C;     // mlp projection
-  return V * C + int64_t(block_size) * C + L * per_block + 2 * C;
+  const int64_t dense = V * C + int64_t(block_size) * C + L * per_block + 2 * C;
+  if (!is_moe()) return dense;
+  // An MoE block trades the dense MLP for the router, E experts and the shared experts.
+  const MoeConfig m = moe_layer();
+  const int64_t H = m.expert_hidden, SH = m.shared_experts * H;
+  const int64_t expert = H * C + H + C * H + C;
+  const int64_t shared = SH > 0 ? SH * C + SH + C * SH + C : 0;
+  const int64_t moe_mlp = m.experts * C + m.experts * expert + shared;
+  const int64_t dense_mlp = C * 4 * C + 4 * C + 4 * C * C + C;
+  return dense + int64_t(moe_blocks()) * (moe_mlp - dense_mlp);
+}
+
+int64_t GPTConfig::active_params() const {
+  if (!is_moe()) return num_params();
+  const MoeConfig m = moe_layer();
+  const int64_t C = n_embd, H = m.expert_hidden;
+  const int64_t expert = H * C + H + C * H + C;
+  return num_params() - int64_t(moe_blocks()) * (m.experts - m.top_k) * expert;
 }
 
 double GPTConfig::flops_per_token(int T) const {
-  return 6.0 * double(num_params()) + 12.0 * n_layer * double(n_embd) * T;
+  return 6.0 * double(active_params()) + 12.0 * n_layer * double(n_embd) * T;
 }
 
 // Published LLaMA shapes (Hugging Face config.json of each): block_size is the training

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/layers/moe_router.h"
+
 namespace gpt {
 
 enum class ModelFamily { GPT2, Llama };
@@ -32,15 +34,31 @@ struct GPTConfig {
   float norm_eps = 1e-5f;      // RMSNorm epsilon
   bool tie_embeddings = true;  // LM head tied to wte (GPT-2 always; LLaMA presets: false)
 
+  // Mixture of experts (moe.* keys; GPT-2 only for now). moe.experts = 0 is the dense
+  // model. Block l's MLP is an MoE layer when (l + 1) % moe_every == 0: every = 1 makes
+  // every block MoE, every = 2 blocks 1, 3, 5, ... (the second of each pair, as GShard
+  // and Switch interleave them). moe.expert_hidden 0 means 4 n_embd, GPT-2's MLP width.
+  MoeConfig moe{};
+  int moe_every = 1;
+
   int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
   int head_size() const { return n_embd / n_head; }
   int64_t ffn() const;  // F
+  bool is_moe() const { return moe.experts > 0; }
+  bool moe_block(int layer) const { return is_moe() && (layer + 1) % moe_every == 0; }
+  int moe_blocks() const { return is_moe() ? n_layer / moe_every : 0; }
+  // The layer's configuration with expert_hidden resolved (0: 4 n_embd).
+  MoeConfig moe_layer() const;
 
   // Throws gpt::Error naming the offending config key.
   void validate() const;
-  // Parameters: embeddings + blocks + final norm (+ an untied head).
+  // Parameters: embeddings + blocks + final norm (+ an untied head); every expert counted.
   int64_t num_params() const;
-  // Training FLOPs per token: 6N + 12 L d T (PaLM's accounting, attention included).
+  // The parameters one token runs through: num_params() less, in each MoE block, the
+  // experts it is not routed to (the router, k experts and the shared experts count).
+  int64_t active_params() const;
+  // Training FLOPs per token: 6N + 12 L d T (PaLM's accounting, attention included), N
+  // the active parameters.
   double flops_per_token(int T) const;
 };
 

@@ -23,6 +23,8 @@ struct LlamaParts {
   static constexpr bool kLearnedPositions = false;
   // "lnf", named to the linears as a norm (sequence parallelism sums its gradient).
   static std::unique_ptr<RMSNorm> make_norm(ParamStore& store, const GPTConfig& cfg, const LinearFactory& linears);
+  // No MoE blocks in this family yet: nothing to record.
+  static void after_train_forward(LlamaBlock&, LlamaBlockActs&, int, float, MoeStepStats&) {}
 };
 
 class Llama final : public Decoder<LlamaParts> {

@@ -43,6 +43,23 @@ struct Activations {
   Tensor input_grad;
 };
 
+// One MoE layer's load over some micro-batches: kept assignments per expert, and the
+// assignments capacity dropped out of all (tokens x top_k).
+struct MoeLayerLoad {
+  int layer = 0;  // global block index
+  std::vector<int64_t> tokens_per_expert;
+  int64_t dropped = 0, assignments = 0;
+};
+
+// The mixture-of-experts side of the training forwards since the last take_moe_stats():
+// the auxiliary losses (already times their coefficients: what training adds to the
+// loss), summed over MoE blocks and micro-batches, and each MoE layer's load, summed.
+struct MoeStepStats {
+  double aux_loss = 0, z_loss = 0;
+  int64_t micro_batches = 0;
+  std::vector<MoeLayerLoad> layers;  // in layer order
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -85,6 +102,9 @@ class Model {
   // targets [B, T]. A trainer groups them by where each row came from (per-source
   // validation). Empty where a model does not keep them.
   virtual std::vector<double> row_losses() const { return {}; }
+  // The MoE statistics of this stage's forward_train calls since the last call, which
+  // starts the next sum (the trainer takes them once per step). Empty for dense models.
+  virtual MoeStepStats take_moe_stats() { return {}; }
 
   // The shape this model was built from (its family included).
   virtual const GPTConfig& config() const = 0;
