@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Scaling benchmark: pretrain's step time under DP, DP + ZeRO-1 and TP at 1..--max-ranks
+"""Scaling benchmark: pretrain's step time under DP, DP + ZeRO-1, TP and PP at 1..--max-ranks
 ranks (one core each, train.threads 1, synthetic data), weak and strong scaling, beside
 the performance model's prediction for the same layout on the calibrated `local` cluster.
 
@@ -22,7 +22,9 @@ Usage: /usr/bin/python3 benchmarks/scaling_bench.py [--max-ranks 2] [--comm-json
    counts above one are the check.
 2. Runs. Per layout and rank count n: DP and DP + ZeRO-1, weak (micro_batch --batch per
    rank) and strong (global batch --batch split over n); TP strong (the same batch, the
-   model split over n ranks; n must divide the heads). n = 1 is one run shared by all.
+   model split over n ranks; n must divide the heads); PP strong (the same batch as
+   --pp-micro-batches micro-batches through n 1F1B stages, whose bubble the model counts as
+   (n-1)/(m+n-1)). n = 1 is one run shared by all.
    step_ms: the median of metrics.jsonl's steps after the first --skip, the fastest of
    --repeats runs; each row also shows the ranks' CPU share and the load average before
    it, since a machine shared with other jobs gives a rank less than its core, and the
@@ -36,8 +38,9 @@ Usage: /usr/bin/python3 benchmarks/scaling_bench.py [--max-ranks 2] [--comm-json
 3. Bytes: rank 0's per-step bytes per group (pretrain's 'comm_bytes' record, the ring
    formulas of parallel/communicator.h) against the analytic volume: DP 2(n-1)/n * 4P
    (all-reduce; reduce-scatter + all-gather under ZeRO-1, the same total), TP per layer 4
-   all-reduces of b*s*h fp32 values, 2(n-1)/n each. The gradient-norm and loss all-reduces
-   add a few bytes.
+   all-reduces of b*s*h fp32 values, 2(n-1)/n each; PP: the first stage sends each
+   micro-batch's activations, b*s*h fp32, and sums the tied embedding's gradient with the
+   last stage, V*h fp32 over 2 ranks. The gradient-norm and loss all-reduces add a few bytes.
 Prints one table, a final line `RESULT scaling_bench {json}`, writes --json and a PNG
 (plot_scaling.py). Timings are numbers to read, never asserted.
 """
@@ -100,7 +103,8 @@ def run_pretrain_once(a, n, layout, micro_batch):
         cmd = ["bash", os.path.join(ROOT, "launch", "mpirun_local.sh"), "-np", str(n), a.pretrain,
                "--model.preset", "tiny", "--model.n_layer", str(a.layers), "--model.n_head", str(a.heads),
                "--model.n_embd", str(a.embd), "--model.vocab_size", str(a.vocab),
-               "--train.seq_len", str(a.seq), "--train.micro_batch", str(micro_batch), "--train.grad_accum", "1",
+               "--train.seq_len", str(a.seq), "--train.micro_batch", str(micro_batch),
+               "--train.grad_accum", str(a.pp_micro_batches if layout == "pp" else 1),
                "--train.steps", str(a.steps), "--train.threads", "1", "--train.device", "cpu",
                "--train.warmup", "2", "--eval.every", "0", "--data.mixture", "",
                "--run.dir", run_dir, "--run.checkpoint_every", "0", "--run.save_final", "false",
@@ -109,6 +113,8 @@ def run_pretrain_once(a, n, layout, micro_batch):
             cmd += ["--parallel.tp", str(n)]
         if layout == "dp+zero1":
             cmd += ["--parallel.zero1", "true"]
+        if layout == "pp":
+            cmd += ["--parallel.pp", str(n), "--parallel.schedule", "1f1b"]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -132,12 +138,15 @@ def core_ms(run):
 def plan(a, n, layout, micro_batch, extra=()):
     """plan's RESULT json for the layout on the `local` cluster."""
     tp = n if layout == "tp" else 1
-    dp = n // tp
+    pp = n if layout == "pp" else 1
+    dp = n // (tp * pp)
+    m = a.pp_micro_batches if layout == "pp" else 1
     cmd = [a.plan, "--cluster.preset", "local", "--cluster.gpus", str(n), "--cluster.gpus_per_node", str(max(n, 2)),
            "--model.preset", "tiny", "--model.n_layer", str(a.layers), "--model.n_head", str(a.heads),
            "--model.n_embd", str(a.embd), "--model.vocab_size", str(a.vocab), "--train.seq_len", str(a.seq),
-           "--train.micro_batch", str(micro_batch), "--train.global_batch", str(micro_batch * dp),
+           "--train.micro_batch", str(micro_batch), "--train.global_batch", str(micro_batch * dp * m),
            "--train.dtype", "fp32", "--parallel.tp", str(tp), "--parallel.dp", str(dp),
+           "--parallel.pp", str(pp), "--parallel.schedule", "1f1b",
            "--parallel.zero1", "true" if layout == "dp+zero1" else "false",
            "--parallel.sequence_parallel", "false"] + list(extra)
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -152,6 +161,8 @@ def analytic_bytes(a, n, layout, micro_batch):
     ring = 2.0 * (n - 1) / n if n > 1 else 0.0
     if layout == "tp":  # one micro-batch per step (train.grad_accum 1)
         return sum(bc.tp_bytes_per_step(n, False, a.layers, a.embd, micro_batch * a.seq, 1).values())
+    if layout == "pp":  # rank 0: the first stage's sends, and the tied wte's sum with the last stage
+        return a.pp_micro_batches * micro_batch * a.seq * a.embd * 4 + (4.0 * a.vocab * a.embd if n > 1 else 0)
     return ring * 4 * P
 
 
@@ -201,6 +212,7 @@ def main():
                     help="one core's peak; default 32 FLOP/cycle at /proc/cpuinfo's clock (a VM often shows the "
                          "base clock: the fitted efficiency then exceeds 1 by the boost)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per case; the fastest is kept")
+    ap.add_argument("--pp-micro-batches", type=int, default=4, help="micro-batches a PP step splits --batch into")
     ap.add_argument("--pretrain", default=os.path.join(ROOT, "build", "launch", "pretrain"))
     ap.add_argument("--plan", default=os.path.join(ROOT, "build", "launch", "plan"))
     ap.add_argument("--comm-json", default=os.path.join(bench_dir, "comm_bench.json"))
@@ -246,6 +258,8 @@ def main():
                 cases.append((layout, "strong", n, a.batch // n))
         if a.heads % n == 0:
             cases.append(("tp", "strong", n, a.batch))
+        if n > 1 and a.layers >= n and a.batch % a.pp_micro_batches == 0:
+            cases.append(("pp", "strong", n, a.batch // a.pp_micro_batches))
     rows = []
     print("%-9s %-6s %5s %3s | %9s %9s %10s | %9s %7s | %12s %12s | %5s %5s | %8s %7s | %15s %15s %15s" % (
         "layout", "scale", "ranks", "b", "step_ms", "tok/s", "pred_ms", "pred_tok/s", "error",
@@ -253,13 +267,16 @@ def main():
     for layout, scaling, n, b in cases:
         run = base if n == 1 else run_pretrain(a, n, layout, b)
         step_ms, comm = run["step_ms"], run["comm"]
-        dp = 1 if layout == "tp" else n
-        group = "tp" if layout == "tp" else "dp"
+        dp = 1 if layout in ("tp", "pp") else n
         steps = max(comm.get("steps", 1), 1)
-        measured_bytes = sum(comm.get("%s_%s_bytes" % (group, op), 0)
-                             for op in ("allreduce", "reduce_scatter", "allgather")) / steps
+        if layout == "pp":
+            measured_bytes = (comm.get("pp_send_bytes", 0) + comm.get("embed_allreduce_bytes", 0)) / steps
+        else:
+            group = "tp" if layout == "tp" else "dp"
+            measured_bytes = sum(comm.get("%s_%s_bytes" % (group, op), 0)
+                                 for op in ("allreduce", "reduce_scatter", "allgather")) / steps
         p = plan(a, n, layout, b, ["--cluster.from_json", a.calibration_json])
-        tokens = b * dp * a.seq
+        tokens = b * dp * a.seq * (a.pp_micro_batches if layout == "pp" else 1)
         row = {"layout": layout, "scaling": scaling, "ranks": n, "micro_batch": b, "tokens_per_step": tokens,
                "step_ms": step_ms, "tokens_per_s": tokens / (step_ms / 1e3),
                "predicted_step_ms": p["step_s"] * 1e3, "predicted_tokens_per_s": tokens / p["step_s"],

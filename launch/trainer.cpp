@@ -333,8 +333,9 @@ void Trainer::run() {
   int64_t profiled_steps = 0;
   double profiled_ms = 0;
   std::map<std::string, std::map<std::string, double>> bytes_before;  // [group][op]
-  for (const char* g : {"dp", "tp"})
-    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast"})
+  // pp: the stages' activation and gradient sends; embed: the tied embedding's sum.
+  for (const char* g : {"dp", "tp", "pp", "embed"})
+    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast", "send"})
       bytes_before[g][op] = comm_.traffic().get(g, op).bytes;
   for (int64_t step = start; step < cfg_.steps; ++step) {
     if (step == start + 1) reset_op_profile();
@@ -450,8 +451,9 @@ void Trainer::run() {
   // Set-up traffic (the initial broadcast) is left out: the counts start at the first step.
   MetricsLog::Line bytes;
   bytes.num("steps", double(cfg_.steps - start));
-  for (const char* g : {"dp", "tp"})
-    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast"})
+  // pp: the stages' activation and gradient sends; embed: the tied embedding's sum.
+  for (const char* g : {"dp", "tp", "pp", "embed"})
+    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast", "send"})
       bytes.num(std::string(g) + "_" + op + "_bytes", comm_.traffic().get(g, op).bytes - bytes_before[g][op]);
   log_->write("comm_bytes", bytes);
   // Under tensor parallelism the model's forward is collective over the TP group, so
