@@ -176,6 +176,9 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("parallel.pp", keyed(&c.pp),
       "pipeline stages: the layers cut into consecutive stages, one per rank of a pipeline group; "
       "the micro-batches of a step (train.grad_accum) flow through them");
+  add("parallel.ep", keyed(&c.ep),
+      "expert parallelism: each MoE layer's experts split over this many of the data-parallel ranks "
+      "(divides the data-parallel size and moe.experts); tokens travel to their experts by all-to-all");
   add("parallel.schedule", keyed(&c.schedule), "pipeline schedule: gpipe | 1f1b | interleaved | zb-h1");
   add("parallel.virtual_stages", keyed(&c.virtual_stages),
       "model chunks per pipeline rank (interleaved schedule): rank r holds chunks r, r + pp, ...");
@@ -322,7 +325,12 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   GPT_CHECK(c.resume_from.empty() || c.init_from.empty(),
             "config keys 'run.resume_from' and 'run.init_from' exclude each other: resume the full state, or start from the parameters");
   GPT_CHECK(c.checkpoint_timeout_s > 0, "config key 'run.checkpoint_timeout_s' must be positive");
+  GPT_CHECK(c.ep >= 1, "config key 'parallel.ep' must be at least 1, got " + std::to_string(c.ep));
+  GPT_CHECK(c.ep == 1 || c.model.is_moe(),
+            "config key 'parallel.ep' = " + std::to_string(c.ep) + " needs moe.experts > 0 (it splits the experts)");
   if (c.model.is_moe()) {
+    GPT_CHECK(c.model.moe.experts % c.ep == 0, "config key 'parallel.ep' = " + std::to_string(c.ep) +
+                                                   " does not divide moe.experts = " + std::to_string(c.model.moe.experts));
     // The MoE layer is fp32 host code, and its experts are not split over ranks yet.
     GPT_CHECK(c.tp == 1 && c.pp == 1, "config key 'moe.experts' > 0 needs parallel.tp = parallel.pp = 1 for now, got tp " +
                                           std::to_string(c.tp) + ", pp " + std::to_string(c.pp));

@@ -56,6 +56,7 @@ struct TrainConfig {
   int tp = 1;              // tensor-parallel ranks per model replica (adjacent ranks)
   bool sp = false;         // sequence parallelism over the tp ranks (needs tp > 1)
   int pp = 1;              // pipeline stages
+  int ep = 1;              // expert-parallel ranks (MoE): the experts split over ep of the dp ranks
   std::string schedule = "1f1b";   // gpipe | 1f1b | interleaved | zb-h1
   int virtual_stages = 1;          // model chunks per pipeline rank (interleaved)
   std::string layers_per_stage;    // "3,3,2": layers of each chunk in order; empty = balanced

@@ -12,7 +12,7 @@ namespace gpt {
 parallel::MemoryLayout memory_layout(const TrainConfig& cfg, int world) {
   parallel::MemoryLayout L;
   L.tp = std::max(1, cfg.tp), L.pp = std::max(1, cfg.pp), L.dp = std::max(1, world / (L.tp * L.pp));
-  L.sp = cfg.sp, L.zero1 = cfg.zero1;
+  L.sp = cfg.sp, L.zero1 = cfg.zero1, L.ep = std::max(1, cfg.ep);
   if (L.pp > 1) L.schedule = parallel::pipeline::parse_schedule(cfg.schedule);  // read only by a pipeline
   L.virtual_stages = cfg.virtual_stages, L.micro_batches = cfg.grad_accum;
   if (!cfg.layers_per_stage.empty()) {

@@ -56,7 +56,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     : cfg_(cfg),
       comm_(comm),
       rank_(comm.world_rank()),
-      topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp, cfg.pp}),
+      topo_(comm.world_size(), parallel::LayoutConfig{cfg.tp, cfg.pp, 0, cfg.ep}),
       groups_(parallel::make_process_groups(comm, topo_)),
       device_(cfg.device_kind()),
       spike_(cfg.spike_zscore, cfg.spike_window),
@@ -66,6 +66,7 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     openblas_set_num_threads(cfg_.threads);
   }
   topo_.validate_model(cfg_.model);
+  GPT_CHECK(cfg_.ep == 1, "config key 'parallel.ep' > 1: expert parallelism is not wired into training yet");
   // Checked here rather than in parse_config, which also reads bare model shapes
   // (model_config_from_text) that have no sequence length.
   const int64_t G = cfg_.model.moe.group_tokens;

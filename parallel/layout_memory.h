@@ -21,6 +21,7 @@ namespace gpt::parallel {
 // A layout as far as memory is concerned. world = tp x pp x dp.
 struct MemoryLayout {
   int tp = 1, pp = 1, dp = 1;
+  int ep = 1;          // expert parallelism: each MoE layer's experts split over ep of the dp ranks
   bool sp = false;     // sequence parallelism over the tp ranks
   bool zero1 = false;  // AdamW state sharded over the dp ranks
   pipeline::ScheduleKind schedule = pipeline::ScheduleKind::OneFOneB;
