@@ -15,6 +15,17 @@ int64_t Param::numel() const {
   return n;
 }
 
+Param* ParamStore::add_expert(std::string name, Shape global_shape, bool decay, float init_std, float init_value,
+                              ShardSpec shard) {
+  Param* p = add(std::move(name), std::move(global_shape), decay, init_std, init_value, std::move(shard));
+  // Moved from the dense count to the experts' region (placed by materialize()).
+  total_ -= p->numel();
+  p->offset = expert_total_;
+  p->expert = true;
+  expert_total_ += p->numel();
+  return p;
+}
+
 Param* ParamStore::add(std::string name, Shape global_shape, bool decay, float init_std,
                        float init_value, ShardSpec shard) {
   GPT_CHECK(!materialized_, "ParamStore::add('" + name + "') after materialize()");
@@ -45,6 +56,9 @@ void ParamStore::materialize(Device device, DType compute_dtype) {
             std::string("ParamStore: compute dtype must be f32 or bf16, got ") + dtype_name(compute_dtype));
   device_ = device;
   compute_dtype_ = compute_dtype;
+  for (auto& p : params_)
+    if (p.expert) p.offset += total_;
+  total_ += expert_total_;
   values_ = zeros({total_}, DType::F32, device);
   grads_ = zeros({total_}, DType::F32, device);
   compute_ = compute_dtype == DType::F32 ? values_ : zeros({total_}, compute_dtype, device);

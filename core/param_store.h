@@ -29,6 +29,7 @@ struct Param {
   int64_t offset = 0;       // element offset in the flat buffers
   Tensor value, grad;       // F32 master value and gradient: views, valid after materialize()
   Tensor compute;           // what layers compute with: `value` itself, or its bf16 copy
+  bool expert = false;      // an MoE expert's: in the experts' region (see add_expert)
   int64_t numel() const;
 };
 
@@ -38,6 +39,14 @@ class ParamStore {
   // `global_shape` is the whole tensor's; `shard` picks the slice this store holds.
   Param* add(std::string name, Shape global_shape, bool decay, float init_std,
              float init_value = 0.f, ShardSpec shard = {});
+  // An MoE expert's parameter. Experts are split over the expert-parallel ranks, so the
+  // ranks holding the same values of them (the expert-data-parallel group) differ from
+  // those of every other parameter (the data-parallel group): materialize() places them
+  // all after the others, as one contiguous region (expert_range()), so data parallelism
+  // reduces and shards each region over its own group. Until then their offsets count
+  // within that region, and total() counts the other parameters only.
+  Param* add_expert(std::string name, Shape global_shape, bool decay, float init_std, float init_value = 0.f,
+                    ShardSpec shard = {});
   // compute_dtype BF16 (mixed precision) adds one flat bf16 copy of the values that
   // layers compute with; gradients, master values and the optimizer stay F32.
   void materialize(Device device, DType compute_dtype = DType::F32);
@@ -55,13 +64,17 @@ class ParamStore {
   const Param& at(int i) const { return params_[size_t(i)]; }
   Param* find(const std::string& name);
   int64_t total() const { return total_; }
+  // After materialize(): the experts' parameters, [begin, total()) of the flat buffers
+  // (empty for a dense model). Before it: the experts' elements registered so far, from 0.
+  int64_t expert_begin() const { return materialized_ ? total_ - expert_total_ : 0; }
+  int64_t expert_total() const { return expert_total_; }
   Tensor& flat_values() { return values_; }
   Tensor& flat_grads() { return grads_; }
   Device device() const { return device_; }
 
  private:
   std::deque<Param> params_;
-  int64_t total_ = 0;
+  int64_t total_ = 0, expert_total_ = 0;
   Tensor values_, grads_, compute_;
   DType compute_dtype_ = DType::F32;
   Device device_ = Device::CPU;

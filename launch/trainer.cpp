@@ -66,7 +66,6 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     openblas_set_num_threads(cfg_.threads);
   }
   topo_.validate_model(cfg_.model);
-  GPT_CHECK(cfg_.ep == 1, "config key 'parallel.ep' > 1: expert parallelism is not wired into training yet");
   // Checked here rather than in parse_config, which also reads bare model shapes
   // (model_config_from_text) that have no sequence length.
   const int64_t G = cfg_.model.moe.group_tokens;
@@ -92,16 +91,25 @@ Trainer::Trainer(const TrainConfig& cfg, parallel::Communicator& comm)
     tp_region_ = std::make_unique<parallel::TpRegion>(comm_, groups_.tp, cfg_.sp);
     tp_plan_ = std::make_unique<parallel::TensorParallelPlan>(*tp_region_);
   }
+  // The model's one seam for how its layers are split: the TP plan, or whole layers;
+  // under expert parallelism it also carries the experts' all-to-all.
+  LinearFactory* linears = tp_plan_.get();
+  if (topo_.ep() > 1) {
+    ep_exchange_ = std::make_unique<parallel::EpExchange>(comm_, groups_.ep);
+    if (!linears) linears = (whole_linears_ = std::make_unique<LinearFactory>()).get();
+    linears->set_expert_exchange(ep_exchange_.get());
+  }
   if (topo_.pp() > 1)
-    pipeline_ = std::make_unique<PipelineRunner>(cfg_, comm_, topo_, groups_, store_, recompute, tp_plan_.get());
+    pipeline_ = std::make_unique<PipelineRunner>(cfg_, comm_, topo_, groups_, store_, recompute, linears);
   else
-    model_ = make_model(cfg_.model, store_, recompute, StageSpec{}, tp_plan_.get());
+    model_ = make_model(cfg_.model, store_, recompute, StageSpec{}, linears);
   explain_out_of_memory(plan_, device_, "allocating the parameters and optimizer state", [&] {
     store_.materialize(device_, compute);
     store_.init(cfg_.seed);  // same seed on every rank: replicas start identical
     dp_ = std::make_unique<parallel::DataParallel>(
         comm_, groups_.dp, store_, AdamWConfig{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay},
-        parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb});
+        parallel::DPConfig{cfg_.zero1, cfg_.dp_overlap, cfg_.bucket_mb},
+        parallel::ExpertGroups{groups_.edp, groups_.ep});
   });
   if (pipelined()) {
     pipeline_->attach(*dp_);
@@ -504,7 +512,7 @@ int64_t Trainer::after_spike(int64_t step, double value, double z, const std::st
     CheckpointSource src(from);
     load_params(src, store_);
     store_.sync_compute();
-    load_optimizer(src, store_, dp_->optimizer());
+    for (AdamW* adam : dp_->optimizers()) load_optimizer(src, store_, *adam);
     const int64_t to = src.scalars().step;
     // The data source is NOT rewound: the batches of steps to+1 .. step+1 are skipped.
     if (is_logger())
@@ -545,12 +553,12 @@ void Trainer::print_op_profile(int64_t steps, double step_ms) {
 }
 
 // Collective: every rank writes the values and moments of its checkpoint range
-// (DataParallel::checkpoint_range) to its own file; nothing is gathered.
+// (DataParallel::checkpoint_ranges) to its own file; nothing is gathered.
 void Trainer::save_checkpoint(int64_t steps_done) {
-  const parallel::ElemRange r = dp_->checkpoint_range();
-  AdamW& adam = dp_->optimizer();
-  CheckpointScalars scalars{steps_done, adam.t(), train_data_->state(), cfg_.text};
-  saver_->save(owned_state(store_, r.begin, r.end, &adam, std::move(scalars), rank_, comm_.world_size()), steps_done);
+  std::vector<OwnedRange> ranges;
+  for (const parallel::CheckpointRange& r : dp_->checkpoint_ranges()) ranges.push_back({r.range.begin, r.range.end, r.adam});
+  CheckpointScalars scalars{steps_done, ranges.front().adam->t(), train_data_->state(), cfg_.text};
+  saver_->save(owned_state(store_, ranges, std::move(scalars), rank_, comm_.world_size()), steps_done);
 }
 
 // Every rank reads the pieces its layout needs, whatever layout wrote them: all of its
@@ -565,7 +573,7 @@ int64_t Trainer::load_checkpoint(const std::string& path, bool full_state) {
                                  path.c_str(), (long long)src.scalars().step);
     return 0;
   }
-  load_optimizer(src, store_, dp_->optimizer());
+  for (AdamW* adam : dp_->optimizers()) load_optimizer(src, store_, *adam);
   train_data_->restore(src.scalars().data_state);
   saver_->set_last_complete(path);
   const int64_t step = src.scalars().step;

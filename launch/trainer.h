@@ -17,6 +17,7 @@
 #include "launch/step_phases.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
+#include "parallel/expert/ep_exchange.h"
 #include "parallel/process_groups.h"
 #include "parallel/tensor/sequence_grads.h"
 #include "parallel/tensor/tp_linear.h"
@@ -63,6 +64,8 @@ class Trainer {
   ParamStore store_;
   std::unique_ptr<parallel::TpRegion> tp_region_;            // tensor parallel only
   std::unique_ptr<parallel::TensorParallelPlan> tp_plan_;
+  std::unique_ptr<parallel::EpExchange> ep_exchange_;  // expert parallel only
+  std::unique_ptr<LinearFactory> whole_linears_;       // expert parallel without TP: carries ep_exchange_
   std::unique_ptr<parallel::NormGradSum> norm_grads_;       // sequence parallel only
   std::unique_ptr<Model> model_;       // the whole model (no pipeline)
   std::unique_ptr<Activations> acts_;  // one micro-batch in flight at a time

@@ -17,6 +17,14 @@
 //   float loss = dp.average_loss(loss_sum / accum);
 // Every dp rank must call every method (they are collective over the dp group), and the
 // dp ranks must hold identical parameters at the start (same seed, or a checkpoint).
+//
+// Expert parallelism: MoE experts are split over the ep ranks of each dp group, so the
+// ranks holding the same expert values are the expert-data-parallel group (edp, dp / ep
+// ranks), not dp. The ParamStore keeps the experts' parameters in a region of their own
+// after every other one (ParamStore::expert_range), and each region is reduced, sharded
+// (ZeRO-1) and gathered over its own group: the dense region over dp, the experts' over
+// edp. Both are averaged over dp: an expert's gradient already sums the tokens of its ep
+// ranks, so summing over edp and dividing by dp gives the mean over all dp ranks' tokens.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -38,10 +46,36 @@ struct DPConfig {
   double bucket_mb = 25;  // bucket size in MiB of F32 gradients
 };
 
+// The groups of the experts' region under expert parallelism: edp holds the same
+// experts, ep the other experts of this dp group. Empty groups: edp = dp, ep of one rank.
+struct ExpertGroups {
+  Group edp, ep;
+};
+
+// A part of the flat buffer with its own reduction group (see above), and what this rank
+// keeps of it.
+struct DpRegion {
+  std::string what;      // "dense" or "experts", for messages
+  ElemRange range;       // flat elements
+  Group group;           // the ranks holding the same values of the range
+  bool sum_then_scale;   // experts: summed over `group`, then divided by dp
+  BucketTracker tracker; // buckets of the range, offsets from range.begin
+  ElemRange shard;       // flat elements this rank updates: its ZeRO-1 share, or the range
+  std::unique_ptr<AdamW> adam;
+  Tensor shard_grads;    // zero1: the reduce-scatter results for `shard`
+  std::vector<bool> launched;
+};
+
+// What one rank writes to a checkpoint for one region, with the optimizer holding it.
+struct CheckpointRange {
+  ElemRange range;
+  AdamW* adam;
+};
+
 class DataParallel {
  public:
   DataParallel(Communicator& comm, const Group& dp, ParamStore& store, AdamWConfig opt,
-               DPConfig cfg);
+               DPConfig cfg, ExpertGroups experts = {});
   ~DataParallel();  // waits for reductions still in flight (their buffers are ours)
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -84,34 +118,34 @@ class DataParallel {
   float clip_and_step(float lr, float max_norm);
   float average_loss(float local_mean_loss);  // mean over the dp group
 
-  // What this rank writes to a checkpoint (core/checkpoint/sharded_checkpoint.h): the
-  // flat range shard_range(total, dp, rank), whether or not ZeRO-1 is on, so the write
-  // load is spread evenly and nothing is gathered. The optimizer holds moments for a
-  // superset of it (exactly it under ZeRO-1).
-  ElemRange checkpoint_range() const { return shard_range(store_.total(), dp_.size(), dp_.rank); }
-  AdamW& optimizer() { return *adam_; }
+  // What this rank writes to a checkpoint (core/checkpoint/sharded_checkpoint.h): per
+  // region, its share shard_range(region, group size, group rank), whether or not ZeRO-1
+  // is on, so the write load is spread evenly and nothing is gathered. The optimizer holds
+  // moments for a superset of it (exactly it under ZeRO-1).
+  std::vector<CheckpointRange> checkpoint_ranges();
+  // One optimizer per region, all stepping together (same t).
+  std::vector<AdamW*> optimizers();
   bool zero1() const { return cfg_.zero1; }
 
-  size_t optimizer_state_bytes() const { return adam_->state_bytes(); }
+  size_t optimizer_state_bytes() const;
   std::string describe() const;  // one line for the start-up log (optimizer bytes/rank)
-  const std::vector<ElemRange>& buckets() const { return tracker_.buckets(); }
-  ElemRange shard() const { return shard_; }  // the whole buffer without zero1
+  // Every region's buckets, in flat offsets (dense first).
+  std::vector<ElemRange> buckets() const;
+  ElemRange shard() const { return regions_.front().shard; }  // the dense region's share
   const Group& group() const { return dp_; }
 
  private:
   void on_grads_ready(int64_t begin, int64_t end);
-  void launch_bucket(int b);
+  void launch_bucket(DpRegion& region, int b);
   void wait_all();
+  void add_region(std::string what, ElemRange range, const Group& group, bool sum_then_scale, AdamWConfig opt);
 
   Communicator& comm_;
   Group dp_;
   ParamStore& store_;
   DPConfig cfg_;
-  BucketTracker tracker_;
-  ElemRange shard_;
-  std::unique_ptr<AdamW> adam_;
-  Tensor shard_grads_;  // zero1: reduce-scatter results for this rank's shard
-  std::vector<bool> launched_;
+  Group ep_;                      // empty unless expert parallel
+  std::vector<DpRegion> regions_; // dense, then the experts' (if the store has experts)
   std::vector<CommHandle> pending_;
   bool last_micro_ = true;
   std::vector<Model*> models_;
@@ -119,7 +153,7 @@ class DataParallel {
   Group pp_;  // empty unless pipeline parallel
   ElemRange counted_elsewhere_{0, 0}, held_back_{0, 0};
   std::function<void(int64_t, int64_t)> before_reduce_;
-  // The part of sum((grad)^2) over this rank's shard that lies in `r`.
+  // The part of sum((grad)^2) over this rank's shards that lies in `r`.
   double sum_squares_in(ElemRange r) const;
   // Sums each value over `g` in about double precision (a float hi/lo pair per value).
   void allreduce_sums(std::vector<double>& values, const Group& g);

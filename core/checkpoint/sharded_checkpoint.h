@@ -20,7 +20,9 @@
 // pieces, with the attribute complete = 1).
 //
 // Who writes what: data-parallel rank r of n writes the values, m and v of the flat
-// element range shard_range(store.total(), n, r) of its ParamStore. Under ZeRO-1 that is
+// element range shard_range(store.total(), n, r) of its ParamStore (with MoE experts,
+// that share of the dense parameters, and its share of the experts' region over the
+// ranks holding the same experts). Under ZeRO-1 that is
 // exactly its optimizer shard; without it the rank holds the full moments but writes
 // only that range. The write load is spread evenly and nothing is gathered.
 //
@@ -74,6 +76,15 @@ struct OwnedState {
 // must contain [begin, end) (nullptr: parameters only).
 OwnedState owned_state(const ParamStore& store, int64_t begin, int64_t end, AdamW* adam,
                        CheckpointScalars scalars, int rank, int world);
+// Several owned ranges (expert parallelism: the dense parameters' share over dp and the
+// experts' over the expert-data-parallel group), each with the optimizer holding it; one
+// range gives views as above, several give host copies of their elements back to back.
+struct OwnedRange {
+  int64_t begin = 0, end = 0;
+  AdamW* adam = nullptr;
+};
+OwnedState owned_state(const ParamStore& store, const std::vector<OwnedRange>& ranges, CheckpointScalars scalars,
+                       int rank, int world);
 // Host copies of the owned tensors (the asynchronous save writes from these).
 OwnedState snapshot_to_host(const OwnedState& s);
 

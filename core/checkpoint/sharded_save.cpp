@@ -44,6 +44,39 @@ OwnedState owned_state(const ParamStore& store, int64_t begin, int64_t end, Adam
   return s;
 }
 
+OwnedState owned_state(const ParamStore& store, const std::vector<OwnedRange>& ranges, CheckpointScalars scalars,
+                       int rank, int world) {
+  GPT_CHECK(!ranges.empty(), "owned_state: no range");
+  if (ranges.size() == 1)
+    return owned_state(store, ranges[0].begin, ranges[0].end, ranges[0].adam, std::move(scalars), rank, world);
+  OwnedState all;
+  all.scalars = std::move(scalars);
+  all.rank = rank, all.world = world;
+  int64_t n = 0;
+  for (const OwnedRange& r : ranges) n += r.end - r.begin;
+  const bool moments = ranges[0].adam != nullptr;
+  for (Tensor* t : {&all.values, &all.m, &all.v})
+    if (t == &all.values || moments) *t = empty({std::max<int64_t>(1, n)}, DType::F32, Device::CPU);
+  int64_t at = 0;
+  for (const OwnedRange& r : ranges) {
+    GPT_CHECK((r.adam != nullptr) == moments, "owned_state: some ranges without an optimizer");
+    const OwnedState one = owned_state(store, r.begin, r.end, r.adam, {}, rank, world);
+    for (PieceInfo p : one.pieces) {
+      p.at += at;
+      all.pieces.push_back(std::move(p));
+    }
+    if (one.elements() > 0)
+      for (auto [dst, src] : {std::pair{&all.values, &one.values}, std::pair{&all.m, &one.m}, std::pair{&all.v, &one.v}})
+        if (src->defined()) {
+          Tensor part = dst->slice(at, {one.elements()});
+          copy_(part, *src);
+        }
+    at += r.end - r.begin;
+  }
+  if (n == 0) all.values = all.m = all.v = Tensor();
+  return all;
+}
+
 OwnedState snapshot_to_host(const OwnedState& s) {
   OwnedState c = s;
   for (Tensor* t : {&c.values, &c.m, &c.v})

@@ -10,6 +10,8 @@
 
 namespace gpt {
 
+class ExpertExchange;
+
 class Linear {
  public:
   Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
@@ -82,6 +84,14 @@ class LinearFactory {
     (void)weight;
     (void)bias;
   }
+  // Expert parallelism: where MoE layers find the experts they do not hold
+  // (core/layers/expert_exchange.h); null, the default, holds every expert locally. Set
+  // by whoever builds the layout, on whichever factory the model gets.
+  void set_expert_exchange(ExpertExchange* exchange) { experts_ = exchange; }
+  ExpertExchange* expert_exchange() const { return experts_; }
+
+ private:
+  ExpertExchange* experts_ = nullptr;
 };
 
 // Per-row statistics a LayerNorm's forward saves for its backward. They belong to one

@@ -14,7 +14,8 @@ MlpBranch::MlpBranch(ParamStore& store, const std::string& prefix, const GPTConf
   // 1/sqrt(2L), so the residual's variance does not grow with depth; experts alike.
   const float proj_std = 0.02f / std::sqrt(2.f * float(cfg.n_layer));
   if (cfg.moe_block(layer)) {
-    moe = std::make_unique<MoeLayer>(store, prefix + ".moe", C, cfg.moe_layer(), 0.02f, proj_std);
+    moe = std::make_unique<MoeLayer>(store, prefix + ".moe", C, cfg.moe_layer(), 0.02f, proj_std,
+                                     linears.expert_exchange());
     return;
   }
   fc = linears.make(store, prefix + ".mlp.fc", C, 4 * C, true, 0.02f, LinearRole::mlp_fc, {});

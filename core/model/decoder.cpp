@@ -39,9 +39,12 @@ Decoder<Parts>::Decoder(const GPTConfig& cfg, ParamStore& store, Recompute recom
     if (Parts::kLearnedPositions) wpe_ = store.add("wpe", {cfg.block_size, C}, /*decay=*/false, 0.01f);
   }
   blocks_begin_ = store.total();
-  for (int l = stage_.layer_begin; l < stage_.layer_end; ++l)
+  for (int l = stage_.layer_begin; l < stage_.layer_end; ++l) {
+    const int64_t experts_begin = store.expert_total();
     blocks_.push_back(std::make_unique<typename Parts::Block>(store, "blocks." + std::to_string(l), cfg_, recompute,
                                                               shared_acts_, layers, l));
+    block_experts_.emplace_back(experts_begin, store.expert_total());
+  }
   blocks_end_ = store.total();
   if (stage_.head) {
     norm_ = Parts::make_norm(store, cfg_, layers);
@@ -174,9 +177,17 @@ void Decoder<Parts>::backward_weight(Activations& acts) {
   for (size_t l = blocks_.size(); l-- > 0;) {
     blocks_[l]->backward_weights(a.blocks[l]);
     const int64_t begin = blocks_[l]->first_param_offset();
-    if (on_grads_ready && begin < end) on_grads_ready(begin, end);
+    report_block(l, begin, end);
     end = begin;
   }
+}
+
+template <class Parts>
+void Decoder<Parts>::report_block(size_t l, int64_t begin, int64_t end) {
+  if (!on_grads_ready) return;
+  if (begin < end) on_grads_ready(begin, end);
+  const auto [eb, ee] = block_experts_[l];
+  if (eb < ee) on_grads_ready(store_.expert_begin() + eb, store_.expert_begin() + ee);
 }
 
 template <class Parts>
@@ -208,7 +219,7 @@ void Decoder<Parts>::run_backward(Acts& a, const Tensor* dout, bool split) {
     }
     blocks_[l]->backward(a.blocks[l], a.dres, a.resid[l], scratch_);
     const int64_t begin = blocks_[l]->first_param_offset();
-    ready(begin, end);
+    report_block(l, begin, end);
     end = begin;
   }
   a.weight_pass_due = split;

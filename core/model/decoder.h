@@ -87,10 +87,16 @@ class Decoder : public Model {
   // Flat offsets: the blocks' parameters [blocks_begin_, blocks_end_), all of this
   // stage's [.., params_end_).
   int64_t blocks_begin_ = 0, blocks_end_ = 0, params_end_ = 0;
+  // Each block's experts' parameters, within the store's experts' region (offsets from
+  // ParamStore::expert_begin(), known once the store is materialized); empty ranges for
+  // dense blocks.
+  std::vector<std::pair<int64_t, int64_t>> block_experts_;
   int64_t micro_B_ = 0, micro_T_ = 0;  // set_micro_batch
   MoeStepStats moe_step_;              // since the last take_moe_stats
 
   static Acts& cast(Activations& acts);
+  // Reports block l's parameters final: its dense range [begin, end) and its experts'.
+  void report_block(size_t l, int64_t begin, int64_t end);
   // Embedding (or the handed-over input) and the blocks; on a head stage also norm_out.
   void forward_trunk(Acts& a, const Tensor& input);
   // backward (split = false) or its input pass (split = true).

@@ -202,15 +202,15 @@ TEST(MoeLayerDeterminism, ForwardBackwardTwiceGivesTheSameBits) {
   EXPECT_EQ(std::memcmp(&losses[0], &losses[2], 2 * sizeof(float)), 0) << "auxiliary losses";
 
   // Other tokens load the experts differently; the buffers stay where they are.
-  const void* buffers[3] = {acts.expert_in.raw(), acts.expert_act.raw(), scratch.d_expert_pre.raw()};
+  const void* buffers[3] = {acts.expert_in.raw(), acts.run.act.raw(), scratch.d_run_pre.raw()};
   const std::vector<int64_t> load = layer.last_stats().tokens_per_expert;
   for (int64_t i = 0; i < N * C; ++i) x.f32()[i] = 2.f * rng.normal();
   layer.forward(acts, out, x, T);
   layer.backward(acts, dx, dout, x, 0.5f, scratch);
   EXPECT_NE(layer.last_stats().tokens_per_expert, load);
   EXPECT_EQ(acts.expert_in.raw(), buffers[0]) << "the experts' buffers were reallocated";
-  EXPECT_EQ(acts.expert_act.raw(), buffers[1]);
-  EXPECT_EQ(scratch.d_expert_pre.raw(), buffers[2]);
+  EXPECT_EQ(acts.run.act.raw(), buffers[1]);
+  EXPECT_EQ(scratch.d_run_pre.raw(), buffers[2]);
 }
 
 }  // namespace

@@ -124,6 +124,10 @@ TEST(MoePretrain, BadValuesNameTheKey) {
   expect_one_line_error(run_pretrain("--moe.experts 4 --moe.aux_loss -0.1"), "moe.aux_loss");
   expect_one_line_error(run_pretrain("--moe.experts 4 --moe.z_loss -1"), "moe.z_loss");
   expect_one_line_error(run_pretrain("--moe.experts four"), "moe.experts");
+  // Expert parallelism: ep splits the experts (so divides E) over data-parallel ranks (so divides dp).
+  expect_one_line_error(run_pretrain("--moe.experts 4 --parallel.ep 3"), "parallel.ep");
+  expect_one_line_error(run_pretrain(kMoe + " --parallel.ep 2 --run.dir " + fresh_dir("moe_ep_dp")), "parallel.ep");
+  expect_one_line_error(run_pretrain("--parallel.ep 2"), "parallel.ep");  // no experts to split
   // A group straddling two sequences would depend on which sequences share a rank.
   expect_one_line_error(run_pretrain(kMoe + " --moe.group_tokens 12 --run.dir " + fresh_dir("moe_group")),
                         "moe.group_tokens");
