@@ -103,10 +103,11 @@ TEST(MoeModelParallelMpi, TensorParallelMatchesOneProcess) {
 }
 
 // 1F1B puts one MoE block on each stage; interleaved (4 chunks of one layer) puts both on
-// stage 1, so stage 0 (rank 0, which writes the log) holds none.
+// stage 1, so stage 0 (rank 0, which writes the log) holds none; zb-h1 splits backward.
 TEST(MoeModelParallelMpi, PipelineSchedulesMatchOneProcess) {
   expect_layouts_match({Layout{"pp2_1f1b", 1, 2, 1, "--parallel.schedule 1f1b"},
-                        Layout{"pp2_interleaved", 1, 2, 1, "--parallel.schedule interleaved --parallel.virtual_stages 2"}});
+                        Layout{"pp2_interleaved", 1, 2, 1, "--parallel.schedule interleaved --parallel.virtual_stages 2"},
+                        Layout{"pp2_zbh1", 1, 2, 1, "--parallel.schedule zb-h1"}});
 }
 
 TEST(MoeModelParallelMpi, TensorTimesPipelineMatchesOneProcess) {
