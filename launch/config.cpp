@@ -95,7 +95,7 @@ po::options_description describe(TrainConfig& c, ModelOverrides& m) {
   add("model.tie_embeddings", po::value(&m.tie_embeddings),
       "true | false: the LM head shares the token embedding (gpt2: always; llama presets: false)");
   add("moe.experts", keyed(&m.moe.experts),
-      "mixture of experts: experts E per MoE block; 0 = the dense model (gpt2 only, parallel.tp = parallel.pp = 1, "
+      "mixture of experts: experts E per MoE block; 0 = the dense model (gpt2 only, parallel.sp = false, "
       "train.device = cpu, train.dtype = fp32, train.recompute = none for now)");
   add("moe.top_k", keyed(&m.moe.top_k), "experts each token is routed to (k)");
   add("moe.every", keyed(&m.moe_every),
@@ -331,9 +331,11 @@ bool parse_config(int argc, char** argv, TrainConfig& c) {
   if (c.model.is_moe()) {
     GPT_CHECK(c.model.moe.experts % c.ep == 0, "config key 'parallel.ep' = " + std::to_string(c.ep) +
                                                    " does not divide moe.experts = " + std::to_string(c.model.moe.experts));
-    // The MoE layer is fp32 host code, and its experts are not split over ranks yet.
-    GPT_CHECK(c.tp == 1 && c.pp == 1, "config key 'moe.experts' > 0 needs parallel.tp = parallel.pp = 1 for now, got tp " +
-                                          std::to_string(c.tp) + ", pp " + std::to_string(c.pp));
+    // Under tensor parallelism every TP rank runs each MoE layer whole on the whole rows
+    // (the router and experts replicated); sequence parallelism would hand it N / tp rows,
+    // and routing groups are whole sequences.
+    GPT_CHECK(!c.sp, "config key 'parallel.sp' = true is not supported with moe.experts > 0 for now (the MoE layer "
+                     "routes whole sequences; sequence parallelism splits them over the TP ranks)");
     GPT_CHECK(c.device == "cpu", "config key 'moe.experts' > 0 needs train.device = cpu for now (the MoE layer has no CUDA path yet)");
     GPT_CHECK(c.dtype == "fp32", "config key 'moe.experts' > 0 needs train.dtype = fp32 for now (the MoE layer is fp32 only)");
     GPT_CHECK(c.recompute == "none",

@@ -184,7 +184,10 @@ float Trainer::train_step(int64_t step) {
     dp_wait_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - wait0).count();
   }
   // The auxiliary losses' gradients are in; their values and the experts' load are logged.
-  if (cfg_.model.is_moe()) moe_step_ = reduce_moe_stats(model_->take_moe_stats(), cfg_.grad_accum, comm_, groups_.dp);
+  // Under pipeline parallelism every stage reports its own blocks (summed over pp).
+  if (cfg_.model.is_moe())
+    moe_step_ = reduce_moe_stats(take_moe_stats(pipelined() ? pipeline_->chunks() : std::vector<Model*>{model_.get()}),
+                                 cfg_.grad_accum, cfg_.model, comm_, groups_.dp, groups_.pp);
   if (step + 1 == cfg_.debug_nan_step) loss = std::nan("");
   if (step + 1 == cfg_.debug_nan_grad_step) {  // a finite loss with a poisoned gradient
     Tensor g = store_.flat_grads().slice(dp_->shard().begin, {1});

@@ -107,7 +107,7 @@ void Block::backward_input(BlockActs& a, Tensor& dres, const Tensor& x_in, Block
   const Refs r = refs(a);
   ensure(a.d_mlp_proj, dres.shape, dres.dtype, dres.device);
   copy_(a.d_mlp_proj, dres);
-  mlp->input_grad(r.mlp, sized(s.dln, a.ln2_out), dres, a.ln2_out, a.d_fc);
+  mlp->input_grad(r.mlp, sized(s.dln, a.ln2_out), dres, a.ln2_out, a.d_fc, s.moe);
   ln2.backward(dres, s.dln, a.x2, a.ln2_stats);  // dres is now d(x2)
   ensure(a.d_attn_proj, dres.shape, dres.dtype, dres.device);
   copy_(a.d_attn_proj, dres);

@@ -55,19 +55,18 @@ void MlpBranch::backward(const MlpSaved& a, Tensor& dx, const Tensor& dout, cons
   fc->backward(&dx, dpre, x);
 }
 
-static void refuse_split(bool is_moe) {
-  GPT_CHECK(!is_moe, "a split backward (parallel.schedule = zb-h1) is not supported for MoE blocks "
-                     "(moe.experts > 0); choose another parallel.schedule");
-}
-
-void MlpBranch::input_grad(const MlpSaved& a, Tensor& dx, const Tensor& dout, const Tensor& x, Tensor& d_fc) {
-  refuse_split(is_moe());
+void MlpBranch::input_grad(const MlpSaved& a, Tensor& dx, const Tensor& dout, const Tensor& x, Tensor& d_fc,
+                           MoeScratch& moe_scratch) {
+  if (moe) {
+    moe->backward(*a.moe, dx, dout, x, a.aux_grad_scale, moe_scratch);
+    return;
+  }
   proj->input_grad_through_gelu(sized(d_fc, *a.fc_out), dout, *a.gelu_out, *a.fc_out);
   fc->input_grad(dx, d_fc, x);
 }
 
 void MlpBranch::weight_grad(const MlpSaved& a, const Tensor& d_proj_out, const Tensor& d_fc, const Tensor& x) {
-  refuse_split(is_moe());
+  if (moe) return;  // input_grad did them
   proj->weight_grad(d_proj_out, *a.gelu_out);
   fc->weight_grad(d_fc, x);
 }

@@ -39,9 +39,13 @@ class MlpBranch {
   // gradients accumulate. dpre: dense scratch for d(fc_out).
   void backward(const MlpSaved& a, Tensor& dx, const Tensor& dout, const Tensor& x, Tensor& dpre,
                 MoeScratch& moe_scratch);
-  // The split backward (zero-bubble pipelines), dense only: input_grad keeps fc's output
+  // The split backward (zero-bubble pipelines). Dense: input_grad keeps fc's output
   // gradient in d_fc for weight_grad, which also needs proj's (dout) kept by the caller.
-  void input_grad(const MlpSaved& a, Tensor& dx, const Tensor& dout, const Tensor& x, Tensor& d_fc);
+  // MoE: input_grad is the whole backward, the experts' and router's weight gradients
+  // included (the expert GEMMs are not split yet), and weight_grad has nothing left to do;
+  // the gradients are the same, the MoE blocks just do not fill the bubble.
+  void input_grad(const MlpSaved& a, Tensor& dx, const Tensor& dout, const Tensor& x, Tensor& d_fc,
+                  MoeScratch& moe_scratch);
   void weight_grad(const MlpSaved& a, const Tensor& d_proj_out, const Tensor& d_fc, const Tensor& x);
 
   std::unique_ptr<Linear> fc, proj;  // dense
