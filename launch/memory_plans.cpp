@@ -59,7 +59,7 @@ std::string describe_memory_plans(const TrainConfig& cfg, int world) {
                                                                       Recompute::None, act, device, layout);
     std::snprintf(head, sizeof head,
                   "  mixture of experts: %d of %d blocks, %lld experts, top-%lld; %lld parameters in all, %lld active "
-                  "per token; a rank holds %lld (%lld experts per MoE block over parallel.ep = %d)\n",
+                  "per token; a rank holds %lld (%lld of each MoE block's experts, parallel.ep = %d)\n",
                   cfg.model.moe_blocks(), cfg.model.n_layer, (long long)m.experts, (long long)m.top_k,
                   (long long)cfg.model.num_params(), (long long)cfg.model.active_params(),
                   (long long)none.plan.param_count, (long long)(m.experts / layout.ep), layout.ep);

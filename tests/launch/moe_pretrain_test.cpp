@@ -153,8 +153,21 @@ TEST(MoePretrain, PlanOnlyGivesTotalAndActiveParametersAndTheMoePlan) {
   // One process has one data-parallel rank, which ep = 2 cannot split: it says so.
   r = run_pretrain(kMoe + " --parallel.ep 2 --train.plan_only true");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("a rank holds 72096 (2 experts per MoE block over parallel.ep = 2)"), std::string::npos)
+  EXPECT_NE(r.output.find("a rank holds 72096 (2 of each MoE block's experts, parallel.ep = 2)"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("parallel.ep = 2 does not divide the 1 data-parallel ranks"), std::string::npos)
       << r.output;
+}
+
+// The GPT-2 124M MoE preset's parameter counts, by hand: GPT-2 124M with 50,304
+// vocabulary rows has 124,475,904; each of its 6 MoE blocks (1, 3, ..., 11) trades the
+// dense MLP, 2 x 768 x 3072 + 3072 + 768 = 4,722,432, for a router 8 x 768 and 8 experts
+// of that size: + 6,144 + 7 x 4,722,432. Active: 2 of the 8 experts.
+TEST(MoePretrain, PlanOnlyKnowsTheGpt2MoePreset) {
+  auto r = run_pretrain(std::string(CONFIGS_DIR) + "/gpt2-124M-moe.ini --train.plan_only true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const long long expert = 4722432, total = 124475904 + 6 * (6144 + 7 * expert), active = total - 6 * 6 * expert;
+  EXPECT_NE(r.output.find(std::to_string(total) + " parameters in all, " + std::to_string(active) + " active per token"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("recompute none      params"), std::string::npos) << r.output;
 }
