@@ -43,18 +43,35 @@ std::string describe_memory_plans(const TrainConfig& cfg, int world) {
                      (layout.virtual_stages > 1 ? ", " + std::to_string(layout.virtual_stages) + " chunks each" : "") +
                      ", " + std::to_string(layout.micro_batches) + " micro-batches)";
   if (shards > 1) parallel_text += ", optimizer sharded over " + std::to_string(shards) + " ranks";
+  if (layout.ep > 1)
+    parallel_text += ", experts split over " + std::to_string(layout.ep) + " ranks" +
+                     (shards > 1 ? " (their optimizer sharded over " + std::to_string(std::max(1, shards / layout.ep)) +
+                                       ")"
+                                 : "");
   char head[512];
   std::snprintf(head, sizeof head, "memory plan per rank: %s (%lld parameters), micro-batch %d x %d tokens, %s, %s%s\n",
                 cfg.model_preset.c_str(), (long long)cfg.model.num_params(), cfg.micro_batch, cfg.seq_len,
                 cfg.dtype.c_str(), device_name(device), parallel_text.c_str());
   std::string out = head;
   if (cfg.model.is_moe()) {
-    // The plan's terms are the dense block's; a figure for an MoE model would be wrong.
+    const MoeConfig& m = cfg.model.moe;
+    const parallel::StageMemory none = parallel::largest_stage_memory(cfg.model, cfg.micro_batch, cfg.seq_len,
+                                                                      Recompute::None, act, device, layout);
     std::snprintf(head, sizeof head,
-                  "  mixture of experts: %lld parameters active per token; the memory plan does not count MoE "
-                  "layers yet (moe.experts > 0), so none is printed\n",
-                  (long long)cfg.model.active_params());
-    return out + head;
+                  "  mixture of experts: %d of %d blocks, %lld experts, top-%lld; %lld parameters in all, %lld active "
+                  "per token; a rank holds %lld (%lld of each MoE block's experts, parallel.ep = %d)\n",
+                  cfg.model.moe_blocks(), cfg.model.n_layer, (long long)m.experts, (long long)m.top_k,
+                  (long long)cfg.model.num_params(), (long long)cfg.model.active_params(),
+                  (long long)none.plan.param_count, (long long)(m.experts / layout.ep), layout.ep);
+    out += head;
+    // Expert parallelism is carved out of data parallelism (parallel/topology.h).
+    if (layout.dp % layout.ep != 0) {
+      std::snprintf(head, sizeof head,
+                    "  parallel.ep = %d does not divide the %d data-parallel ranks: run the plan under mpirun -np "
+                    "with a multiple of %d ranks\n",
+                    layout.ep, layout.dp, layout.ep * layout.tp * layout.pp);
+      return out + head;
+    }
   }
   const bool zero_bubble = layout.schedule == parallel::pipeline::ScheduleKind::ZeroBubbleH1 && layout.pp > 1;
   for (const char* mode : {"none", "selective", "full"}) {
@@ -62,6 +79,12 @@ std::string describe_memory_plans(const TrainConfig& cfg, int world) {
     char line[400];
     if (zero_bubble && r != Recompute::None) {  // the pipeline runner refuses it (pipeline_runner.cpp)
       std::snprintf(line, sizeof line, "  recompute %-9s not with parallel.schedule zb-h1\n", mode);
+      out += line;
+      continue;
+    }
+    if (cfg.model.is_moe() && r != Recompute::None) {  // refused at start-up (launch/config.cpp)
+      std::snprintf(line, sizeof line, "  recompute %-9s not with moe.experts > 0 (MoE blocks keep every activation)\n",
+                    mode);
       out += line;
       continue;
     }

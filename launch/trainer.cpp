@@ -329,9 +329,8 @@ void Trainer::run() {
   say("%s\n", topo_.describe().c_str());
   say("%s\n", dp_->describe().c_str());
   if (pipelined()) say("%s\n", pipeline_->describe().c_str());
-  say("memory plan (%s, recompute %s%s): %s%s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
-      cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str(),
-      cfg_.model.is_moe() ? " (MoE blocks planned as dense MLPs: experts and routing not counted yet)" : "");
+  say("memory plan (%s, recompute %s%s): %s\n", cfg_.dtype.c_str(), cfg_.recompute.c_str(),
+      cfg_.sp ? ", sequence parallel" : "", plan_.describe().c_str());
   log_->write("start", MetricsLog::Line()
                            .num("params", double(whole))
                            .num("params_active", double(cfg_.model.active_params()))

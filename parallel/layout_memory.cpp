@@ -15,8 +15,12 @@ PlanStage pipeline_plan_stage(const GPTConfig& cfg, int T, const MemoryLayout& l
   const pipeline::PipelineShape shape{layout.pp, layout.micro_batches, layout.virtual_stages};
   const std::vector<pipeline::LayerRange> layers = pipeline_chunk_layers(cfg, T, layout);
   PlanStage p;
-  p.layers = 0;
-  for (int k = 0; k < shape.virtual_stages; ++k) p.layers += layers[size_t(stage + k * shape.stages)].count();
+  p.layers = 0, p.moe_layers = 0;
+  for (int k = 0; k < shape.virtual_stages; ++k) {
+    const pipeline::LayerRange& r = layers[size_t(stage + k * shape.stages)];
+    p.layers += r.count();
+    for (int l = r.begin; l < r.end; ++l) p.moe_layers += cfg.moe_block(l) ? 1 : 0;
+  }
   p.embedding = stage == 0;
   p.head = stage == shape.stages - 1;
   p.split_backward = layout.schedule == pipeline::ScheduleKind::ZeroBubbleH1;
@@ -38,7 +42,7 @@ MemoryPlan rank_memory_plan(const GPTConfig& cfg, int B, int T, Recompute recomp
   // Under ZeRO-1 the data-parallel ranks of a (tp, pp) coordinate share the AdamW state.
   const int shards = layout.zero1 ? std::max(1, layout.dp) : 1;
   return plan_memory(cfg, B, T, recompute, shards, act, device, layout.tp,
-                     pipeline_plan_stage(cfg, T, layout, stage), layout.sp);
+                     pipeline_plan_stage(cfg, T, layout, stage), layout.sp, layout.ep);
 }
 
 StageMemory largest_stage_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, DType act, Device device,

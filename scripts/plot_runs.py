@@ -11,7 +11,9 @@ Each run directory holds metrics.jsonl, one JSON object per line:
 Writes loss_vs_step.png, loss_vs_tokens.png (train solid, val dashed with markers),
 val_by_source.png (mixture runs: one validation curve per source, the total bold),
 throughput.png (tokens/s vs step) and lr_grad_norm.png; one colour per run, legend by
-run name (the directory name unless --names is given). Uses matplotlib's Agg backend,
+run name (the directory name unless --names is given). Each mixture-of-experts run also
+gets moe_load_<name>.png (per-expert load heat map) and moe_imbalance_<name>.png (max/mean
+load per layer), drawn by scripts/plot_moe.py. Uses matplotlib's Agg backend,
 so it runs on machines without a display (Debian's python3-matplotlib).
 """
 import argparse
@@ -23,6 +25,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import plot_moe  # noqa: E402
 
 
 def load_run(run_dir):
@@ -160,6 +165,8 @@ def main():
     plot_val_by_source(runs, a.out)
     plot_throughput(runs, a.out, a.skip)
     plot_lr_grad_norm(runs, a.out)
+    for name, run_dir in zip(names, a.runs):
+        plot_moe.plot_moe_run(run_dir, name, a.out)
 
 
 if __name__ == "__main__":

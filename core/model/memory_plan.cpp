@@ -1,5 +1,6 @@
 #include "core/model/memory_plan.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/layers/head_loss.h"
@@ -89,10 +90,72 @@ BlockFootprint llama_block(const GPTConfig& cfg, size_t t, Recompute recompute) 
   return b;
 }
 
+// The dense GPT-2 MLP's share of gpt2_block: fc [4C, C] with its bias and proj [C, 4C]
+// split over TP, proj's bias whole; it keeps fc's and GELU's outputs (8 C per token
+// under none, fc's 4 C under selective) and its backward needs d(fc_out) (4 C scratch).
+struct DenseMlp {
+  size_t params_split, params_whole, kept_split, scratch_split;
+};
+DenseMlp gpt2_dense_mlp(size_t C, size_t t, Recompute recompute) {
+  const size_t kept = recompute == Recompute::None ? 8 * C : recompute == Recompute::Selective ? 4 * C : 0;
+  return {8 * C * C + 4 * C, C, kept / t, 4 * C / t};
+}
+
+// The parameters of one MoE layer: the experts' (divided over ep ranks by the caller)
+// and the rest (router and shared experts), which every rank holds whole.
+struct MoeParams {
+  size_t experts = 0, other = 0;
+};
+MoeParams moe_layer_params(const GPTConfig& cfg) {
+  const MoeConfig m = cfg.moe_layer();
+  const size_t C = size_t(cfg.n_embd), E = size_t(m.experts), H = size_t(m.expert_hidden);
+  const size_t SH = size_t(m.shared_experts) * H;
+  MoeParams p;
+  p.experts = E * (H * C + H + C * H + C);
+  p.other = E * C + (SH > 0 ? SH * C + SH + C * SH + C : 0);
+  return p;
+}
+
 }  // namespace
 
+size_t moe_plan_activation_bytes(const GPTConfig& cfg, int B, int T, bool scratch, int ep) {
+  if (!cfg.is_moe()) return 0;
+  const MoeConfig m = cfg.moe_layer();
+  const size_t f = 4, C = size_t(cfg.n_embd), E = size_t(m.experts), H = size_t(m.expert_hidden);
+  const size_t SH = size_t(m.shared_experts) * H, N = size_t(B) * size_t(T), k = size_t(m.top_k);
+  // MoeLayer::row_bound: the buffers are sized for it, not for a step's actual loads.
+  const int64_t G = m.group_size(T), cap = m.capacity(G);
+  const size_t rows = cap < 0 ? N * k : std::min(N * k, N / size_t(G) * E * size_t(cap));
+  const size_t P = size_t(ep > 1 ? ep : 1), local = E / P;
+  if (P == 1) {  // the experts run on this rank's routed rows, in place
+    if (scratch) return (rows * (C + H + C) + N * (SH + C + E)) * f;
+    return (rows * (C + H + H + C) + N * 2 * E + N * 2 * SH) * f;
+  }
+  // MoeLayer::received_row_bound: every rank's rows for this rank's experts.
+  size_t per_source = N * std::min(k, local);
+  if (cap >= 0) per_source = std::min(per_source, N / size_t(G) * local * std::min(size_t(cap), size_t(G)));
+  const size_t received = P * per_source, staging = std::max(rows, received) * C;
+  // Routed rows in and out [rows, C], the experts' rows in, pre, act, out [received, ..];
+  // backward: d(out), d(in) of the routed rows, d(pre), d(out), d(in) of the experts'
+  // rows and the rank-order staging buffer.
+  if (scratch) return (rows * 2 * C + received * (H + 2 * C) + staging + N * (SH + C + E)) * f;
+  return (rows * 2 * C + received * (C + H + H + C) + N * 2 * E + N * 2 * SH) * f;
+}
+
+size_t moe_plan_layer_bytes(const GPTConfig& cfg, int B, int T, int ep) {
+  if (!cfg.is_moe() || ep <= 1) return 0;
+  const MoeConfig m = cfg.moe_layer();
+  const size_t C = size_t(cfg.n_embd), E = size_t(m.experts), N = size_t(B) * size_t(T), k = size_t(m.top_k);
+  const int64_t G = m.group_size(T), cap = m.capacity(G);
+  const size_t rows = cap < 0 ? N * k : std::min(N * k, N / size_t(G) * E * size_t(cap));
+  const size_t P = size_t(ep), local = E / P;
+  size_t per_source = N * std::min(k, local);
+  if (cap >= 0) per_source = std::min(per_source, N / size_t(G) * local * std::min(size_t(cap), size_t(G)));
+  return std::max(rows, P * per_source) * C * 4;
+}
+
 MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, int optimizer_shards,
-                       DType act, Device device, int tp, const PlanStage& stage, bool sp) {
+                       DType act, Device device, int tp, const PlanStage& stage, bool sp, int ep) {
   const size_t f = 4, a = dtype_size(act), C = size_t(cfg.n_embd), t = size_t(tp > 0 ? tp : 1);
   const size_t V = size_t(cfg.vocab_size);
   const size_t L = stage.layers < 0 ? size_t(cfg.n_layer) : size_t(stage.layers);
@@ -106,15 +169,29 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   const size_t Vs = size_t(padded_vocab(int64_t(V), int(t))) / t;
   const size_t embedding = Vs * C + (llama ? 0 : size_t(cfg.block_size) * C);
   const bool head_matrix = !cfg.tie_embeddings || !stage.embedding;
+  // MoE blocks (GPT-2 only): of the L blocks, Lm trade the dense MLP for the MoE layer.
+  const size_t Lm = !cfg.is_moe() ? 0 : stage.moe_layers < 0 ? size_t(cfg.moe_blocks()) : size_t(stage.moe_layers);
+  const DenseMlp mlp = gpt2_dense_mlp(C, t, recompute);
+  const MoeParams moe = Lm > 0 ? moe_layer_params(cfg) : MoeParams{};
+  const size_t eps = size_t(ep > 0 ? ep : 1);
+  const size_t N_experts = Lm * moe.experts / eps;  // this rank's E / ep experts of each MoE layer
   const size_t N = L * blk.params_split / t + L * blk.params_whole + (stage.embedding ? embedding : 0) +
-                   (stage.head ? (llama ? C : 2 * C) + (head_matrix ? Vs * C : 0) : 0);
+                   (stage.head ? (llama ? C : 2 * C) + (head_matrix ? Vs * C : 0) : 0) -
+                   Lm * (mlp.params_split / t + mlp.params_whole) + Lm * moe.other + N_experts;
   const size_t tok = size_t(B) * T, shards = size_t(optimizer_shards > 0 ? optimizer_shards : 1);
   MemoryPlan p;
+  p.param_count = int64_t(N);
   p.params = N * f + (act == DType::F32 ? 0 : N * a);  // master values (+ compute copy)
   p.grads = N * f;
   // AdamW m and v for this rank's share; a sharded run also keeps its reduced grad shard.
-  const size_t share = (N + shards - 1) / shards;
-  p.optimizer = 2 * share * f + (shards > 1 ? share * f : 0);
+  // Under expert parallelism the experts' state shards over the dp / ep ranks holding the
+  // same experts, the rest over all dp ranks.
+  auto state = [&](size_t n, size_t over) {
+    const size_t share = (n + over - 1) / over;
+    return 2 * share * f + (over > 1 ? share * f : 0);
+  };
+  p.optimizer = eps == 1 || N_experts == 0 ? state(N, shards)
+                                           : state(N - N_experts, shards) + state(N_experts, std::max<size_t>(1, shards / eps));
 
   // Sequence parallelism puts every held term on tok / tp rows: so with SP a block's
   // every activation divides by tp, as do the residual stream and the head's input and
@@ -122,6 +199,10 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   const bool seq = sp && t > 1 && tok % t == 0;
   const size_t rows = seq ? tok / t : tok;
   RowBytes per_block = blk.kept;
+  // An MoE block keeps the block's other activations and, instead of the dense MLP's,
+  // its MoE layer's (added per micro-batch below, on all rows: MoE has no SP).
+  RowBytes per_moe_block = blk.kept;
+  per_moe_block.split -= mlp.kept_split;
   // Zero-bubble's split backward keeps each linear's output gradient until the weight pass.
   if (stage.split_backward) {
     per_block.held += blk.split_grads.held;
@@ -136,9 +217,12 @@ MemoryPlan plan_memory(const GPTConfig& cfg, int B, int T, Recompute recompute, 
   // buffers an activation and a gradient are received into (held rows).
   RowBytes scratch = blk.scratch;
   if (stage.pipelined) scratch.held += 2 * C;
+  if (Lm > 0 && Lm == L) scratch.split -= mlp.scratch_split;  // no dense MLP runs backward
   const size_t in_flight = size_t(stage.in_flight > 0 ? stage.in_flight : 1);
-  p.activations = (L * per_block.at(a, rows, tok) + per_micro * rows) * in_flight + blk.shared.at(a, rows, tok) +
-                  scratch.at(a, rows, tok);
+  const size_t moe_kept = Lm * (per_moe_block.at(a, rows, tok) + moe_plan_activation_bytes(cfg, B, T, false, ep));
+  p.activations = ((L - Lm) * per_block.at(a, rows, tok) + moe_kept + per_micro * rows) * in_flight +
+                  blk.shared.at(a, rows, tok) + scratch.at(a, rows, tok) +
+                  (Lm > 0 ? moe_plan_activation_bytes(cfg, B, T, true, ep) : 0) + Lm * moe_plan_layer_bytes(cfg, B, T, ep);
   // SP's gathered rows (TpRegion scratch): two [tok, C] buffers, e.g. a column-parallel
   // linear's gathered input and its whole-rows input gradient.
   if (seq) p.activations += 2 * C * a * tok;

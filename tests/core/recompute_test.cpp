@@ -172,3 +172,92 @@ TEST(FusedClassifier, ChunksBoundTheLogitsAndKeepTheGradients) {
 
 }  // namespace
 }  // namespace gpt
+
+namespace gpt {
+namespace {
+
+// An MoE model's plan against a count by hand: 2 blocks, block 1 MoE (moe.every 2),
+// C 16, NH 2, V 50, block_size 8; 4 experts of H 24, top-2, one shared expert (S H 24),
+// capacity factor 0.75; one micro-batch of B 2 x T 8 = 16 tokens, fp32 on the CPU.
+TEST(MemoryPlan, MoeTermsMatchAHandCount) {
+  GPTConfig cfg;
+  cfg.n_layer = 2, cfg.n_head = 2, cfg.n_embd = 16, cfg.vocab_size = 50, cfg.block_size = 8;
+  cfg.moe.experts = 4, cfg.moe.top_k = 2, cfg.moe.expert_hidden = 24, cfg.moe.shared_experts = 1;
+  cfg.moe.capacity_factor = 0.75f, cfg.moe_every = 2;
+  // Parameters: embeddings 50 x 16 + 8 x 16 = 928, the final LayerNorm 32, the dense block
+  // 12 C^2 + 13 C = 3280; the MoE block its LayerNorms and attention 4 C^2 + 8 C = 1152,
+  // the router 4 x 16 = 64, 4 experts of 24 x 16 + 24 + 16 x 24 + 16 = 808 each, and the
+  // shared expert, as wide as one expert, 808.
+  const size_t experts = 4 * 808, N = 928 + 32 + 3280 + 1152 + 64 + experts + 808;  // 9496
+  const MemoryPlan one = plan_memory(cfg, 2, 8, Recompute::None, 1);
+  EXPECT_EQ(one.param_count, int64_t(N));
+  EXPECT_EQ(one.params, N * 4);
+  EXPECT_EQ(one.grads, N * 4);
+  EXPECT_EQ(one.optimizer, 2 * N * 4);  // AdamW m and v
+  // Activations, bytes over the 16 tokens. The dense block keeps 15 C and 6 statistics a
+  // token: 16 x 246 x 4 = 15744. The MoE block keeps its attention half, 3 C + 4 C and
+  // the 6 statistics, 16 x 118 x 4 = 7552, and the MoE layer's buffers: capacity
+  // ceil(0.75 x 8 x 2 / 4) = 3 slots per expert per sequence, so 2 x 4 x 3 = 24 rows
+  // (fewer than N k = 32) of in, pre, act and out (2 x 16 + 2 x 24 = 80 floats), the
+  // router's logits and probs 16 x 2 x 4, the shared expert's pre and act 16 x 2 x 24:
+  // (1920 + 128 + 768) x 4 = 11264. Per micro-batch: the residual stream at 3 block
+  // boundaries, its gradient, the final norm's output and gradient (6 C) and 2
+  // statistics, 16 x (96 x 4 + 8) = 6272. Backward scratch: the dense block's d(ln) C
+  // and d(qkv), d(atty), d(fc) 8 C, 16 x 144 x 4 = 9216; the MoE layer's d(out),
+  // d(pre), d(in) per row, 24 x 56, and d(shared pre), dx_part, d(logits),
+  // 16 x (24 + 16 + 4): (1344 + 704) x 4 = 8192.
+  EXPECT_EQ(one.activations, size_t(15744 + 7552 + 11264 + 6272 + 9216 + 8192));
+  // Expert parallelism over 2 of 4 ZeRO-1 data-parallel ranks: a rank holds 2 of the 4
+  // experts (1616 parameters fewer); the other 6264 parameters' AdamW state (m, v and
+  // the reduced gradient shard) splits over the 4 ranks, 1566 each, the experts' over
+  // the 2 ranks holding the same experts, 808 each. Activations do not change.
+  const MemoryPlan ep = plan_memory(cfg, 2, 8, Recompute::None, 4, DType::F32, Device::CPU, 1, PlanStage{}, false, 2);
+  EXPECT_EQ(ep.param_count, int64_t(N - experts / 2));
+  EXPECT_EQ(ep.params, (N - experts / 2) * 4);
+  EXPECT_EQ(ep.grads, (N - experts / 2) * 4);
+  EXPECT_EQ(ep.optimizer, size_t(3 * 1566 + 3 * 808) * 4);
+  EXPECT_EQ(ep.activations, one.activations);
+  // Dropless (capacity factor 0): N k = 32 rows, 8 more than above, 80 + 56 floats each.
+  cfg.moe.capacity_factor = 0.f;
+  EXPECT_EQ(plan_memory(cfg, 2, 8, Recompute::None, 1).activations, one.activations + 8 * (80 + 56) * 4);
+}
+
+// The MoE plan against what the allocator saw during one training step, with the dense
+// test's tolerance (MatchesTheAllocatorsPeak): capacity-bound and dropless buffers, with
+// and without a shared expert, and every block MoE (no dense MLP scratch).
+TEST(MemoryPlan, MoeMatchesTheAllocatorsPeak) {
+  struct Case {
+    float capacity_factor;
+    int64_t shared;
+    int every;
+  };
+  for (const Case c : {Case{1.25f, 0, 2}, Case{0.5f, 1, 2}, Case{0.f, 0, 1}}) {
+    GPTConfig cfg;
+    cfg.n_layer = 4, cfg.n_head = 4, cfg.n_embd = 64, cfg.vocab_size = 211, cfg.block_size = 32;
+    cfg.moe.experts = 4, cfg.moe.top_k = 2, cfg.moe.expert_hidden = 96, cfg.moe.shared_experts = c.shared;
+    cfg.moe.capacity_factor = c.capacity_factor, cfg.moe.aux_loss = 0.01f, cfg.moe.z_loss = 1e-3f;
+    cfg.moe_every = c.every;
+    const int B = 4, T = 32;
+    reset_peak_memory(Device::CPU);
+    const size_t start = memory_stats(Device::CPU).current;
+    {
+      ParamStore store;
+      GPT model(cfg, store, Recompute::None);
+      store.materialize(Device::CPU);
+      store.init(3);
+      AdamW opt(store, AdamWConfig{});
+      Tensor tokens = zeros({B, T}, DType::I32), targets = zeros({B, T}, DType::I32);
+      auto acts = model.make_activations();
+      model.forward_train(*acts, tokens, &targets, 1.f / (B * T));
+      model.backward(*acts, nullptr);
+      opt.step(1e-3f);
+    }
+    const double measured = double(memory_stats(Device::CPU).peak - start);
+    const double planned = double(plan_memory(cfg, B, T, Recompute::None, 1).total());
+    EXPECT_NEAR(measured / planned, 1.0, 0.01)
+        << "capacity factor " << c.capacity_factor << ", shared " << c.shared << ", every " << c.every;
+  }
+}
+
+}  // namespace
+}  // namespace gpt

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "core/model/memory_plan.h"
 #include "moe_metrics_reader.h"
 #include "run_pretrain.h"
 
@@ -133,16 +134,44 @@ TEST(MoePretrain, BadValuesNameTheKey) {
                         "moe.group_tokens");
 }
 
-// The memory plan has only the dense block's terms: plan_only gives the parameter counts
-// and says it has no plan, rather than a figure that leaves the experts out.
-TEST(MoePretrain, PlanOnlyGivesTotalAndActiveParametersAndNoWrongPlan) {
-  auto r = run_pretrain(kMoe + " --train.plan_only true");
+// plan_only gives the parameter counts and the memory plan with the MoE terms
+// (core/model/memory_plan.h, counted by hand in tests/core/recompute_test.cpp), for the
+// one recompute mode MoE runs under.
+TEST(MoePretrain, PlanOnlyGivesTotalAndActiveParametersAndTheMoePlan) {
+  auto r = run_pretrain(kMoe + " --moe.capacity_factor 1.25 --train.plan_only true");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Embeddings 101 x 32 + 32 x 32, final norm 64; per block 2 LayerNorms 128, attention
   // 32 x 96 + 96 + 32 x 32 + 32 = 4224; dense MLP 32 x 128 + 128 + 128 x 32 + 32 = 8352;
   // MoE MLP: router 4 x 32 + 4 experts x 8352 = 33536. Total 4256 + 2 x (4352 + 8352)
   // + 2 x (4352 + 33536) + 64 = 105504; active: 2 of the 4 experts, 105504 - 2 x 2 x 8352.
   EXPECT_NE(r.output.find("(105504 parameters)"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("72096 parameters active per token"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("recompute none"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("105504 parameters in all, 72096 active per token; a rank holds 105504"),
+            std::string::npos) << r.output;
+  gpt::GPTConfig m;
+  m.n_layer = 4, m.n_head = 2, m.n_embd = 32, m.vocab_size = 101, m.block_size = 32;
+  m.moe.experts = 4, m.moe.top_k = 2, m.moe.capacity_factor = 1.25f, m.moe_every = 2;
+  const std::string plan = gpt::plan_memory(m, 2, 16, gpt::Recompute::None, 1).describe();
+  EXPECT_NE(r.output.find("recompute none      " + plan), std::string::npos) << plan << "\n" << r.output;
+  EXPECT_NE(r.output.find("recompute selective not with moe.experts > 0"), std::string::npos) << r.output;
+  // With experts over 2 ranks a rank holds 2 of each MoE block's 4: 2 x 2 x 8352 fewer.
+  // One process has one data-parallel rank, which ep = 2 cannot split: it says so.
+  r = run_pretrain(kMoe + " --parallel.ep 2 --train.plan_only true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("a rank holds 72096 (2 of each MoE block's experts, parallel.ep = 2)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("parallel.ep = 2 does not divide the 1 data-parallel ranks"), std::string::npos)
+      << r.output;
+}
+
+// The GPT-2 124M MoE preset's parameter counts, by hand: GPT-2 124M with 50,304
+// vocabulary rows has 124,475,904; each of its 6 MoE blocks (1, 3, ..., 11) trades the
+// dense MLP, 2 x 768 x 3072 + 3072 + 768 = 4,722,432, for a router 8 x 768 and 8 experts
+// of that size: + 6,144 + 7 x 4,722,432. Active: 2 of the 8 experts.
+TEST(MoePretrain, PlanOnlyKnowsTheGpt2MoePreset) {
+  auto r = run_pretrain(std::string(CONFIGS_DIR) + "/gpt2-124M-moe.ini --train.plan_only true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const long long expert = 4722432, total = 124475904 + 6 * (6144 + 7 * expert), active = total - 6 * 6 * expert;
+  EXPECT_NE(r.output.find(std::to_string(total) + " parameters in all, " + std::to_string(active) + " active per token"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("recompute none      params"), std::string::npos) << r.output;
 }
