@@ -95,15 +95,20 @@ TEST(MoeMpi, ExpertParallelLayoutsMatchOneProcess) {
   const Reference ref = one_process("moe_ep_ref");
   ASSERT_EQ(ref.losses.size(), 10u);
   struct Layout {
-    int np, ep;
+    int np, dp, ep;
     bool zero1;
+    const char* extra;  // tensor or pipeline parallelism beside
     const char* name;
   };
-  for (Layout l : {Layout{2, 2, false, "ep 2"}, Layout{2, 2, true, "ep 2, ZeRO-1"}, Layout{4, 4, false, "ep 4 (dp 4)"},
-                   Layout{4, 2, true, "ep 2 x dp 4, ZeRO-1"}}) {
+  // Under TP each TP rank runs its MoE layers whole, exchanging rows within its own EP
+  // group (the dp ranks of its TP coordinate); under PP each stage's MoE layers do.
+  for (Layout l : {Layout{2, 2, 2, false, "", "ep 2"}, Layout{2, 2, 2, true, "", "ep 2, ZeRO-1"},
+                   Layout{4, 4, 4, false, "", "ep 4 (dp 4)"}, Layout{4, 4, 2, true, "", "ep 2 x dp 4, ZeRO-1"},
+                   Layout{4, 2, 2, false, " --parallel.tp 2", "ep 2 x tp 2"},
+                   Layout{4, 2, 2, true, " --parallel.pp 2", "ep 2 x pp 2 (1f1b), ZeRO-1"}}) {
     const std::string d = fresh_dir(std::string("moe_ep") + std::to_string(l.ep) + "_np" + std::to_string(l.np) +
-                                    (l.zero1 ? "z" : ""));
-    const RunResult r = run_ranks(l.np, layout(l.np, l.zero1, l.ep) + " --run.dir " + d);
+                                    "_dp" + std::to_string(l.dp) + (l.zero1 ? "z" : ""));
+    const RunResult r = run_ranks(l.np, layout(l.dp, l.zero1, l.ep) + l.extra + " --run.dir " + d);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     expect_matches(d, ref, l.name);
   }
