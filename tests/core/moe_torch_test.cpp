@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/relative_error.h"
 #include "core/checkpoint/hdf5_file.h"
 #include "core/layers/moe.h"
 
@@ -39,14 +40,9 @@ class MoeVsTorch : public ::testing::TestWithParam<std::string> {
   void expect_close(const Tensor& ours, const std::string& ref_name) {
     std::vector<float> a = to_host_f32(ours), b = to_host_f32(load(ref_name));
     ASSERT_EQ(a.size(), b.size()) << ref_name;
-    double diff = 0.0, scale = 1e-30;
-    for (size_t i = 0; i < a.size(); ++i) {
-      const double d = std::fabs(double(a[i]) - double(b[i]));
-      diff = std::isfinite(d) ? std::max(diff, d) : INFINITY;
-      scale = std::max(scale, std::fabs(double(b[i])));
-    }
-    std::printf("  %-32s rel err %.3e\n", ref_name.c_str(), diff / scale);
-    EXPECT_LE(diff / scale, kTolerance) << ref_name << " differs from PyTorch";
+    const double err = test::max_relative_error(a, b);
+    std::printf("  %-32s rel err %.3e\n", ref_name.c_str(), err);
+    EXPECT_LE(err, kTolerance) << ref_name << " differs from PyTorch";
   }
 
  private:

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/relative_error.h"
 #include "core/checkpoint/hdf5_file.h"
 #include "core/ops.h"
 
@@ -45,14 +46,9 @@ class OpsVsTorch : public ::testing::Test {
   void expect_close(const Tensor& ours, const std::string& ref_name) {
     std::vector<float> a = to_host_f32(ours), b = to_host_f32(load(ref_name));
     ASSERT_EQ(a.size(), b.size()) << ref_name;
-    double diff = 0.0, scale = 1e-30;
-    for (size_t i = 0; i < a.size(); ++i) {
-      const double d = std::fabs(double(a[i]) - double(b[i]));
-      diff = std::isfinite(d) ? std::max(diff, d) : INFINITY;
-      scale = std::max(scale, std::fabs(double(b[i])));
-    }
-    std::printf("  %-12s rel err %.3e\n", ref_name.c_str(), diff / scale);
-    EXPECT_LE(diff / scale, kRelTol) << ref_name << " differs from PyTorch";
+    const double err = test::max_relative_error(a, b);
+    std::printf("  %-12s rel err %.3e\n", ref_name.c_str(), err);
+    EXPECT_LE(err, kRelTol) << ref_name << " differs from PyTorch";
   }
 
   const Ops& ops = cpu_ops();
