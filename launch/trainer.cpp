@@ -24,6 +24,12 @@
 
 namespace gpt {
 
+// The groups and operations whose bytes the "comm_bytes" record reports. pp: the stages'
+// activation and gradient sends; embed: the tied embedding's sum; ep: the experts'
+// all-to-alls (rows and counts); edp: the expert gradients' reduction.
+constexpr const char* kCountedGroups[] = {"dp", "tp", "pp", "embed", "ep", "edp"};
+constexpr const char* kCountedOps[] = {"allreduce", "reduce_scatter", "allgather", "broadcast", "send", "all_to_all"};
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -344,10 +350,8 @@ void Trainer::run() {
   int64_t profiled_steps = 0;
   double profiled_ms = 0;
   std::map<std::string, std::map<std::string, double>> bytes_before;  // [group][op]
-  // pp: the stages' activation and gradient sends; embed: the tied embedding's sum.
-  for (const char* g : {"dp", "tp", "pp", "embed"})
-    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast", "send"})
-      bytes_before[g][op] = comm_.traffic().get(g, op).bytes;
+  for (const char* g : kCountedGroups)
+    for (const char* op : kCountedOps) bytes_before[g][op] = comm_.traffic().get(g, op).bytes;
   for (int64_t step = start; step < cfg_.steps; ++step) {
     if (step == start + 1) reset_op_profile();
     auto t0 = Clock::now();
@@ -462,19 +466,20 @@ void Trainer::run() {
   // Set-up traffic (the initial broadcast) is left out: the counts start at the first step.
   MetricsLog::Line bytes;
   bytes.num("steps", double(cfg_.steps - start));
-  // pp: the stages' activation and gradient sends; embed: the tied embedding's sum.
-  for (const char* g : {"dp", "tp", "pp", "embed"})
-    for (const char* op : {"allreduce", "reduce_scatter", "allgather", "broadcast", "send"})
+  for (const char* g : kCountedGroups)
+    for (const char* op : kCountedOps)
       bytes.num(std::string(g) + "_" + op + "_bytes", comm_.traffic().get(g, op).bytes - bytes_before[g][op]);
   log_->write("comm_bytes", bytes);
   // Under tensor parallelism the model's forward is collective over the TP group, so
-  // rank 0's whole TP group draws the (identical) sample; rank 0 prints it.
+  // rank 0's whole TP group draws the (identical) sample; rank 0 prints it. Under expert
+  // parallelism it is collective over the EP group, carved out of dp: every rank draws
+  // the same sample, so every EP group's all-to-alls pair up.
   if (cfg_.sample_tokens > 0 && pipelined()) {
     say("sample: not drawn under pipeline parallelism; use the sample program on the checkpoint\n");
   } else if (cfg_.sample_tokens > 0 && cfg_.model.moe.group_tokens > 0) {
     // The prompt grows one token at a time, and the MoE layer routes whole groups only.
     say("sample: not drawn with moe.group_tokens > 0 (a growing prompt does not split into groups)\n");
-  } else if (cfg_.sample_tokens > 0 && topo_.coords(rank_).dp == 0) {
+  } else if (cfg_.sample_tokens > 0 && (topo_.coords(rank_).dp == 0 || topo_.ep() > 1)) {
     print_sample();
   }
 }

@@ -102,7 +102,8 @@ TEST(MoeMpi, ExpertParallelLayoutsMatchOneProcess) {
   };
   // Under TP each TP rank runs its MoE layers whole, exchanging rows within its own EP
   // group (the dp ranks of its TP coordinate); under PP each stage's MoE layers do.
-  for (Layout l : {Layout{2, 2, 2, false, "", "ep 2"}, Layout{2, 2, 2, true, "", "ep 2, ZeRO-1"},
+  // The end-of-run sample's forwards are collective over the EP group too: every rank draws it.
+  for (Layout l : {Layout{2, 2, 2, false, " --sample.tokens 4", "ep 2"}, Layout{2, 2, 2, true, "", "ep 2, ZeRO-1"},
                    Layout{4, 4, 4, false, "", "ep 4 (dp 4)"}, Layout{4, 4, 2, true, "", "ep 2 x dp 4, ZeRO-1"},
                    Layout{4, 2, 2, false, " --parallel.tp 2", "ep 2 x tp 2"},
                    Layout{4, 2, 2, true, " --parallel.pp 2", "ep 2 x pp 2 (1f1b), ZeRO-1"}}) {
