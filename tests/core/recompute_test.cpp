@@ -210,13 +210,20 @@ TEST(MemoryPlan, MoeTermsMatchAHandCount) {
   // Expert parallelism over 2 of 4 ZeRO-1 data-parallel ranks: a rank holds 2 of the 4
   // experts (1616 parameters fewer); the other 6264 parameters' AdamW state (m, v and
   // the reduced gradient shard) splits over the 4 ranks, 1566 each, the experts' over
-  // the 2 ranks holding the same experts, 808 each. Activations do not change.
+  // the 2 ranks holding the same experts, 808 each. Activations: the layer keeps its 24
+  // routed rows in and out (2 C) and runs its 2 experts on every rank's rows for them, at
+  // most 2 ranks x min(16 tokens x 2, 2 sequences x 2 experts x 3 slots) = 24 rows of in,
+  // pre, act, out: 24 x (32 + 80) floats beside the router's and shared expert's 896,
+  // 3072 bytes more than above; backward d(out), d(in) of the routed rows, d(pre), d(out),
+  // d(in) of the experts' rows and a 24-row staging buffer, 24 x (32 + 56 + 16) floats
+  // beside the 704, 4608 bytes more; and the layer's own 24-row forward staging buffer,
+  // 1536 bytes.
   const MemoryPlan ep = plan_memory(cfg, 2, 8, Recompute::None, 4, DType::F32, Device::CPU, 1, PlanStage{}, false, 2);
   EXPECT_EQ(ep.param_count, int64_t(N - experts / 2));
   EXPECT_EQ(ep.params, (N - experts / 2) * 4);
   EXPECT_EQ(ep.grads, (N - experts / 2) * 4);
   EXPECT_EQ(ep.optimizer, size_t(3 * 1566 + 3 * 808) * 4);
-  EXPECT_EQ(ep.activations, one.activations);
+  EXPECT_EQ(ep.activations, one.activations + 3072 + 4608 + 1536);
   // Dropless (capacity factor 0): N k = 32 rows, 8 more than above, 80 + 56 floats each.
   cfg.moe.capacity_factor = 0.f;
   EXPECT_EQ(plan_memory(cfg, 2, 8, Recompute::None, 1).activations, one.activations + 8 * (80 + 56) * 4);
