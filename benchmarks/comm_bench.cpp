@@ -11,18 +11,23 @@
 // (every rank's chunks) for reduce-scatter, all-gather and all-to-all, as in nccl-tests.
 // Each (operation, size) is checked once against the exact expected values before it is
 // timed; a wrong result reports no bandwidth and the program exits 1.
-// The all-reduce times are fitted to t = 2(n−1)·latency + bytes/bandwidth and written
-// as a "calibration" object that `plan --cluster.from_json` reads.
+// The all-reduce times are fitted to t = 2(n−1)·latency + bytes/bandwidth, and every
+// operation's to its own line per size regime (perf::fit_collective), and written as a
+// "calibration" object that `plan --cluster.from_json` reads. --refit FILE recomputes that
+// object from a saved run's rows without measuring (and without MPI).
 // Prints one final machine-readable line (RESULT comm_bench {json}) and writes JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/checkpoint/json_lite.h"
 #include "core/ops.h"
 #include "parallel/communicator.h"
 #include "perf/calibration.h"
@@ -37,6 +42,7 @@ struct Args {
   double min_kb = 1, max_mb = 64, target_mb = 512;  // target: bytes moved per measurement
   int max_iters = 200, min_iters = 3;
   std::string json = "comm_bench.json";
+  std::string refit;  // a saved comm_bench JSON whose rows are refitted instead of measuring
 };
 
 Args parse(int argc, char** argv) {
@@ -48,8 +54,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--target-mb") a.target_mb = std::atof(v.c_str());
     else if (k == "--max-iters") a.max_iters = std::atoi(v.c_str());
     else if (k == "--json") a.json = v;
+    else if (k == "--refit") a.refit = v;
     else {
-      std::fprintf(stderr, "comm_bench: unknown option %s (--min-kb --max-mb --target-mb --max-iters --json)\n",
+      std::fprintf(stderr, "comm_bench: unknown option %s (--min-kb --max-mb --target-mb --max-iters --json --refit)\n",
                    k.c_str());
       std::exit(2);
     }
@@ -239,17 +246,82 @@ std::string rows_json(const std::vector<Row>& rows) {
   return o + "]";
 }
 
-// {"intra_gbps":..,"intra_latency_us":..} from the all-reduce rows (n > 1), else "".
+// {"intra_gbps":..,"intra_latency_us":.., "OP_gbps":.., ...} (n > 1), else "": intra_* is
+// one line through all the all-reduce rows (the figure every kind used before); OP_* is each
+// kind's own fit, per regime (perf::fit_collective), which the model applies to that kind.
 std::string calibration_json(const std::vector<Row>& rows, int n) {
   std::vector<double> x, t;
   for (const Row& w : rows)
     if (w.op == "allreduce" && w.correct) x.push_back(ring_allreduce_bytes(w.bytes, n)), t.push_back(w.seconds);
   if (n < 2 || x.size() < 2) return "";
   const perf::LatencyBandwidth f = perf::fit_latency_bandwidth(x, t, 2 * (n - 1));
-  char b[160];
-  std::snprintf(b, sizeof b, "{\"intra_gbps\":%.4f,\"intra_latency_us\":%.3f}", f.bandwidth / 1e9, f.latency_s * 1e6);
-  return b;
+  char b[256];
+  std::snprintf(b, sizeof b, "{\"intra_gbps\":%.4f,\"intra_latency_us\":%.3f", f.bandwidth / 1e9, f.latency_s * 1e6);
+  std::string o = b;
+  for (const char* op : {"allreduce", "reduce_scatter", "allgather", "all_to_all", "sendrecv"}) {
+    std::vector<double> bytes, secs;
+    for (const Row& w : rows)
+      if (w.op == op && w.correct) bytes.push_back(w.bytes), secs.push_back(w.seconds);
+    if (bytes.size() < 2) continue;
+    const perf::CollectiveCost c = perf::fit_collective(op, bytes, secs, n);
+    std::snprintf(b, sizeof b, ",\"%s_gbps\":%.4f,\"%s_latency_us\":%.3f", op, c.bw / 1e9, op, c.latency * 1e6);
+    o += b;
+    if (c.large_from > 0) {
+      std::snprintf(b, sizeof b, ",\"%s_large_from_mb\":%.6f,\"%s_large_gbps\":%.4f,\"%s_large_latency_us\":%.3f", op,
+                    c.large_from / 1e6, op, c.large_bw / 1e9, op, c.large_latency * 1e6);
+      o += b;
+    }
+  }
+  return o + "}";
 }
+
+bool all_correct(const std::vector<Row>& rows);
+std::string rows_json(const std::vector<Row>& rows);
+
+// --refit FILE: the calibration recomputed from a saved run's rows (no MPI, nothing measured),
+// the file rewritten to --json with it.
+int refit(const std::string& in, const std::string& out) {
+  std::ifstream f(in);
+  if (!f) {
+    std::fprintf(stderr, "comm_bench: cannot read --refit %s\n", in.c_str());
+    return 2;
+  }
+  std::stringstream text;
+  text << f.rdbuf();
+  const json::Value doc = json::parse(text.str(), in);
+  const json::Value* ranks = doc.find("ranks");
+  const json::Value* mpi = doc.find("mpi");
+  if (!ranks || !ranks->is_number() || !mpi || !mpi->is_array()) {
+    std::fprintf(stderr, "comm_bench: %s has no \"ranks\" and \"mpi\" rows\n", in.c_str());
+    return 2;
+  }
+  std::vector<Row> rows;
+  for (const json::Value& r : mpi->items) {
+    Row w;
+    w.op = r.find("op")->text, w.bytes = r.find("bytes")->number;
+    const json::Value* ok = r.find("correct");
+    w.correct = ok && ok->kind == json::Value::Kind::Bool && ok->boolean;
+    if (w.correct) w.seconds = r.find("time_us")->number * 1e-6, w.algbw = w.bytes / w.seconds;
+    if (w.correct) w.busbw = w.algbw * perf::bus_bandwidth_factor(w.op, int(ranks->number));
+    rows.push_back(w);
+  }
+  const std::string cal = calibration_json(rows, int(ranks->number));
+  FILE* o = std::fopen(out.c_str(), "w");
+  if (!o) {
+    std::fprintf(stderr, "comm_bench: cannot write --json %s\n", out.c_str());
+    return 1;
+  }
+  const json::Value* nccl = doc.find("nccl");
+  std::fprintf(o, "{\"bench\":\"comm_bench\",\"ranks\":%d,\"dtype\":\"fp32\",\"all_correct\":%s,\n"
+                  "\"nccl\":\"%s\",\n\"refit_from\":\"%s\",\n\"calibration\":%s,\n\"mpi\":%s,\n\"nccl_rows\":null}\n",
+               int(ranks->number), all_correct(rows) ? "true" : "false", nccl && nccl->is_string() ? nccl->text.c_str() : "",
+               in.c_str(), cal.empty() ? "null" : cal.c_str(), rows_json(rows).c_str());
+  std::fclose(o);
+  std::printf("comm_bench: refit %s -> %s: %s\n", in.c_str(), out.c_str(), cal.c_str());
+  return 0;
+}
+
+bool all_correct(const std::vector<Row>& rows);
 
 std::string peak_json(const std::vector<Row>& rows) {
   std::string o = "{";
@@ -271,8 +343,9 @@ bool all_correct(const std::vector<Row>& rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MpiSession mpi(&argc, &argv);
   const Args a = parse(argc, argv);
+  if (!a.refit.empty()) return refit(a.refit, a.json);
+  MpiSession mpi(&argc, &argv);
   int rank = 0, n = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &n);

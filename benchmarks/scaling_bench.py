@@ -4,8 +4,10 @@ ranks (one core each, train.threads 1, synthetic data), weak and strong scaling,
 the performance model's prediction for the same layout on the calibrated `local` cluster.
 
 Usage: /usr/bin/python3 benchmarks/scaling_bench.py [--max-ranks 2] [--comm-json build/bench/comm_bench.json]
+       /usr/bin/python3 benchmarks/scaling_bench.py --repredict   (the saved --json against today's model)
 
-1. Calibration. Communication: the all-reduce latency and bandwidth that comm_bench fitted
+1. Calibration. Communication: the latency and bandwidth that comm_bench fitted to each
+   collective kind (per size regime; the model times each collective at its own kind's), and
    (run it first: bash launch/mpirun_local.sh -np 2 build/benchmarks/comm_bench --json
    build/bench/comm_bench.json). Compute: peak = one core's fp32 FMA rate (32 FLOP/cycle
    with AVX2: two 8-wide FMA units, at /proc/cpuinfo's clock), and the GEMM efficiency
@@ -196,6 +198,56 @@ def calibrate(a, one_rank_step_ms, one_rank_update_ms, contention):
     return cal
 
 
+def repredict(a):
+    """--repredict: the saved --json measurement against the current plan and --comm-json's
+    calibration (the one-rank step's compute, memory and contention calibration kept from
+    the saved run); nothing is run but plan. Writes --json with "_repredict" before .json."""
+    with open(a.json) as f:
+        saved = json.load(f)
+    with open(a.comm_json) as f:
+        cal = dict(json.load(f).get("calibration") or {})
+    for k in ("peak_tflops", "gemm_efficiency", "hbm_gbps", "node_contention"):
+        cal[k] = saved["calibration"][k]
+    doc = {"bench": "scaling_bench calibration (repredict)", "cluster": "local", "calibration": cal}
+    cal_path = a.calibration_json.replace(".json", "_repredict.json")
+    with open(cal_path, "w") as f:
+        json.dump(doc, f, indent=1)
+    print("scaling_bench: re-predicting %s with %s" % (a.json, json.dumps(cal)))
+    print("%-9s %-6s %5s %3s | %9s %10s %8s | %10s %8s | %8s %8s | %15s %15s %15s %15s" % (
+        "layout", "scale", "ranks", "b", "step_ms", "pred_ms", "error", "old_pred", "old_err", "core_ms", "error",
+        "dp_wait/pred", "update/pred", "tp_comm/pred", "pp_p2p_pred"))
+    cores = saved.get("cores", os.cpu_count() or 1)
+    rows = []
+    for r in saved["rows"]:
+        p = plan(a, r["ranks"], r["layout"], r["micro_batch"], ["--cluster.from_json", cal_path])
+        pred = p["step_s"] * 1e3
+        row = dict(r, predicted_step_ms=pred, rel_error=(pred - r["step_ms"]) / r["step_ms"],
+                   core_rel_error=(pred - r["core_step_ms"]) / r["core_step_ms"], predicted=p,
+                   old_predicted_step_ms=r["predicted_step_ms"], old_rel_error=r["rel_error"])
+        rows.append(row)
+        sp = r["split_ms"]
+        print("%-9s %-6s %5d %3d | %9.1f %10.1f %+7.1f%% | %10.1f %+7.1f%% | %8.1f %+7.1f%% | "
+              "%7.1f/%-7.1f %7.1f/%-7.1f %7.1f/%-7.1f %15.1f" % (
+                  r["layout"], r["scaling"], r["ranks"], r["micro_batch"], r["step_ms"], pred, 100 * row["rel_error"],
+                  r["predicted_step_ms"], 100 * r["rel_error"], r["core_step_ms"], 100 * row["core_rel_error"],
+                  sp["dp_wait_ms"], p["dp_comm_s"] * 1e3, sp["update_ms"], p["optimizer_s"] * 1e3,
+                  sp["tp_comm_ms"], p["tp_comm_s"] * 1e3, p["pp_p2p_s"] * 1e3))
+    core_rows = [r for r in rows if r["ranks"] <= cores]
+    worst_core = max(abs(r["rel_error"]) for r in core_rows)
+    res = dict(saved, bench="scaling_bench repredict", calibration=cal, rows=rows,
+               max_abs_rel_error=max(abs(r["rel_error"]) for r in rows), max_abs_rel_error_core_per_rank=worst_core,
+               within_25pct_core_per_rank=worst_core <= 0.25,
+               max_abs_core_normalised_error=max(abs(r["core_rel_error"]) for r in core_rows))
+    out = a.json.replace(".json", "_repredict.json")
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print("RESULT scaling_bench_repredict %s" % json.dumps({
+        "max_abs_rel_error_core_per_rank": round(worst_core, 4), "within_25pct_core_per_rank": worst_core <= 0.25,
+        "max_abs_core_normalised_error": round(res["max_abs_core_normalised_error"], 4),
+        "rel_error": {"%s/%s/%d" % (r["layout"], r["scaling"], r["ranks"]): round(r["rel_error"], 4) for r in rows}},
+        separators=(",", ":")))
+
+
 def main():
     bench_dir = os.path.join(ROOT, "build", "bench")
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -218,7 +270,12 @@ def main():
     ap.add_argument("--comm-json", default=os.path.join(bench_dir, "comm_bench.json"))
     ap.add_argument("--calibration-json", default=os.path.join(bench_dir, "local_calibration.json"))
     ap.add_argument("--json", default=os.path.join(bench_dir, "scaling_bench.json"))
+    ap.add_argument("--repredict", action="store_true",
+                    help="no runs: re-predict the saved --json measurement with the current plan and --comm-json")
     a = ap.parse_args()
+    if a.repredict:
+        bc.require_executable(a.plan, "scaling_bench", target="plan", flag="--plan")
+        return repredict(a)
     bc.require_executable(a.pretrain, "scaling_bench")
     bc.require_executable(a.plan, "scaling_bench", target="plan", flag="--plan")
     if not os.path.isfile(a.comm_json):

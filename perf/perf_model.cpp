@@ -45,6 +45,13 @@ double layer_params(const ModelShape& m, int ep) {
   return attn + (m.n_experts > 0 ? mlp * m.n_experts / ep : mlp);
 }
 
+// Expert parameters of one layer on a device holding n_experts/ep of them (GPT-2 MLPs with
+// biases, as layer_params counts them); 0 for a dense layer.
+double expert_layer_params(const ModelShape& m, int ep) {
+  if (m.n_experts == 0 || m.family == ModelFamily::Llama) return 0;
+  return (layer_matrices(m).mlp + 5.0 * m.n_embd) * m.n_experts / ep;
+}
+
 // Forward FLOPs of one layer for one micro-batch, whole layer (before TP): 2 FLOPs per
 // matrix parameter per token (GPT-2: 24·b·s·h², qkv 6, projection 2, MLP 16) and
 // attention's QKᵀ and AV, 4·b·s²·h (Narayanan et al. 2021 §5.1, the derivation of eq. (3)).
@@ -95,6 +102,27 @@ double bubble_fraction(int p, int m, int v) {
 }
 
 double ring_allreduce_bytes(double bytes, int n) { return n > 1 ? 2.0 * (n - 1) / n * bytes : 0; }
+
+const char* collective_name(Collective k) {
+  static const char* names[kCollectives] = {"allreduce", "reduce_scatter", "allgather", "all_to_all", "sendrecv"};
+  return names[int(k)];
+}
+
+double collective_time(const Cluster& c, Collective k, double message_bytes, int n, bool intra, double call_bytes) {
+  if (n <= 1 || message_bytes <= 0) return 0;
+  double factor = double(n - 1) / n, steps = n - 1;  // reduce-scatter, all-gather, all-to-all
+  if (k == Collective::AllReduce) factor *= 2, steps *= 2;
+  if (k == Collective::SendRecv) factor = 1, steps = 1;
+  double bw = intra ? c.intra_node_bw : c.inter_node_bw / c.gpus_per_node;
+  double latency = intra ? c.intra_node_latency : c.inter_node_latency;
+  const CollectiveCost& own = c.intra_collective[int(k)];
+  if (intra && own.bw > 0) {
+    const bool large = own.large_from > 0 && own.large_bw > 0 && (call_bytes < 0 ? message_bytes : call_bytes) >= own.large_from;
+    bw = large ? own.large_bw : own.bw;
+    latency = large ? own.large_latency : own.latency;
+  }
+  return ring_time(factor * message_bytes, int(steps), bw, latency);
+}
 
 double megatron_paper_flops(double B, double s, double l, double h, double V) {
   // Narayanan et al. 2021, eq. (3): F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)).
@@ -185,12 +213,11 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   const double b = L.micro_batch, B = L.global_batch;
   const int t = L.tp, p = L.pp, v = L.virtual_stages, d = L.dp;
   const double mb = L.micro_batches(), layers = l / p;  // per device
-  const double inter_per_gpu = c.inter_node_bw / c.gpus_per_node;
   // A group stays inside a node when its ranks are adjacent and few enough (TP innermost,
-  // then pipeline, then data, as the rank grid orders them: parallel/topology.h).
-  auto group_bw = [&](int span) { return span <= c.gpus_per_node ? c.intra_node_bw : inter_per_gpu; };
-  auto group_lat = [&](int span) {
-    return span <= c.gpus_per_node ? c.intra_node_latency : c.inter_node_latency;
+  // then pipeline, then data, as the rank grid orders them: parallel/topology.h); each
+  // collective is timed at its kind's cost (collective_time).
+  auto coll = [&](Collective k, double message, int n, int span, double call = -1) {
+    return collective_time(c, k, message, n, span <= c.gpus_per_node, call);
   };
   Prediction r;
 
@@ -221,20 +248,29 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   // Values are the activation dtype's (2 bytes in bf16; fp32 runs, as on CPU, move 4).
   const double act_bytes = dtype_size(L.act);
   if (t > 1) {
-    const double n_ar = 4 + (L.recompute == Recompute::Full ? 2 : 0);
-    const double one = ring_time(ring_allreduce_bytes(b * s * h * act_bytes, t), 2 * (t - 1), group_bw(t), group_lat(t));
+    const double n_ar = 4 + (L.recompute == Recompute::Full ? 2 : 0), msg = b * s * h * act_bytes;
+    const double one = L.sequence_parallel ? coll(Collective::ReduceScatter, msg, t, t) + coll(Collective::AllGather, msg, t, t)
+                                           : coll(Collective::AllReduce, msg, t, t);
     r.tp_comm = mb * layers * n_ar * one * (1 - L.tp_overlap);
   }
-  // EP: per MoE layer an all-to-all dispatch and combine forward and again backward, each
-  // sending (ep−1)/ep of the b·s·top_k routed tokens' h bf16 values.
+  // EP (core/layers/moe.cpp, parallel/expert/ep_exchange.h): per MoE layer and micro-batch
+  // an int32 all-to-all of the per-expert counts (n_experts of them from each rank) and
+  // four all-to-all-v's of rows, C values each in the activation dtype: dispatch and combine
+  // forward, their gradients backward. A rank sends its tokens' top_k rows, (ep−1)/ep of them
+  // to other ranks under balanced routing, and receives as many: comm_bench's all-to-all
+  // with a message (all chunks) of b·s·top_k rows, or b·s/t of tokens when sequence
+  // parallelism shards them over TP (otherwise each TP rank routes all of them).
   if (L.ep > 1 && m.n_experts > 0) {
-    const double bytes = b * s * m.top_k * h * 2 * (L.ep - 1) / L.ep / t;
-    r.ep_comm = mb * layers * 4 * ring_time(bytes, L.ep - 1, group_bw(t * p * L.ep), group_lat(t * p * L.ep));
+    const int span = t * p * L.ep;
+    const double tokens = b * s / (L.sequence_parallel ? t : 1);
+    const double rows = coll(Collective::AllToAll, tokens * m.top_k * h * act_bytes, L.ep, span);
+    const double counts = coll(Collective::AllToAll, 4.0 * m.n_experts, L.ep, span);
+    r.ep_comm = mb * layers * (4 * rows + counts);
   }
   // PP: each micro-batch crosses every chunk boundary forward (activations) and backward
   // (their gradients), b·s·h activation values, split over the t TP ranks (Narayanan et al.
-  // 2021 §4.1, scatter/gather).
-  if (p > 1) r.pp_p2p = mb * v * 2 * (b * s * h * act_bytes / t) / group_bw(t * p) + mb * v * 2 * group_lat(t * p);
+  // 2021 §4.1, scatter/gather): one send/recv each.
+  if (p > 1) r.pp_p2p = mb * v * 2 * coll(Collective::SendRecv, b * s * h * act_bytes / t, 2, t * p);
 
   // Bubble: the per-micro-batch work stretched by (p−1)/(v·m) (bubble_fraction's source),
   // for GPipe and 1F1B alike; ZB-H1 is given 1F1B's, an upper bound (Qi et al. 2023 fill
@@ -249,24 +285,38 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   const double params = layers * layer_params(m, L.ep) / t + V * h / t + positions * h +
                         (!m.tied_head && p == 1 ? V * h / t : 0);
   // DP: ring all-reduce of the gradients, or under ZeRO-1 its two halves, a reduce-scatter
-  // of the gradients and, after the update, an all-gather of the parameters (the same
-  // bytes and ring steps in all). (MoE: expert gradients really reduce over dp/ep ranks;
-  // counted over dp here, slightly pessimistic.) The gradients reduce in k buckets, each
-  // started when backward has filled it (parallel/data_parallel.h): the last one starts
-  // when backward ends, so at most (k−1)/k of the reduction can hide behind it, of which
-  // dp_overlap is hidden. With one bucket (small models) nothing hides.
-  if (d > 1) {
-    const int span = t * p * d;
-    const double grads = params * L.grad_bytes;
-    const double buckets = std::max(1.0, std::ceil(grads / (L.bucket_mb * 1024 * 1024)));
+  // of the gradients and, after the update, an all-gather of the parameters, each timed at
+  // its own kind's cost. The gradients reduce in k buckets, each started when backward has
+  // filled it (parallel/data_parallel.h): the last one starts when backward ends, so at
+  // most (k−1)/k of the reduction can hide behind it, of which dp_overlap is hidden. With
+  // one bucket (small models) nothing hides. A call moves one bucket, whose size picks the
+  // cost's regime (CollectiveCost::large_from); the latency is counted once per reduction.
+  // MoE (parallel/data_parallel.cpp): the dense parameters reduce over the d dp ranks, the
+  // experts (n_experts/ep per layer here) over the d/ep ranks holding the same experts, in
+  // a region with buckets of its own; both are averaged over dp.
+  const double expert_params = layers * expert_layer_params(m, L.ep) / t;
+  auto reduction = [&](double n_params, int n, int span) {
+    if (n <= 1 || n_params <= 0) return 0.0;
+    const double grads = n_params * L.grad_bytes, bucket = L.bucket_mb * 1024 * 1024;
+    const double buckets = std::max(1.0, std::ceil(grads / bucket)), call = std::min(grads, bucket);
     const double hidden = L.dp_overlap * (buckets - 1) / buckets;
-    const double half = ring_time(ring_allreduce_bytes(grads, d) / 2, d - 1, group_bw(span), group_lat(span));
-    r.dp_comm = L.zero1 ? half * (1 - hidden) + half * (1 - L.param_gather_overlap) : 2 * half * (1 - hidden);
-  }
+    if (!L.zero1) return coll(Collective::AllReduce, grads, n, span, call) * (1 - hidden);
+    // The all-gather is one call over the region, after the update (clip_and_step), of
+    // the fp32 values: as many bytes as the gradients.
+    return coll(Collective::ReduceScatter, grads, n, span, call) * (1 - hidden) +
+           coll(Collective::AllGather, grads, n, span, grads) * (1 - L.param_gather_overlap);
+  };
+  if (d > 1) r.dp_comm = reduction(params - expert_params, d, t * p * d) + reduction(expert_params, d / L.ep, t * p * d);
+  // With pipeline parallelism a tied head's gradient is summed with the embedding's, an
+  // all-reduce of V·h/t fp32 values between the first and the last stage after backward
+  // (launch/pipeline_runner.cpp, sum_tied_embedding; Megatron's embedding all-reduce).
+  // Once per step, so outside the bubble's stretch; counted in pp_p2p.
+  const double tied_sum = p > 1 && m.tied_head ? coll(Collective::AllReduce, V * h / t * L.grad_bytes, 2, t * p) : 0;
+  r.pp_p2p += tied_sum;
   // AdamW reads and writes fp32 value, grad, m, v and writes the bf16 copy: ~32 B/param.
   const double shards = L.zero1 ? d : 1;
   r.optimizer = contention * params / shards * 32 / c.hbm_bw;
-  r.step = pipelined + r.bubble + r.dp_comm + r.optimizer;
+  r.step = pipelined + r.bubble + tied_sum + r.dp_comm + r.optimizer;
   r.tflops_per_gpu = r.model_flops / r.step / L.gpus() / 1e12;
   r.mfu = r.model_flops / r.step / L.gpus() / c.peak_flops;
 

@@ -37,6 +37,24 @@ struct ModelShape {
   GPTConfig to_gpt() const;  // block_size = max_positions (or seq_len); tie_embeddings = tied_head
 };
 
+// The collectives the model times, by kind (comm_bench's operations).
+enum class Collective { AllReduce = 0, ReduceScatter, AllGather, AllToAll, SendRecv };
+constexpr int kCollectives = 5;
+// comm_bench's name of the operation: allreduce reduce_scatter allgather all_to_all sendrecv.
+const char* collective_name(Collective k);
+
+// One collective kind's measured cost between the devices of a node (comm_bench, fitted by
+// perf::fit_collective): t = bytes_per_rank / bw + steps · latency with the ring's bytes
+// and steps (collective_time). From `large_from` message bytes on, the large_* pair applies
+// instead: MPI libraries change how they run a collective with the size (algorithm, a
+// temporary buffer that no longer fits the allocator's cache), which one line over all
+// sizes averages away (perf/calibration.h). bw = 0: the cluster's intra_node_bw and latency.
+struct CollectiveCost {
+  double bw = 0, latency = 0;  // bytes/s (bus bandwidth), s per ring step
+  double large_from = 0;       // message bytes; 0: one regime
+  double large_bw = 0, large_latency = 0;
+};
+
 // One accelerator type and how the accelerators are wired. Bandwidths are one direction,
 // bytes/s; inter_node_bw is the whole node's, shared by its gpus_per_node devices.
 struct Cluster {
@@ -60,6 +78,9 @@ struct Cluster {
   // scaling_bench measures by running independent one-rank steps side by side.
   double node_contention = 1;
   Device device = Device::CUDA;  // the backend whose memory plan applies (its workspace, host-side copies)
+  // Per collective kind inside a node, indexed by Collective; the presets leave them unset
+  // (their single NVLink figure above applies to every kind), a calibration sets them.
+  CollectiveCost intra_collective[kCollectives];
 };
 
 // "a100-80gb" | "h100-sxm" | "local"; throws naming 'cluster.preset' otherwise.
@@ -137,6 +158,15 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L);
 double bubble_fraction(int p, int m, int v);
 // Bytes each rank sends in a ring all-reduce of `bytes` over n ranks: 2(n−1)/n·bytes.
 double ring_allreduce_bytes(double bytes, int n);
+// Seconds of one collective of kind k over n ranks on cluster c, as comm_bench counts the
+// message (the whole buffer: all chunks for reduce-scatter, all-gather and all-to-all):
+// bytes per rank = message × bus factor (2(n−1)/n all-reduce, (n−1)/n reduce-scatter,
+// all-gather, all-to-all, 1 send/recv) over the bandwidth, plus the ring's steps (2(n−1),
+// n−1, n−1, n−1, 1) times the latency. Inside a node (intra) the kind's CollectiveCost
+// when set, chosen by call_bytes (the size of one call; < 0: message_bytes), else
+// intra_node_bw/latency; across nodes inter_node_bw / gpus_per_node and inter latency.
+double collective_time(const Cluster& c, Collective k, double message_bytes, int n, bool intra,
+                       double call_bytes = -1);
 // Narayanan et al. 2021 eq. (3): FLOPs of one iteration with full recomputation.
 double megatron_paper_flops(double B, double s, double l, double h, double V);
 // Model FLOPs without recomputation (Megatron-LM's num_floating_point_operations for a

@@ -71,3 +71,56 @@ TEST(Calibration, JsonErrorsNameTheKey) {
 
 }  // namespace
 }  // namespace gpt::perf
+
+namespace gpt::perf {
+namespace {
+
+TEST(Calibration, JsonSetsEachCollectivesCost) {
+  Cluster c = cluster_preset("local");
+  const double intra = c.intra_node_bw;
+  apply_calibration_json(c, R"({"calibration": {"reduce_scatter_gbps": 0.25, "reduce_scatter_latency_us": 400,
+      "reduce_scatter_large_from_mb": 16.777216, "reduce_scatter_large_gbps": 0.125, "reduce_scatter_large_latency_us": 0,
+      "sendrecv_gbps": 0.75, "sendrecv_latency_us": 0, "all_to_all_gbps": 0.5, "allgather_gbps": 0.7,
+      "allreduce_gbps": 0.35}})",
+                         "f.json");
+  const CollectiveCost& rs = c.intra_collective[int(Collective::ReduceScatter)];
+  EXPECT_DOUBLE_EQ(rs.bw, 0.25e9);
+  EXPECT_DOUBLE_EQ(rs.latency, 400e-6);
+  EXPECT_DOUBLE_EQ(rs.large_from, 16.777216e6);
+  EXPECT_DOUBLE_EQ(rs.large_bw, 0.125e9);
+  EXPECT_DOUBLE_EQ(c.intra_collective[int(Collective::SendRecv)].bw, 0.75e9);
+  EXPECT_DOUBLE_EQ(c.intra_collective[int(Collective::AllToAll)].bw, 0.5e9);
+  EXPECT_DOUBLE_EQ(c.intra_collective[int(Collective::AllGather)].bw, 0.7e9);
+  EXPECT_DOUBLE_EQ(c.intra_collective[int(Collective::AllReduce)].bw, 0.35e9);
+  EXPECT_EQ(c.intra_node_bw, intra);  // the node's figure stays for the kinds' fallback
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": {"allgather_speed": 1}})", "f.json"); })
+                .find("'allgather_speed'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_calibration_json(c, R"({"calibration": {"sendrecv_gbps": 0}})", "f.json"); })
+                .find("'sendrecv_gbps'"),
+            std::string::npos);
+}
+
+// Two regimes by hand: reduce-scatter over 2 ranks at 0.5 GB/s and 100 us per step up to
+// 8 MiB messages, then 0.2 GB/s with no latency; the fit finds the break and both lines.
+TEST(Calibration, FitCollectiveFindsTheLargeMessageRegime) {
+  std::vector<double> bytes, secs;
+  for (double b = 1 << 20; b <= 64.0 * (1 << 20); b *= 2)
+    bytes.push_back(b), secs.push_back(b <= 8.0 * (1 << 20) ? b / 2 / 0.5e9 + 1e-4 : b / 2 / 0.2e9);
+  const CollectiveCost f = fit_collective("reduce_scatter", bytes, secs, 2);
+  EXPECT_NEAR(f.bw, 0.5e9, 1e3);
+  EXPECT_NEAR(f.latency, 1e-4, 1e-9);
+  EXPECT_DOUBLE_EQ(f.large_from, 16.0 * (1 << 20));
+  EXPECT_NEAR(f.large_bw, 0.2e9, 1e3);
+  EXPECT_NEAR(f.large_latency, 0, 1e-9);
+  // One regime: no break.
+  std::vector<double> one;
+  for (double b : bytes) one.push_back(2 * 3.0 / 4 * b / 1e9 + 6 * 5e-6);  // all-reduce over 4 ranks
+  const CollectiveCost g = fit_collective("allreduce", bytes, one, 4);
+  EXPECT_NEAR(g.bw, 1e9, 1e3);
+  EXPECT_NEAR(g.latency, 5e-6, 1e-10);
+  EXPECT_EQ(g.large_from, 0.0);
+}
+
+}  // namespace
+}  // namespace gpt::perf

@@ -294,3 +294,45 @@ TEST(PerfModel, BadLayoutsNameTheKey) {
 
 }  // namespace
 }  // namespace gpt::perf
+
+namespace gpt::perf {
+namespace {
+
+// Per-collective costs by hand on a made-up node: 1 GB/s and 100 us per ring step for every
+// kind, except reduce-scatter, measured at 0.5 GB/s and 10 us up to 16 MB and 0.25 GB/s
+// with no latency from there (a large-message regime).
+TEST(PerfModel, EachCollectiveTakesItsOwnKindsCost) {
+  Cluster c = cluster_preset("local");
+  c.gpus = 2, c.gpus_per_node = 2, c.intra_node_bw = 1e9, c.intra_node_latency = 1e-4;
+  c.inter_node_bw = 2e9, c.inter_node_latency = 1e-3;  // 1 GB/s per device across nodes
+  CollectiveCost& rs = c.intra_collective[int(Collective::ReduceScatter)];
+  rs.bw = 0.5e9, rs.latency = 1e-5, rs.large_from = 16e6, rs.large_bw = 0.25e9, rs.large_latency = 0;
+  // Reduce-scatter of an 8 MB message over 2 ranks: half of it per rank, 1 ring step.
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::ReduceScatter, 8e6, 2, true), 4e6 / 0.5e9 + 1e-5);
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::ReduceScatter, 20e6, 2, true), 10e6 / 0.25e9);
+  // The call's size picks the regime: 20 MB moved in 8 MB calls stays in the small one.
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::ReduceScatter, 20e6, 2, true, 8e6), 10e6 / 0.5e9 + 1e-5);
+  // Kinds without their own cost use the node's figure: all-gather (n−1)/n, all-reduce
+  // 2(n−1)/n bytes and 2(n−1) steps, send/recv the whole message and one step.
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::AllGather, 8e6, 2, true), 4e6 / 1e9 + 1e-4);
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::AllReduce, 8e6, 4, true), 1.5 * 8e6 / 1e9 + 6 * 1e-4);
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::SendRecv, 1e6, 2, true), 1e6 / 1e9 + 1e-4);
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::AllToAll, 8e6, 4, true), 0.75 * 8e6 / 1e9 + 3 * 1e-4);
+  // Across nodes the per-kind costs do not apply.
+  EXPECT_DOUBLE_EQ(collective_time(c, Collective::ReduceScatter, 8e6, 2, false), 4e6 / 1e9 + 1e-3);
+  EXPECT_EQ(collective_time(c, Collective::ReduceScatter, 8e6, 1, true), 0.0);
+
+  // ZeRO-1 in predict: one bucket's reduce-scatter of the fp32 gradients at reduce-scatter's
+  // cost, the all-gather of the values at all-gather's; plain DP an all-reduce.
+  GPTConfig g = gpt_preset("gpt2-124M");
+  const ModelShape m = ModelShape::from_gpt(g, 256);
+  Layout L;
+  L.dp = 2, L.micro_batch = 1, L.global_batch = 2, L.act = DType::F32, L.bucket_mb = 1e4;
+  const double G = 4.0 * g.num_params();  // ~498 MB: the large regime
+  EXPECT_NEAR(predict(m, c, L).dp_comm / (G / 1e9 + 2e-4), 1.0, 2e-5);
+  L.zero1 = true;
+  EXPECT_NEAR(predict(m, c, L).dp_comm / (G / 2 / 0.25e9 + (G / 2 / 1e9 + 1e-4)), 1.0, 2e-5);
+}
+
+}  // namespace
+}  // namespace gpt::perf
