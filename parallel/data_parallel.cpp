@@ -275,8 +275,8 @@ std::string DataParallel::describe() const {
                         (long long)d.shard.end, (long long)d.range.size());
   if (regions_.size() > 1) {
     const DpRegion& e = regions_.back();
-    n += std::snprintf(line + n, sizeof(line) - size_t(n), "; experts [%lld, %lld) of [%lld, %lld) over %s",
-                       (long long)e.shard.begin, (long long)e.shard.end, (long long)e.range.begin,
+    n += std::snprintf(line + n, sizeof(line) - size_t(n), "; %s [%lld, %lld) of [%lld, %lld) over %s",
+                       e.what.c_str(), (long long)e.shard.begin, (long long)e.shard.end, (long long)e.range.begin,
                        (long long)e.range.end, e.group.describe().c_str());
   }
   std::snprintf(line + n, sizeof(line) - size_t(n), ")");

@@ -21,7 +21,7 @@
 // Expert parallelism: MoE experts are split over the ep ranks of each dp group, so the
 // ranks holding the same expert values are the expert-data-parallel group (edp, dp / ep
 // ranks), not dp. The ParamStore keeps the experts' parameters in a region of their own
-// after every other one (ParamStore::expert_range), and each region is reduced, sharded
+// after every other one ([expert_begin(), total())), and each region is reduced, sharded
 // (ZeRO-1) and gathered over its own group: the dense region over dp, the experts' over
 // edp. Both are averaged over dp: an expert's gradient already sums the tokens of its ep
 // ranks, so summing over edp and dividing by dp gives the mean over all dp ranks' tokens.
