@@ -278,6 +278,27 @@ Prediction predict(const ModelShape& m, const Cluster& c, const Layout& L) {
   r.bubble_fraction = bubble_fraction(p, int(mb), v);
   const double pipelined = r.compute + r.memory_ops + r.tp_comm + r.ep_comm + r.pp_p2p;
   r.bubble = pipelined * r.bubble_fraction / (1 - r.bubble_fraction);
+  // Without interleaving, the stages are not equal: the last holds the LM head, and the
+  // layers split as pretrain splits them (parallel::pipeline_chunk_layers, the head's cost
+  // counted). GPipe and 1F1B then take sum_s τ_s + (m − 1) max_s τ_s, τ_s stage s's time
+  // per micro-batch: each micro-batch passes every stage once, and the slowest stage paces
+  // the other m − 1 (for equal stages, (m + p − 1) τ, the formula above). The idle this
+  // adds is counted in the bubble.
+  if (p > 1 && v == 1) {
+    parallel::MemoryLayout ml;
+    ml.pp = p, ml.layers_per_chunk = L.layers_per_stage;
+    const std::vector<parallel::pipeline::LayerRange> split = parallel::pipeline_chunk_layers(m.to_gpt(), int(s), ml);
+    // Per micro-batch: the head's compute (on the last stage only), a block's share of
+    // everything else that scales with blocks, and each stage's send/recv.
+    const double head_time = contention * head / t / (c.peak_flops * c.gemm_efficiency);
+    const double block_time = (pipelined - r.pp_p2p - mb * head_time / p) / (mb * layers);
+    double sum = 0, slowest = 0;
+    for (int st = 0; st < p; ++st) {
+      const double tau = split[size_t(st)].count() * block_time + (st == p - 1 ? head_time : 0) + r.pp_p2p / mb;
+      sum += tau, slowest = std::max(slowest, tau);
+    }
+    r.bubble = sum + (mb - 1) * slowest - pipelined;
+  }
 
   // Parameters on the most loaded device: its layers (sharded by TP, experts by EP) plus
   // the embedding (wte by TP, GPT-2's positions whole) on the first stage.

@@ -70,7 +70,7 @@ struct Cluster {
   // Calibrated (perf/published.cpp says on which rows): achieved fraction of peak on the
   // model's GEMMs, and how many times the activation bytes memory-bound ops move.
   double gemm_efficiency = 0.6;
-  double memory_traffic = 0.9;
+  double memory_traffic = 1.0;
   // How many times longer a rank's compute (GEMMs, memory-bound ops, optimizer) takes
   // when every device of a node computes at once than when it runs alone. 1 for
   // accelerators, each with its own memory; CPU ranks of one socket share its memory
@@ -132,7 +132,7 @@ struct Prediction {
   double compute = 0;     // GEMM FLOPs / (peak × gemm_efficiency)
   double memory_ops = 0;  // memory-bound ops (LayerNorm, softmax, GELU, dropout, ...)
   double tp_comm = 0, ep_comm = 0, pp_p2p = 0;
-  double bubble = 0;      // pipeline fill and drain
+  double bubble = 0;      // pipeline fill and drain, and (v = 1) the idle of unequal stages
   double dp_comm = 0;     // exposed part of the gradient reduction (and ZeRO-1's parameter all-gather)
   double optimizer = 0;
   double step = 0;
