@@ -3,6 +3,7 @@
 // resume, and a text sample at the end.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "core/adamw.h"
@@ -45,6 +46,12 @@ class Trainer {
     std::vector<double> loss_tokens, tokens;  // [sources]
   };
   Validation evaluate();
+  // What the run prints and records (launch/trainer_report.cpp).
+  void print_run_header(int64_t start, int64_t tokens_per_step);
+  void start_counting_bytes();  // the baseline of finish_run's bytes per group
+  void log_step(int64_t step, int64_t start, float loss, float lr, float norm, double ms, int64_t tokens_per_step,
+                bool updated, double tp_comm_ms);
+  void finish_run(int64_t start, int64_t profiled_steps, double profiled_ms);
   void log_validation(int64_t step, const Validation& v);
   void print_op_profile(int64_t steps, double step_ms);
   void save_checkpoint(int64_t steps_done);
@@ -83,6 +90,7 @@ class Trainer {
   // clipping, AdamW, ZeRO-1's parameter all-gather): the step split the scaling
   // benchmark reads.
   double dp_wait_ms_ = 0, update_ms_ = 0;
+  std::map<std::string, std::map<std::string, double>> bytes_before_;  // [group][op] at the first step
   std::vector<int64_t> val_start_;
   size_t memory_at_start_ = 0;
   float last_loss_ = 0.f;
