@@ -131,6 +131,75 @@ TEST(ShardedCheckpoint, TwoDpRanksLoadIntoTensorParallelSlices) {
   EXPECT_EQ(src.marker().layout.dp, 2);
 }
 
+// Expert parallelism: "experts" [4, 3] is an expert parameter split over `ep` ranks along
+// the expert dimension; ParamStore::add_expert places it after every other parameter even
+// though it is registered first. Each region has its own optimizer, as DataParallel keeps.
+struct ExpertRank {
+  ParamStore store;
+  std::unique_ptr<AdamW> dense_adam, expert_adam;
+  ExpertRank(int ep, int index) {
+    store.add_expert("experts", {4, 3}, true, 0.02f, 0.f, ShardSpec{0, ep, index});
+    store.add("dense", {5}, true, 0.02f);
+    store.materialize(Device::CPU);
+    dense_adam = std::make_unique<AdamW>(store, AdamWConfig{}, 0, store.expert_begin());
+    expert_adam = std::make_unique<AdamW>(store, AdamWConfig{}, store.expert_begin(), store.total());
+  }
+  // Visits every local element with its global index and the optimizer holding it.
+  void each(const std::function<void(Param&, int64_t local, int64_t global, AdamW&)>& f) {
+    for (int i = 0; i < store.size(); ++i) {
+      Param& p = store.at(i);
+      AdamW& adam = p.expert ? *expert_adam : *dense_adam;
+      for_each_global_run(p.global_shape, p.shard, 0, p.numel(), [&](int64_t l, int64_t g, int64_t n) {
+        for (int64_t k = 0; k < n; ++k) f(p, l + k, g + k, adam);
+      });
+    }
+  }
+};
+
+TEST(ShardedCheckpoint, ExpertRegionSavedAtOneExpertSplitLoadsAtAnother) {
+  {
+    ExpertRank r(2, 1);
+    EXPECT_EQ(r.store.find("dense")->offset, 0);  // registered second, placed first
+    EXPECT_EQ(r.store.expert_begin(), 5);
+    EXPECT_EQ(r.store.find("experts")->offset, 5);
+    EXPECT_EQ(r.store.total(), 5 + 2 * 3);  // experts 2 and 3 of 4
+  }
+  // ep 2 over dp 2: rank r holds experts [2r, 2r + 2) alone (its expert-data-parallel
+  // group is itself) and writes half the dense region, as DataParallel::checkpoint_ranges.
+  const std::string dir = fresh("ep2") + "/ckpt_00000005";
+  for (int r = 0; r < 2; ++r) {
+    ExpertRank rank(2, r);
+    rank.each([](Param& p, int64_t l, int64_t g, AdamW& adam) {
+      p.value.f32()[l] = expected(p.name, 0, g);
+      adam.m().f32()[p.offset + l - adam.begin()] = expected(p.name, 1, g);
+      adam.v().f32()[p.offset + l - adam.begin()] = expected(p.name, 2, g);
+    });
+    rank.dense_adam->set_t(7), rank.expert_adam->set_t(7);
+    const int64_t dense_begin = r == 0 ? 0 : 3, dense_end = r == 0 ? 3 : 5;
+    OwnedState s = owned_state(rank.store,
+                               {OwnedRange{dense_begin, dense_end, rank.dense_adam.get()},
+                                OwnedRange{rank.store.expert_begin(), rank.store.total(), rank.expert_adam.get()}},
+                               CheckpointScalars{5, 7, {}, "cfg"}, r, 2);
+    write_rank_file((fs::path(dir) / rank_file_name(r)).string(), s, SaveOptions{2, 0});
+  }
+  write_marker(dir, CheckpointMarker{kCheckpointFormatVersion, 5, CheckpointLayout{2, 2, false, 1, 1}, 2});
+  // Loaded whole (ep 1) and one expert per rank (ep 4): every value and moment by global index.
+  for (auto [ep, index] : {std::pair{1, 0}, std::pair{4, 0}, std::pair{4, 3}}) {
+    SCOPED_TRACE("ep " + std::to_string(ep) + " rank " + std::to_string(index));
+    ExpertRank r(ep, index);
+    CheckpointSource src(dir);
+    load_params(src, r.store);
+    load_optimizer(src, r.store, *r.dense_adam);
+    load_optimizer(src, r.store, *r.expert_adam);
+    r.each([](Param& p, int64_t l, int64_t g, AdamW& adam) {
+      ASSERT_EQ(p.value.f32()[l], expected(p.name, 0, g)) << p.name << " element " << g;
+      ASSERT_EQ(adam.m().f32()[p.offset + l - adam.begin()], expected(p.name, 1, g)) << p.name;
+      ASSERT_EQ(adam.v().f32()[p.offset + l - adam.begin()], expected(p.name, 2, g)) << p.name;
+    });
+    EXPECT_EQ(r.expert_adam->t(), 7);
+  }
+}
+
 TEST(ShardedCheckpoint, TensorParallelSlicesLoadIntoAnotherSlicing) {
   const std::string dir = fresh("tp2") + "/ckpt_00000003";
   for (int r = 0; r < 2; ++r) {  // two TP ranks, each writing all it holds
