@@ -1,6 +1,7 @@
 """The mixture-of-experts layer (core/layers/moe.h, core/layers/moe_router.h) written
-independently with torch autograd, in the dtype of its inputs (make_moe_reference.py runs
-it in float64):
+independently with torch autograd, in the dtype of its inputs: the layer's reference
+(make_moe_reference.py, float64) and the MoE GPT-2's (make_moe_gpt2_reference.py, float32
+and float64) share it, so both check one statement of the rules:
 
 softmax over E, top-k best first with ties to the lower index, optional renormalisation
 of the k weights, capacity ceil(cf G k / E) per expert per group claimed by first choices
