@@ -186,18 +186,21 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     }
   };
 
-  // MoE: step s's auxiliary losses against PyTorch's (1e-5), its loads exactly; returns
-  // the assignments dropped.
+  // MoE: the auxiliary losses of the forward_train just run against PyTorch's (1e-5; batch
+  // 0's ref.aux_loss / ref.z_loss when s < 0), step s's loads exactly (batch 0 is step 0's
+  // batch from the same parameters); returns the assignments dropped.
   const std::vector<float> ref_aux = moe ? read_host(r, "ref.aux_losses") : std::vector<float>{};
   const std::vector<float> ref_z = moe ? read_host(r, "ref.z_losses") : std::vector<float>{};
   const std::vector<float> ref_loads = moe ? read_host(r, "ref.tokens_per_expert") : std::vector<float>{};
   const std::vector<float> ref_dropped = moe ? read_host(r, "ref.dropped") : std::vector<float>{};
-  Worst w_aux(moe ? "aux losses" : ""), w_z(moe ? "z losses" : "");
-  auto check_moe_step = [&](int64_t s) -> int64_t {
+  Worst w_aux(moe ? "aux (load balance)" : ""), w_z(moe ? "aux (router z)" : "");
+  auto check_moe_step = [&](int64_t step) -> int64_t {
     const MoeStepStats st = model.take_moe_stats();
-    const std::string at = "step " + std::to_string(s);
-    const double e_aux = rel_err({float(st.aux_loss)}, {ref_aux[size_t(s)]});
-    const double e_z = rel_err({float(st.z_loss)}, {ref_z[size_t(s)]});
+    const size_t s = size_t(std::max<int64_t>(step, 0));
+    const std::string at = step < 0 ? "batch 0" : "step " + std::to_string(step);
+    const float aux = step < 0 ? read_scalar(r, "ref.aux_loss") : ref_aux[s];
+    const float z = step < 0 ? read_scalar(r, "ref.z_loss") : ref_z[s];
+    const double e_aux = rel_err({float(st.aux_loss)}, {aux}), e_z = rel_err({float(st.z_loss)}, {z});
     w_aux.add(e_aux, at), w_z.add(e_z, at);
     EXPECT_LE(e_aux, kRelTol) << "load-balancing loss at " << at;
     EXPECT_LE(e_z, kRelTol) << "router z-loss at " << at;
@@ -207,9 +210,9 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     for (size_t l = 0; l < std::min(layers, st.layers.size()); ++l) {
       const MoeLayerLoad& load = st.layers[l];
       for (size_t e = 0; e < E; ++e)
-        EXPECT_EQ(load.tokens_per_expert.at(e), int64_t(ref_loads[(size_t(s) * layers + l) * E + e]))
+        EXPECT_EQ(load.tokens_per_expert.at(e), int64_t(ref_loads[(s * layers + l) * E + e]))
             << at << ", MoE block " << load.layer << ", expert " << e << ": routed differently from PyTorch";
-      EXPECT_EQ(load.dropped, int64_t(ref_dropped[size_t(s) * layers + l])) << at << ", MoE block " << load.layer;
+      EXPECT_EQ(load.dropped, int64_t(ref_dropped[s * layers + l])) << at << ", MoE block " << load.layer;
       dropped += load.dropped;
     }
     return dropped;
@@ -227,8 +230,7 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     float loss = model.forward_train(*acts, tokens, &targets, 1.f / float(B * T));
     expect_close({loss}, r, "ref.loss", w_loss);
     if (moe) {
-      // Batch 0 is step 0's batch from the same parameters: the same losses and loads.
-      const int64_t dropped = check_moe_step(0);
+      const int64_t dropped = check_moe_step(-1);
       if (cfg.moe.capacity_factor > 0.f) {
         EXPECT_GT(dropped, 0) << "capacity never dropped: drops untested";
       }
