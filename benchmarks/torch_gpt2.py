@@ -11,7 +11,7 @@ of the throughput benchmarks, so the two must never drift apart:
   * packed qkv = q | k | v along the output dim, heads contiguous inside each part;
   * GELU tanh approximation, LayerNorm eps 1e-5, causal attention, no dropout;
   * the LM head is tied to wte (logits = lnf_out @ wte^T, no bias);
-  * weight decay only on the 2-D matmul weights of the blocks (ParamStore decay=true);
+  * weight decay only on the matmul weights of the blocks (ParamStore decay=true);
   * lr_at() is core/adamw.cpp's schedule, evaluated in float32 as C++ does.
 
 Dimension letters: B batch, T time, C channels, NH heads, HS head size, V vocabulary.
@@ -160,8 +160,11 @@ class GPT2(nn.Module):
 
 
 def decays(name, p):
-    """ParamStore's decay flag: Linear weights (all 2-D block params), not wte/wpe."""
-    return p.dim() == 2 and name.startswith("blocks.")
+    """ParamStore's decay flag: the blocks' matmul weights, not wte/wpe, biases or norms.
+    In a dense block those are its 2-D parameters; an MoE block (tests/torch_ref's MoE
+    GPT-2) adds the router [E, C] and the experts' fc/proj [E, H, C] / [E, C, H], while its
+    experts.fc_bias / proj_bias are 2-D ([E, H], [E, C]) and not decayed."""
+    return name.startswith("blocks.") and p.dim() >= 2 and not name.endswith("_bias")
 
 
 def make_adamw(model, lr, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8, **kw):

@@ -1,10 +1,19 @@
 // Reference equality (DESIGN.md "Contracts"): core's models in fp32 on the CPU against
-// PyTorch, GPT-2 and LLaMA (built through make_model, the trainer's factory).
-// tests/torch_ref/make_gpt2_reference.py (make_llama_reference.py) writes, at test time (CTest fixture),
+// PyTorch, GPT-2, LLaMA and the mixture-of-experts GPT-2 (built through make_model, the
+// trainer's factory). tests/torch_ref/make_gpt2_reference.py (make_llama_reference.py,
+// make_moe_gpt2_reference.py) writes, at test time (CTest fixture),
 // one HDF5 file per configuration with the inputs, the initial parameters, PyTorch's
 // logits/loss/gradients on batch 0, and the parameters after 10 AdamW steps with
 // gradient clipping and the lr_at schedule. This test replays the same computation
 // with core and compares tensor by tensor.
+//
+// MoE models: the loss core differentiates is the cross-entropy plus every MoE block's
+// auxiliary losses; forward_train returns the cross-entropy and take_moe_stats() the
+// auxiliary losses (summed over blocks), each compared with PyTorch's at 1e-5 on batch 0
+// and at every training step. Routing is discrete, so every step's kept assignments per
+// expert and drops must equal PyTorch's exactly (the generator checks that its fp64 run
+// routes as its fp32 run, and that no top-k decision is near a tie); a case with a
+// capacity factor must drop something on batch 0, or capacity would go untested.
 //
 // Tolerance: for every tensor, rel = max|ours - torch| / max(max|torch|, 1e-30) must be
 // <= 1e-5. Normalising by the tensor's largest magnitude (not per element) is what
@@ -139,6 +148,18 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     cfg.rope_theta = read_scalar(r, "hp.rope_theta");
     cfg.norm_eps = read_scalar(r, "hp.norm_eps");
   }
+  const bool moe = r.has_attr("moe_experts");
+  if (moe) {
+    cfg.moe.experts = r.attr_int("moe_experts");
+    cfg.moe.top_k = r.attr_int("moe_top_k");
+    cfg.moe.expert_hidden = r.attr_int("moe_expert_hidden");
+    cfg.moe.shared_experts = r.attr_int("moe_shared_experts");
+    cfg.moe.renormalize = r.attr_int("moe_renormalize") != 0;
+    cfg.moe.capacity_factor = read_scalar(r, "hp.moe_capacity_factor");
+    cfg.moe.aux_loss = read_scalar(r, "hp.moe_aux_loss");
+    cfg.moe.z_loss = read_scalar(r, "hp.moe_z_loss");
+    cfg.moe_every = int(r.attr_int("moe_every"));
+  }
   const int64_t B = r.attr_int("B"), T = r.attr_int("T");
   const int64_t steps = r.attr_int("steps"), warmup = r.attr_int("warmup");
   const float max_lr = read_scalar(r, "hp.max_lr"), min_lr = read_scalar(r, "hp.min_lr");
@@ -165,6 +186,38 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     }
   };
 
+  // MoE: the auxiliary losses of the forward_train just run against PyTorch's (1e-5; batch
+  // 0's ref.aux_loss / ref.z_loss when s < 0), step s's loads exactly (batch 0 is step 0's
+  // batch from the same parameters); returns the assignments dropped.
+  const std::vector<float> ref_aux = moe ? read_host(r, "ref.aux_losses") : std::vector<float>{};
+  const std::vector<float> ref_z = moe ? read_host(r, "ref.z_losses") : std::vector<float>{};
+  const std::vector<float> ref_loads = moe ? read_host(r, "ref.tokens_per_expert") : std::vector<float>{};
+  const std::vector<float> ref_dropped = moe ? read_host(r, "ref.dropped") : std::vector<float>{};
+  Worst w_aux(moe ? "aux (load balance)" : ""), w_z(moe ? "aux (router z)" : "");
+  auto check_moe_step = [&](int64_t step) -> int64_t {
+    const MoeStepStats st = model.take_moe_stats();
+    const size_t s = size_t(std::max<int64_t>(step, 0));
+    const std::string at = step < 0 ? "batch 0" : "step " + std::to_string(step);
+    const float aux = step < 0 ? read_scalar(r, "ref.aux_loss") : ref_aux[s];
+    const float z = step < 0 ? read_scalar(r, "ref.z_loss") : ref_z[s];
+    const double e_aux = rel_err({float(st.aux_loss)}, {aux}), e_z = rel_err({float(st.z_loss)}, {z});
+    w_aux.add(e_aux, at), w_z.add(e_z, at);
+    EXPECT_LE(e_aux, kRelTol) << "load-balancing loss at " << at;
+    EXPECT_LE(e_z, kRelTol) << "router z-loss at " << at;
+    const size_t layers = size_t(cfg.moe_blocks()), E = size_t(cfg.moe.experts);
+    EXPECT_EQ(st.layers.size(), layers);
+    int64_t dropped = 0;
+    for (size_t l = 0; l < std::min(layers, st.layers.size()); ++l) {
+      const MoeLayerLoad& load = st.layers[l];
+      for (size_t e = 0; e < E; ++e)
+        EXPECT_EQ(load.tokens_per_expert.at(e), int64_t(ref_loads[(s * layers + l) * E + e]))
+            << at << ", MoE block " << load.layer << ", expert " << e << ": routed differently from PyTorch";
+      EXPECT_EQ(load.dropped, int64_t(ref_dropped[s * layers + l])) << at << ", MoE block " << load.layer;
+      dropped += load.dropped;
+    }
+    return dropped;
+  };
+
   auto acts = model.make_activations();
   // 1. Forward and backward on batch 0 from the reference parameters.
   {
@@ -176,6 +229,13 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
     expect_close({model.forward(*acts, tokens, &targets)}, r, "ref.loss", w_loss);  // evaluation
     float loss = model.forward_train(*acts, tokens, &targets, 1.f / float(B * T));
     expect_close({loss}, r, "ref.loss", w_loss);
+    if (moe) {
+      const int64_t dropped = check_moe_step(-1);
+      if (cfg.moe.capacity_factor > 0.f) {
+        EXPECT_GT(dropped, 0) << "capacity never dropped: drops untested";
+      }
+      std::printf("  batch 0: %lld assignments dropped\n", static_cast<long long>(dropped));
+    }
     model.backward(*acts, nullptr);
     for (int i = 0; i < store.size(); ++i)
       expect_close(to_host_f32(store.at(i).grad), r, "grad." + store.at(i).name, w_grad);
@@ -194,6 +254,7 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
       load_batch(s);
       store.zero_grads();
       float loss = model.forward_train(*acts, tokens, &targets, 1.f / float(B * T));
+      if (moe) check_moe_step(s);
       model.backward(*acts, nullptr);
       double ss = ops_for(Device::CPU).sum_squares(store.flat_grads());
       float norm = clip_grad_norm(store.flat_grads(), ss, max_norm);
@@ -228,8 +289,13 @@ TEST_P(TorchEquality, ForwardBackwardAndTenAdamWSteps) {
 //   F=160, V=512, T=32, B=4, untied head, theta 10,000.
 // llama_awkward: head size 14 (even, not a power of two), F=100, T=19, V=509, B=3,
 //   block_size 23 > T, tied head, theta 500,000, eps 1e-6.
+// moe_top2_drops: GPT-2, 4 layers, C=32, V=97, T=9, B=3, block_size 11; blocks 1 and 3 MoE
+//   with 4 experts of width 24, top-2, capacity factor 1.0 (5 slots per expert per
+//   sequence: drops), one shared expert.
+// moe_top1_dropless: the same shape, top-1, dropless, one shared expert.
 INSTANTIATE_TEST_SUITE_P(Configs, TorchEquality,
-                         ::testing::Values("gpt2_small", "gpt2_awkward", "llama_small", "llama_awkward"),
+                         ::testing::Values("gpt2_small", "gpt2_awkward", "llama_small", "llama_awkward",
+                                           "moe_top2_drops", "moe_top1_dropless"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
                            return std::string(p.param);
                          });

@@ -1,6 +1,6 @@
 """PyTorch reference for tests/core/moe_torch_test.cpp: the mixture-of-experts layer
 (core/layers/moe.h) written independently with torch autograd, in float64, on random
-float32-representable inputs and parameters, forward and backward, in three cases:
+float32-representable inputs and parameters (the layer itself is in torch_moe.py), forward and backward, in three cases:
 
   drops     C 24, E 4, k 2, H 40, two sequences of T 7 (group = a sequence), capacity
             factor 1.0 (4 slots per expert per group) with drops, no shared experts
@@ -25,15 +25,14 @@ are attributes "<case>.E" etc.
 Usage: /usr/bin/python3 make_moe_reference.py --out moe.h5
 """
 import argparse
-import math
 import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ref_h5 import write_h5  # noqa: E402
+from torch_moe import moe_layer  # noqa: E402
 
 CASES = {
     # name: C, E, k, H, S, B, T, group_tokens (0: T), cf, renormalize, aux, z, scale
@@ -46,56 +45,6 @@ CASES = {
 def f32(v):
     """The float32 value the C++ side holds for a setting, as a Python float."""
     return float(torch.tensor(v, dtype=torch.float32))
-
-
-def kept_assignments(top, N, G, E, k, cap):
-    """[N, k] bool: which assignments get a slot (first choices of a group, in token
-    order, before its second choices)."""
-    kept = torch.zeros(N, k, dtype=torch.bool)
-    for g0 in range(0, N, G):
-        used = [0] * E
-        for j in range(k):
-            for n in range(g0, g0 + G):
-                e = int(top[n, j])
-                if cap is None or used[e] < cap:
-                    kept[n, j] = True
-                    used[e] += 1
-    return kept
-
-
-def moe_layer(x, p, E, k, G, cf, renormalize, aux_coef, z_coef):
-    """Returns out, aux_loss, z_loss, kept [N, k], top [N, k]; p: name -> tensor."""
-    N, _ = x.shape
-    logits = x @ p["router.weight"].t()
-    probs = torch.softmax(logits, dim=-1)
-    lse = torch.logsumexp(logits, dim=-1)
-    # A stable descending sort keeps the lower index first among equal probabilities.
-    top = torch.sort(probs.detach(), dim=-1, descending=True, stable=True).indices[:, :k]
-    weight = probs.gather(1, top)
-    if renormalize:
-        weight = weight / weight.sum(dim=-1, keepdim=True)
-    cap = math.ceil(cf * G * k / E) if cf > 0 else None
-    kept = kept_assignments(top, N, G, E, k, cap)
-
-    out = torch.zeros_like(x)
-    for e in range(E):
-        n_idx, j_idx = ((top == e) & kept).nonzero(as_tuple=True)
-        if n_idx.numel() == 0:
-            continue
-        h = F.gelu(x[n_idx] @ p["experts.fc"][e].t() + p["experts.fc_bias"][e], approximate="tanh")
-        y = h @ p["experts.proj"][e].t() + p["experts.proj_bias"][e]
-        out = out.index_add(0, n_idx, weight[n_idx, j_idx].unsqueeze(1) * y)
-    if "shared.fc.weight" in p:
-        h = F.gelu(x @ p["shared.fc.weight"].t() + p["shared.fc.bias"], approximate="tanh")
-        out = out + h @ p["shared.proj.weight"].t() + p["shared.proj.bias"]
-
-    balance = []
-    for g0 in range(0, N, G):
-        frac = torch.bincount(top[g0:g0 + G].reshape(-1), minlength=E).double() / (G * k)
-        balance.append(E * (frac * probs[g0:g0 + G].mean(dim=0)).sum())
-    aux = aux_coef * torch.stack(balance).mean()
-    z = z_coef * (lse ** 2).mean()
-    return out, aux, z, kept, top, probs
 
 
 def main():
