@@ -100,6 +100,10 @@ template <int Slot> Ops make_profiled(const Ops& base) {
   GPT_PROFILE_ENTRY(encoder_slice_backward);
   GPT_PROFILE_ENTRY(cross_entropy_slice_stats);
   GPT_PROFILE_ENTRY(cross_entropy_slice_forward_backward);
+  GPT_PROFILE_ENTRY(moe_gather_rows);
+  GPT_PROFILE_ENTRY(moe_combine);
+  GPT_PROFILE_ENTRY(moe_combine_backward);
+  GPT_PROFILE_ENTRY(moe_scatter_add_rows);
   GPT_PROFILE_ENTRY(adamw_update);
   GPT_PROFILE_ENTRY(sum_squares);
 #undef GPT_PROFILE_ENTRY

@@ -216,6 +216,32 @@ struct Ops {
   void (*attention_gqa_backward)(Tensor& dqkv, const Tensor& dout, const Tensor& out,
                                  const Tensor& lse, const Tensor& qkv, int NH, int NKV);
 
+  // ---- mixture of experts (core/layers/moe.h): moving rows between tokens and experts ----
+  // C is the row width; N tokens, k choices per token; assignment i = t k + j is token
+  // t's j-th choice. row I32 [N k] is the assignment's row in the experts' buffers, -1
+  // when capacity dropped it; weight F32 [N k] its combine weight. The experts' buffers
+  // are sized for a bound on the rows and may hold more rows than are in use; a row
+  // index must lie inside them. F32 only for now (the layer is fp32).
+  //
+  // out[r] = x[row_token[r]] for r < rows (row_token I32, at least `rows` entries; out
+  // [>= rows, C]); rows past `rows` are left as they are.
+  void (*moe_gather_rows)(Tensor& out, const Tensor& x, const Tensor& row_token, int64_t rows);
+  // out[t] += sum over j with row[t k + j] >= 0 of weight[t k + j] * expert_out[row],
+  // added in choice order: one writer per token, so the bits are the same every run.
+  // out [N, C] ACCUMULATES (the shared experts' output, or zeros).
+  void (*moe_combine)(Tensor& out, const Tensor& expert_out, const Tensor& row,
+                      const Tensor& weight, int64_t k);
+  // Backward of moe_combine: d_expert_out[row] = weight * dout[t] (overwritten, kept
+  // rows only: each kept row belongs to one assignment), dweight[t k + j] = dout[t] .
+  // expert_out[row] (0 for a dropped assignment), overwritten.
+  void (*moe_combine_backward)(Tensor& d_expert_out, Tensor& dweight, const Tensor& dout,
+                               const Tensor& expert_out, const Tensor& row,
+                               const Tensor& weight, int64_t k);
+  // dx[t] += sum over j with row[t k + j] >= 0 of d_expert_in[row], in choice order
+  // (dx [N, C] ACCUMULATES: it already holds the router's and shared experts' parts).
+  void (*moe_scatter_add_rows)(Tensor& dx, const Tensor& d_expert_in, const Tensor& row,
+                               int64_t k);
+
   // Decoupled-weight-decay Adam over one flat range (param F32, grad F32, m, v F32).
   void (*adamw_update)(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
                        const AdamWArgs& args);

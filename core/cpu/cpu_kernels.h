@@ -70,6 +70,12 @@ void cross_entropy_slice_stats(Tensor& stats, const Tensor& logits, const Tensor
 void cross_entropy_slice_forward_backward(Tensor& losses, Tensor* logits, const Tensor& targets,
                                           const Tensor& stats, int64_t vocab_begin, int64_t V,
                                           float dloss);
+// Mixture-of-experts row movement (moe_rows.cpp); f32 only.
+void moe_gather_rows(Tensor& out, const Tensor& x, const Tensor& row_token, int64_t rows);
+void moe_combine(Tensor& out, const Tensor& expert_out, const Tensor& row, const Tensor& weight, int64_t k);
+void moe_combine_backward(Tensor& d_expert_out, Tensor& dweight, const Tensor& dout, const Tensor& expert_out,
+                          const Tensor& row, const Tensor& weight, int64_t k);
+void moe_scatter_add_rows(Tensor& dx, const Tensor& d_expert_in, const Tensor& row, int64_t k);
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWArgs& a);
 
 }  // namespace gpt::cpu

@@ -214,6 +214,11 @@ const Ops& cpu_ops() {
     t.encoder_slice_backward = encoder_slice_backward;
     t.cross_entropy_slice_stats = cross_entropy_slice_stats;
     t.cross_entropy_slice_forward_backward = cross_entropy_slice_forward_backward;
+    // f32 only (the MoE layer is fp32): no F32Args widening, straight to the kernels.
+    t.moe_gather_rows = gpt::cpu::moe_gather_rows;
+    t.moe_combine = gpt::cpu::moe_combine;
+    t.moe_combine_backward = gpt::cpu::moe_combine_backward;
+    t.moe_scatter_add_rows = gpt::cpu::moe_scatter_add_rows;
     t.adamw_update = gpt::cpu::adamw_update;
     t.sum_squares = sum_squares;
     return t;

@@ -256,6 +256,10 @@ const Ops* cuda_ops_or_null() {
     t.encoder_slice_backward = cuda::encoder_slice_backward;
     t.cross_entropy_slice_stats = cuda::cross_entropy_slice_stats;
     t.cross_entropy_slice_forward_backward = cuda::cross_entropy_slice_forward_backward;
+    t.moe_gather_rows = cuda::moe_gather_rows;
+    t.moe_combine = cuda::moe_combine;
+    t.moe_combine_backward = cuda::moe_combine_backward;
+    t.moe_scatter_add_rows = cuda::moe_scatter_add_rows;
     t.adamw_update = cuda::adamw_update;
     t.sum_squares = cuda::sum_squares;
     return t;

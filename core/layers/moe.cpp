@@ -52,7 +52,8 @@ static Tensor expert_slice(const Tensor& t, int64_t e, Shape shape) {
 
 // Rows received from P ranks for L local experts arrive source-major (rank j's rows for
 // expert 0, for expert 1, ..., then rank j + 1's); the experts want them expert-major
-// (expert e's rows from rank 0, rank 1, ...). counts[j L + e] rows per block.
+// (expert e's rows from rank 0, rank 1, ...). counts[j L + e] rows per block, each block
+// one contiguous copy on the rows' device.
 static void reorder_rows(const Tensor& src, Tensor& dst, const std::vector<int64_t>& counts, int64_t P, int64_t L,
                          int64_t width, bool to_expert_major) {
   std::vector<int64_t> source_major(size_t(P * L)), expert_major(size_t(P * L));
@@ -62,13 +63,14 @@ static void reorder_rows(const Tensor& src, Tensor& dst, const std::vector<int64
   at = 0;
   for (int64_t e = 0; e < L; ++e)
     for (int64_t j = 0; j < P; ++j) expert_major[size_t(j * L + e)] = at, at += counts[size_t(j * L + e)];
+  const Ops& ops = ops_for(src.device);
   const float* s = src.f32();
   float* d = dst.f32();
-#pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < P * L; ++b) {
     const int64_t from = to_expert_major ? source_major[size_t(b)] : expert_major[size_t(b)];
     const int64_t to = to_expert_major ? expert_major[size_t(b)] : source_major[size_t(b)];
-    std::copy_n(s + from * width, counts[size_t(b)] * width, d + to * width);
+    const int64_t n = counts[size_t(b)] * width;
+    if (n > 0) ops.copy_device(d + to * width, s + from * width, size_t(n) * sizeof(float));
   }
 }
 
@@ -115,27 +117,39 @@ void MoeLayer::run_experts_backward(const ExpertRows& run, const Tensor& d_out, 
 }
 
 void MoeLayer::forward(MoeActs& acts, Tensor& out, const Tensor& x, int64_t T) {
-  GPT_CHECK(x.dtype == DType::F32 && x.device == Device::CPU && router->compute.dtype == DType::F32,
-            "MoeLayer: fp32 on the CPU only so far (bf16 and CUDA come with the model wiring)");
+  GPT_CHECK(x.dtype == DType::F32 && router->compute.dtype == DType::F32,
+            "MoeLayer: fp32 only so far (bf16 comes with the model wiring)");
   const Ops& ops = ops_for(x.device);
   GPT_CHECK(x.dim(-1) == C_, "MoeLayer: input " + shape_str(x.shape) + " is not [N, " + std::to_string(C_) + "]");
   const int64_t N = x.numel() / C_, C = C_, E = cfg_.experts, k = cfg_.top_k, H = cfg_.expert_hidden;
   const int64_t G = cfg_.group_size(T);
   MoeRouting& r = acts.routing;
-  ensure(r.logits, {N, E}, DType::F32, x.device);
-  ops.matmul_forward(r.logits, x, router->compute, nullptr);
+  ensure(r.logits, {N, E}, DType::F32, Device::CPU);
+  if (x.device == Device::CPU) {
+    ops.matmul_forward(r.logits, x, router->compute, nullptr);
+  } else {
+    // The routing is sequential and tiny (N x E): it runs on the host, from the logits.
+    ensure(acts.device_logits, {N, E}, DType::F32, x.device);
+    ops.matmul_forward(acts.device_logits, x, router->compute, nullptr);
+    copy_(r.logits, acts.device_logits);
+  }
   moe_route(r, cfg_, G);  // checks that the tokens split into groups of G
   const int64_t rows = row_bound(N, G);
+  const int64_t kept = r.kept();
+
+  // The indices the row ops read, on the activations' device (a copy on the CPU too: one
+  // code path, and the copy is N k words).
+  ensure(acts.row_token, {rows}, DType::I32, x.device);
+  ensure(acts.row, {N * k}, DType::I32, x.device);
+  ensure(acts.weight, {N * k}, DType::F32, x.device);
+  if (kept > 0) ops.copy_from_host(acts.row_token.raw(), r.row_token.data(), size_t(kept) * sizeof(int32_t));
+  ops.copy_from_host(acts.row.raw(), r.row.data(), size_t(N * k) * sizeof(int32_t));
+  ops.copy_from_host(acts.weight.raw(), r.weight.data(), size_t(N * k) * sizeof(float));
 
   // Sized for the bound, not this step's count: the buffers never move as loads change.
   ensure(acts.expert_in, {rows, C}, DType::F32, x.device);
   ensure(acts.expert_out, {rows, C}, DType::F32, x.device);
-  const float* xs = x.f32();
-  float* in = acts.expert_in.f32();
-  const int64_t kept = r.kept();
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < kept; ++row)
-    std::copy_n(xs + int64_t(r.row_token[size_t(row)]) * C, C, in + row * C);
+  ops.moe_gather_rows(acts.expert_in, x, acts.row_token, kept);
 
   ExpertRows& run = acts.run;
   if (!exchange_) {
@@ -180,17 +194,7 @@ void MoeLayer::forward(MoeActs& acts, Tensor& out, const Tensor& x, int64_t T) {
     zero_(out);
   }
   // Combine: each token adds its kept experts' rows in choice order (one writer per row).
-  const float* eout = acts.expert_out.f32();
-  float* o = out.f32();
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < N; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t row = r.row[size_t(t * k + j)];
-      if (row < 0) continue;
-      const float w = r.weight[size_t(t * k + j)];
-      const float* y = eout + int64_t(row) * C;
-      for (int64_t c = 0; c < C; ++c) o[t * C + c] += w * y[c];
-    }
+  ops.moe_combine(out, acts.expert_out, acts.row, acts.weight, k);
 
   stats_.tokens_per_expert.resize(size_t(E));
   for (int64_t e = 0; e < E; ++e)
@@ -208,33 +212,23 @@ void MoeLayer::backward(MoeActs& acts, Tensor& dx, const Tensor& dout, const Ten
   ensure(s.d_expert_out, {rows, C}, DType::F32, x.device);
   ensure(s.d_expert_in, {rows, C}, DType::F32, x.device);
   ensure(s.dx_part, {N, C}, DType::F32, x.device);
+  ensure(s.dweight_rows, {N * k}, DType::F32, x.device);
   s.dweight.resize(size_t(N * k));
 
   // Through the combine: d(weight[n, j]) = dout[n] . y_row, d(y_row) = weight[n, j] dout[n].
-  const float* dy = dout.f32();
-  const float* eout = acts.expert_out.f32();
-  float* deout = s.d_expert_out.f32();
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < N; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      const size_t i = size_t(t * k + j);
-      const int32_t row = r.row[i];
-      float dot = 0.f;
-      if (row >= 0) {
-        const float w = r.weight[i];
-        const float* y = eout + int64_t(row) * C;
-        float* d = deout + int64_t(row) * C;
-        for (int64_t c = 0; c < C; ++c) {
-          dot += dy[t * C + c] * y[c];
-          d[c] = w * dy[t * C + c];
-        }
-      }
-      s.dweight[i] = dot;
-    }
+  ops.moe_combine_backward(s.d_expert_out, s.dweight_rows, dout, acts.expert_out, acts.row, acts.weight, k);
+  // The router's backward runs on the host, as its forward did.
+  ops.copy_to_host(s.dweight.data(), s.dweight_rows.raw(), size_t(N * k) * sizeof(float));
 
   // The router: d(logits), then dx = d(logits) @ W_r (this writes dx; the rest adds to it).
   moe_route_backward(s.dlogits, r, cfg_, s.dweight, aux_grad_scale);
-  ops.matmul_backward(&dx, router->grad, nullptr, s.dlogits, x, router->compute);
+  if (x.device == Device::CPU) {
+    ops.matmul_backward(&dx, router->grad, nullptr, s.dlogits, x, router->compute);
+  } else {
+    ensure(s.device_dlogits, s.dlogits.shape, DType::F32, x.device);
+    copy_(s.device_dlogits, s.dlogits);
+    ops.matmul_backward(&dx, router->grad, nullptr, s.device_dlogits, x, router->compute);
+  }
 
   if (shared_fc) {
     ensure(s.d_shared_pre, acts.shared_pre.shape, DType::F32, x.device);
@@ -259,16 +253,7 @@ void MoeLayer::backward(MoeActs& acts, Tensor& dx, const Tensor& dout, const Ten
     combine_back(acts, s.d_run_in, s.d_expert_in, s.staging);
   }
   // Scatter the experts' input gradients back, each token adding its rows in choice order.
-  const float* din = s.d_expert_in.f32();
-  float* d = dx.f32();
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < N; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t row = r.row[size_t(t * k + j)];
-      if (row < 0) continue;
-      const float* g = din + int64_t(row) * C;
-      for (int64_t c = 0; c < C; ++c) d[t * C + c] += g[c];
-    }
+  ops.moe_scatter_add_rows(dx, s.d_expert_in, acts.row, k);
 }
 
 }  // namespace gpt

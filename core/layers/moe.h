@@ -15,8 +15,12 @@
 //
 // Each expert runs on a contiguous buffer of the rows routed to it (gathered in the
 // router's fixed order), sized once for the most rows a forward can keep: N k dropless,
-// or groups * E * capacity. fp32 on the CPU for now: the router, gather and combine are
-// plain host loops, the GEMMs and GELUs go through the ops table.
+// or groups * E * capacity. fp32, on the CPU or CUDA (bf16 not yet). Everything on the
+// activations goes through the ops table: the router's GEMM, the row movement
+// (moe_gather_rows, moe_combine and their backward), the experts' GEMMs and GELUs. The
+// routing decisions themselves (softmax, top-k, capacity: sequential and tiny, N x E) run
+// on the host (core/layers/moe_router.h): on CUDA the logits come to the host, and the
+// indices the row ops need go up once per forward into small tensors kept in MoeActs.
 //
 // Expert parallelism (an ExpertExchange of P ranks): this rank holds experts
 // [first, first + E/P). Routing, capacity and the combine stay on the token's rank
@@ -47,7 +51,11 @@ struct ExpertRows {
 
 // What one forward keeps for its backward (one per micro-batch in flight).
 struct MoeActs {
-  MoeRouting routing;
+  MoeRouting routing;  // host: the router's decisions (its logits are host memory)
+  // The routing's indices on the activations' device, uploaded once per forward for the
+  // row ops: row_token I32 [rows bound], row I32 [N k], weight F32 [N k].
+  Tensor row_token, row, weight;
+  Tensor device_logits;  // [N, E]: where the router's GEMM writes when x is not on the CPU
   Tensor expert_in, expert_out;  // [rows, C]: this rank's routed rows, the router's order
   ExpertRows run;                // what the local experts ran (aliases expert_in/out locally)
   // Expert parallelism: rows sent to / received from each rank, and the received rows per
@@ -61,8 +69,10 @@ struct MoeScratch {
   Tensor d_expert_out, d_expert_in;        // [rows, C]: this rank's routed rows
   Tensor d_run_out, d_run_pre, d_run_in;   // the local experts' rows [.., C | H | C]
   Tensor staging;                          // expert parallelism: rows in rank order
-  Tensor d_shared_pre, dx_part, dlogits;   // [N, S H], [N, C], [N, E]
-  std::vector<float> dweight;              // [N k]
+  Tensor d_shared_pre, dx_part, dlogits;   // [N, S H], [N, C], [N, E] (dlogits: host)
+  Tensor device_dlogits;                   // [N, E]: dlogits uploaded, when x is not on the CPU
+  Tensor dweight_rows;                     // [N k] F32: d(weight), on the activations' device
+  std::vector<float> dweight;              // [N k]: the same on the host, for the router
 };
 
 // The last forward's load, for the metrics log.
@@ -79,7 +89,7 @@ class MoeLayer {
   // exchange: the expert-parallel group (null: every expert here).
   MoeLayer(ParamStore& store, const std::string& prefix, int64_t C, const MoeConfig& cfg,
            float init_std, float proj_init_std, ExpertExchange* exchange = nullptr);
-  // out, x: [N, C] F32 on the CPU, N = B T tokens of sequences of T (groups default to one
+  // out, x: [N, C] F32 (on the CPU or CUDA), N = B T tokens of sequences of T (groups default to one
   // sequence). The auxiliary losses are in acts.routing (aux_loss, z_loss).
   void forward(MoeActs& acts, Tensor& out, const Tensor& x, int64_t T);
   // dx [N, C] is OVERWRITTEN with d(x) (it is the gradient of a norm's output, a scratch
