@@ -96,7 +96,10 @@ void apply_calibration_json(Cluster& c, const std::string& json_text, const std:
   const json::Value* cal = doc.find("calibration");
   GPT_CHECK(cal && cal->is_object(), what + ": no \"calibration\" object; write one with "
                                             "benchmarks/scaling_bench.py or comm_bench --json");
-  for (const auto& [key, v] : cal->members) {
+  for (const auto& member : cal->members) {
+    // Named, not a structured binding: a lambda may not capture one before C++20 (clang).
+    const std::string& key = member.first;
+    const json::Value& v = member.second;
     const auto ends = [&](const std::string& suffix) {
       return key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
